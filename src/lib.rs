@@ -1,0 +1,5 @@
+//! tyk-idsync keeps Tyk Dashboard users and user groups in step with a
+//! company's identity provider (SCIM 2.0 clients and LDAP directories).
+
+pub mod domain;
+pub mod store;

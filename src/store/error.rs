@@ -1,0 +1,50 @@
+use thiserror::Error;
+
+/// Errors of the persistence layer.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database: {0}")]
+    Connect(String),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{entity} already exists: {detail}")]
+    Conflict {
+        entity: &'static str,
+        detail: String,
+    },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// A unique-constraint violation, which callers turn into a conflict.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            StoreError::Conflict { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether retrying the same operation may succeed (lost connection,
+    /// pool exhausted, SQLite busy, serialization failure).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Io(_))
+            | StoreError::Database(sqlx::Error::PoolTimedOut)
+            | StoreError::Database(sqlx::Error::PoolClosed) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => matches!(
+                db.code().as_deref(),
+                Some("40001") | Some("40P01") | Some("5") | Some("6") | Some("517")
+            ),
+            StoreError::Connect(_) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Persistence through sqlx on SQLite (the embedded default) or PostgreSQL.
+//!
+//! Both dialects go through sqlx's `Any` driver with runtime-checked queries:
+//! one set of SQL (`$1` placeholders work on both), one set of repository
+//! functions, and the same test-suite run against each backend. Where the
+//! dialects really differ (row locking, advisory locks, LISTEN/NOTIFY) the
+//! code branches on [`Backend`]. Timestamps are epoch milliseconds and ids
+//! are UUID text and booleans are BIGINT 0/1, which keeps every column inside
+//! the types `Any` decodes on both engines (it has no SQLite `BOOLEAN`).
+
+mod error;
+pub mod events;
+pub mod identities;
+mod migrate;
+pub mod settings;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use error::StoreError;
+pub use migrate::MigrationStatus;
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a database URL.
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The handle every repository function takes. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens the pool. For SQLite the parent directory and the file are
+    /// created on first use, WAL mode is switched on and writers wait for
+    /// each other instead of failing with `SQLITE_BUSY`.
+    pub async fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(&options.url)
+            .ok_or_else(|| StoreError::UnsupportedUrl(redact_url(&options.url)))?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(&options.url)?,
+            Backend::Postgres => options.url.clone(),
+        };
+        let connect_options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Connect(e.to_string()))?
+            .disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // SQLite has one writer; a small pool avoids lock convoys.
+                Backend::Sqlite => options.max_connections.clamp(1, 4),
+                Backend::Postgres => options.max_connections.max(1),
+            })
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect_options)
+            .await
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Applies every embedded migration that is not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate::run(self).await
+    }
+
+    /// Whether the database answers and every embedded migration is applied.
+    pub async fn migration_status(&self) -> Result<MigrationStatus, StoreError> {
+        migrate::status(self).await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Makes sure a SQLite file URL will create its file (and directory).
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Connect(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+    }
+    let query = match query {
+        Some(q) if q.contains("mode=") => q.to_string(),
+        Some(q) => format!("{q}&mode=rwc"),
+        None => "mode=rwc".to_string(),
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Hides the password in a database URL for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_follows_the_url_scheme() {
+        assert_eq!(
+            Backend::from_url("sqlite://data/x.db"),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::from_url("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn redaction_hides_only_the_password() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/idsync"),
+            "postgres://app:REDACTED@db:5432/idsync"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn sqlite_urls_are_opened_read_write_create() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/store.db");
+        let url = prepare_sqlite_url(&format!("sqlite://{}", path.display())).expect("url");
+        assert!(url.ends_with("?mode=rwc"), "{url}");
+        assert!(path.parent().expect("parent").is_dir());
+    }
+}

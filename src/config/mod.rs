@@ -1,6 +1,55 @@
 //! Configuration: defaults, an optional TOML file, then environment
 //! overrides (`TYK_IDSYNC__SECTION__KEY`), validated at start-up.
+//!
+//! Each section type lives beside the code it configures; this module
+//! assembles them, loads them (see [`load`]) and renders the effective
+//! configuration with secrets redacted for `check-config`.
 
+mod load;
 mod problem;
+mod sections;
 
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigErrors, ENV_PREFIX, load, load_with_env};
 pub use problem::{ConfigProblem, check_readable_file, require_secret, resolve_secret};
+pub use sections::{DatabaseConfig, LogConfig, LogFormat, ServerConfig};
+
+/// The whole configuration. Every section has defaults, so the binary runs
+/// with no file at all (SQLite under `./data/`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Every problem of every section, in file order.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = self.server.validate();
+        problems.extend(self.database.validate());
+        problems.extend(self.log.validate());
+        problems
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `[REDACTED]`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        copy.database.url = crate::store::redact_url(&copy.database.url);
+        toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Serializes a secret as `[REDACTED]` (use with `serialize_with`), so that
+/// `check-config` never prints one.
+pub fn serialize_redacted<S: serde::Serializer>(
+    value: &Option<secrecy::SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_some("[REDACTED]"),
+        None => serializer.serialize_none(),
+    }
+}

@@ -157,14 +157,12 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         Some((p, q)) => (p, Some(q)),
         None => (rest, None),
     };
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Connect(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
-        }
+    let parent = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent.filter(|_| path != ":memory:") {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Connect(format!("cannot create {}: {e}", parent.display())))?;
     }
     let query = match query {
         Some(q) if q.contains("mode=") => q.to_string(),

@@ -3,4 +3,6 @@
 
 mod support;
 
+mod cli;
+mod health;
 mod store_identities;

@@ -1,5 +1,6 @@
 //! Real components for the integration tests: PostgreSQL, slapd, the app.
 
+pub mod app;
 pub mod postgres;
 
 use std::net::TcpListener;

@@ -23,10 +23,11 @@ struct Cluster {
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 fn server_url() -> String {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        if !url.trim().is_empty() {
-            return url;
-        }
+    if let Some(url) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        return url;
     }
     match CLUSTER.get_or_init(start_cluster) {
         Ok(cluster) => cluster.admin_url.clone(),
@@ -130,10 +131,45 @@ fn start_cluster() -> Result<Cluster, String> {
             "start".into(),
         ],
     )?;
+    stop_when_this_process_exits(&bin, &data, dir.path(), run_as_postgres)?;
     Ok(Cluster {
         admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         _dir: dir,
     })
+}
+
+/// Statics are never dropped, so a detached watchdog stops the cluster and
+/// removes its directory once the test process is gone: no server outlives
+/// the test run.
+fn stop_when_this_process_exits(
+    bin: &std::path::Path,
+    data: &std::path::Path,
+    dir: &std::path::Path,
+    run_as_postgres: bool,
+) -> Result<(), String> {
+    let pg_ctl = format!(
+        "{}{} -D {} -m immediate -w stop",
+        if run_as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        },
+        bin.join("pg_ctl").display(),
+        data.display()
+    );
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {pg_ctl} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the PostgreSQL watchdog: {e}"))
 }
 
 /// Creates a fresh, empty database and returns its URL.

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what is missing (Debian
+# packages, the Node and Python test tools into project-local directories),
+# then runs `cargo fmt --check`, `cargo clippy -D warnings` and every test.
+#
+# PostgreSQL: tests use the server named by TEST_DATABASE_URL when it is set
+# (each test gets a fresh database there); otherwise they start their own
+# throwaway cluster with initdb on a random loopback port. slapd: the tests
+# start their own on a random loopback port.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+[ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1 || missing+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ -f tools/package.json ]; then
+  echo "==> installing Node test tools into tools/node_modules"
+  npm ci --prefix tools --no-audit --no-fund --loglevel=error
+fi
+if [ -f tools/requirements.txt ]; then
+  echo "==> installing Python test tools into .venv"
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --locked --all-targets -- --color never
+echo "==> all checks passed"

@@ -1,0 +1,135 @@
+//! Command line: `serve`, `migrate`, `check-config`, `--version`.
+//!
+//! Exit codes (also in the README):
+//! - 0: success
+//! - 1: runtime failure (e.g. the server stopped with an error)
+//! - 2: command-line usage error (unknown flag or command)
+//! - 3: invalid configuration (one `config error:` line per problem)
+//! - 4: database unreachable or a migration failed
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::startup::{self, Application, StartupError};
+use crate::telemetry;
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_CONFIG: u8 = 3;
+pub const EXIT_DATABASE: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tyk-idsync",
+    version,
+    about = "Keeps Tyk Dashboard users and user groups in step with your identity provider."
+)]
+pub struct Cli {
+    /// TOML configuration file. Without one, built-in defaults apply;
+    /// `TYK_IDSYNC__SECTION__KEY` environment variables override either.
+    #[arg(short, long, env = "TYK_IDSYNC_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (HTTP API, pollers, sync worker).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+}
+
+/// Parses the command line, runs the command and maps the outcome to an
+/// exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let config = match config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(dispatch(cli.command, config))
+}
+
+async fn dispatch(command: Command, config: Config) -> ExitCode {
+    match command {
+        Command::CheckConfig => {
+            print_stdout(&format!(
+                "# configuration is valid; effective values (secrets redacted):\n{}",
+                config.to_redacted_toml()
+            ));
+            ExitCode::SUCCESS
+        }
+        Command::Migrate => {
+            telemetry::init(&config.log);
+            match migrate(&config).await {
+                Ok(applied) => {
+                    print_stdout(&format!("migrations applied; {applied} in total\n"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Serve => {
+            telemetry::init(&config.log);
+            match serve(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> Result<usize, StartupError> {
+    let store = startup::open_store(config).await?;
+    store.migrate().await?;
+    let status = store.migration_status().await?;
+    store.close().await;
+    Ok(status.applied)
+}
+
+async fn serve(config: Config) -> Result<(), StartupError> {
+    let app = Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "Listening.");
+    app.run_until(startup::shutdown_signal()).await
+}
+
+fn fail(error: StartupError) -> ExitCode {
+    eprintln!("error: {error}");
+    tracing::error!(error = %error, "Exiting on error.");
+    ExitCode::from(match error {
+        StartupError::Config(_) => EXIT_CONFIG,
+        StartupError::Store(_) => EXIT_DATABASE,
+        _ => EXIT_RUNTIME,
+    })
+}
+
+/// Command output goes to stdout (logs go to stderr).
+#[allow(clippy::print_stdout)]
+fn print_stdout(text: &str) {
+    print!("{text}");
+}

@@ -1,0 +1,125 @@
+//! Building and running the application: open the store, migrate, bind the
+//! listener, serve until a shutdown signal, then drain in-flight requests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigProblem};
+use crate::http::{self, AppState, SharedState};
+use crate::store::{Store, StoreError, StoreOptions};
+
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error("config error: {0}")]
+    Config(#[from] ConfigProblem),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built application, bound to its port but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: SharedState,
+}
+
+/// Opens the store described by the config (without migrating).
+pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
+    let url = config.database.effective_url()?;
+    let mut options = StoreOptions::new(url);
+    options.max_connections = config.database.max_connections;
+    Ok(Store::connect(&options).await?)
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let store = open_store(&config).await?;
+        if config.database.run_migrations {
+            store.migrate().await?;
+        }
+        let addr = config.server.listen_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let state = Arc::new(AppState { store, config });
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting connections and
+    /// waits up to `server.shutdown_timeout` for in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let server_config = self.state.config.server.clone();
+        let router = http::router(self.state.clone(), server_config.request_timeout);
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("Shutdown requested; finishing in-flight requests.");
+            let _ = stopping_tx.send(true);
+        });
+        let mut serve = std::pin::pin!(serve.into_future());
+        tokio::select! {
+            result = &mut serve => result.map_err(StartupError::Serve)?,
+            _ = async {
+                let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+                tokio::time::sleep(server_config.shutdown_timeout).await;
+            } => {
+                tracing::warn!(
+                    timeout = ?server_config.shutdown_timeout,
+                    "In-flight requests did not finish in time; stopping anyway."
+                );
+            }
+        }
+        self.state.store.close().await;
+        tracing::info!("Stopped.");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

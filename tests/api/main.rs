@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod config_example;
 mod health;
 mod store_identities;

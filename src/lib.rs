@@ -6,6 +6,7 @@
 //! `startup` (building and running the app), `cli` (commands), `domain`
 //! (types shared by all of them).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
+use crate::admin::AdminAuth;
 use crate::config::{Config, ConfigProblem};
 use crate::http::{self, AppState, SharedState};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -76,7 +77,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let server_config = self.state.config.server.clone();
-        let router = http::router(self.state.clone(), server_config.request_timeout);
+        let admin_auth = AdminAuth::new(self.state.config.admin.token_hash()?);
+        let router = http::router(
+            self.state.clone(),
+            admin_auth,
+            server_config.request_timeout,
+        );
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             shutdown.await;

@@ -21,6 +21,7 @@ pub use sections::{DatabaseConfig, LogConfig, LogFormat, ServerConfig};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub admin: crate::admin::AdminConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
 }
@@ -29,6 +30,7 @@ impl Config {
     /// Every problem of every section, in file order.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = self.server.validate();
+        problems.extend(self.admin.validate());
         problems.extend(self.database.validate());
         problems.extend(self.log.validate());
         problems

@@ -1,7 +1,9 @@
 //! The HTTP edge: the router every boundary mounts its routes on, request
 //! ids and tracing, body and time limits.
 
+mod error;
 mod health;
+mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use error::ApiError;
+
+use crate::admin::AdminAuth;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -27,10 +32,15 @@ pub type SharedState = Arc<AppState>;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application router.
-pub fn router(state: SharedState, request_timeout: Duration) -> Router {
+pub fn router(state: SharedState, admin_auth: AdminAuth, request_timeout: Duration) -> Router {
+    // Installing the recorder here makes every counter below it count.
+    let _ = crate::telemetry::metrics_handle();
     Router::new()
         .merge(health::router())
+        .merge(crate::admin::router(admin_auth, Router::new()))
+        .route("/metrics", axum::routing::get(metrics::render))
         .with_state(state)
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,

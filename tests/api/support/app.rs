@@ -5,6 +5,9 @@ use tyk_idsync::startup::Application;
 
 use super::{Db, fresh_database_url};
 
+/// The admin bearer token every test app accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -16,6 +19,16 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// A GET on the admin API with the test admin token.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin request")
     }
 
     /// Asks the server to stop (graceful shutdown).
@@ -38,6 +51,7 @@ pub async fn test_config(db: Db) -> (Config, Option<tempfile::TempDir>) {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();
     config.database.url = url;
+    config.admin.token = Some(secrecy::SecretString::from(ADMIN_TOKEN.to_string()));
     (config, guard)
 }
 

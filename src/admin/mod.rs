@@ -1,0 +1,26 @@
+//! The admin API under `/admin/v1`, protected by its own bearer token
+//! (separate from the SCIM tokens). Each boundary contributes its routes;
+//! this module owns the authentication in front of all of them.
+
+mod auth;
+mod config;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::http::SharedState;
+
+pub use auth::{AdminAuth, require_admin_token};
+pub use config::AdminConfig;
+
+/// Every `/admin/v1` route, behind the admin-token middleware.
+pub fn router(auth: AdminAuth, routes: Router<SharedState>) -> Router<SharedState> {
+    Router::new()
+        .nest("/admin/v1", routes.merge(status::router()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            require_admin_token,
+        ))
+}

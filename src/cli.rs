@@ -45,6 +45,12 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Exit 0 if the service at URL answers 200 (for container health checks).
+    Healthcheck {
+        /// What to probe.
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
 }
 
 /// Parses the command line, runs the command and maps the outcome to an
@@ -58,6 +64,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // The health probe needs no configuration (the container may not have it).
+    if let Command::Healthcheck { url } = &cli.command {
+        return healthcheck(url);
+    }
     let config = match config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(errors) => {
@@ -94,6 +104,7 @@ async fn dispatch(command: Command, config: Config) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Healthcheck { url } => healthcheck(&url),
         Command::Serve => {
             telemetry::init(&config.log);
             match serve(config).await {
@@ -116,6 +127,35 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     let app = Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "Listening.");
     app.run_until(startup::shutdown_signal()).await
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return ExitCode::from(EXIT_RUNTIME),
+    };
+    let ok = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build();
+        match client {
+            Ok(client) => client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success()),
+            Err(_) => false,
+        }
+    });
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("unhealthy: {url}");
+        ExitCode::from(EXIT_RUNTIME)
+    }
 }
 
 fn fail(error: StartupError) -> ExitCode {

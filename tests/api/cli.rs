@@ -201,6 +201,12 @@ fn serve_answers_and_stops_on_sigterm_and_sigint() {
             .expect("spawn serve");
         let ready = wait_for_200(&format!("http://{listen}/readyz"));
         let health = wait_for_200(&format!("http://{listen}/healthz"));
+        let probe = run(
+            &["healthcheck", "--url", &format!("http://{listen}/healthz")],
+            &[],
+            dir.path(),
+        );
+        assert!(probe.status.success(), "healthcheck: {}", stderr(&probe));
         let kill = Command::new("kill")
             .args([signal, &child.id().to_string()])
             .status()
@@ -241,4 +247,12 @@ fn wait_with_timeout(
     }
     let _ = child.kill();
     None
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://127.0.0.1:{}/healthz", free_port());
+    let out = run(&["healthcheck", "--url", &url], &[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
 }

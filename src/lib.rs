@@ -13,4 +13,5 @@ pub mod domain;
 pub mod http;
 pub mod startup;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

@@ -12,6 +12,7 @@ use crate::admin::AdminAuth;
 use crate::config::{Config, ConfigProblem};
 use crate::http::{self, AppState, SharedState};
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::tasks::{self, Task};
 
 #[derive(Debug, Error)]
 pub enum StartupError {
@@ -32,6 +33,7 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     state: SharedState,
+    tasks: Vec<Task>,
 }
 
 /// Opens the store described by the config (without migrating).
@@ -52,8 +54,16 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let state = Arc::new(AppState { store, config });
-        Ok(Self { listener, state })
+        let state = Arc::new(AppState {
+            store,
+            config,
+            sync_wakeup: Arc::new(tokio::sync::Notify::new()),
+        });
+        Ok(Self {
+            listener,
+            state,
+            tasks: Vec::new(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -70,6 +80,11 @@ impl Application {
         self.state.clone()
     }
 
+    /// Adds a background task that runs while the server serves.
+    pub fn add_task(&mut self, task: Task) {
+        self.tasks.push(task);
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting connections and
     /// waits up to `server.shutdown_timeout` for in-flight requests.
     pub async fn run_until(
@@ -83,17 +98,19 @@ impl Application {
             admin_auth,
             server_config.request_timeout,
         );
-        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let (trigger, task_shutdown) = tasks::shutdown_pair();
+        let running = tasks::spawn_all(self.tasks, &task_shutdown);
+        let mut stopping = task_shutdown.clone();
         let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("Shutdown requested; finishing in-flight requests.");
-            let _ = stopping_tx.send(true);
+            trigger.trigger();
         });
         let mut serve = std::pin::pin!(serve.into_future());
         tokio::select! {
             result = &mut serve => result.map_err(StartupError::Serve)?,
             _ = async {
-                let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+                stopping.requested().await;
                 tokio::time::sleep(server_config.shutdown_timeout).await;
             } => {
                 tracing::warn!(
@@ -102,6 +119,7 @@ impl Application {
                 );
             }
         }
+        running.join(server_config.shutdown_timeout).await;
         self.state.store.close().await;
         tracing::info!("Stopped.");
         Ok(())

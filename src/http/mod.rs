@@ -25,6 +25,9 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub config: Config,
+    /// Poked after every accepted identity change so the sync worker runs
+    /// at once instead of waiting for its timer.
+    pub sync_wakeup: Arc<tokio::sync::Notify>,
 }
 
 pub type SharedState = Arc<AppState>;

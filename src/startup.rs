@@ -9,9 +9,10 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 use crate::admin::AdminAuth;
+use crate::cluster::{self, Leadership};
 use crate::config::{Config, ConfigProblem};
 use crate::http::{self, AppState, SharedState};
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Backend, Store, StoreError, StoreOptions};
 use crate::tasks::{self, Task};
 
 #[derive(Debug, Error)]
@@ -54,15 +55,35 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let sync_wakeup = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        let leadership = match store.backend() {
+            Backend::Sqlite => Leadership::always(),
+            Backend::Postgres => {
+                let leadership = Leadership::follower();
+                let url = config.database.effective_url()?;
+                let interval = config.database.leader_check_interval;
+                let (l, u) = (leadership.clone(), url.clone());
+                tasks.push(Task::new("leader-election", move |shutdown| {
+                    cluster::campaign(u, l, interval, shutdown)
+                }));
+                let wakeup = sync_wakeup.clone();
+                tasks.push(Task::new("outbox-listener", move |shutdown| {
+                    cluster::listen_for_outbox(url, wakeup, shutdown)
+                }));
+                leadership
+            }
+        };
         let state = Arc::new(AppState {
             store,
             config,
-            sync_wakeup: Arc::new(tokio::sync::Notify::new()),
+            sync_wakeup,
+            leadership,
         });
         Ok(Self {
             listener,
             state,
-            tasks: Vec::new(),
+            tasks,
         })
     }
 

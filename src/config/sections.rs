@@ -78,6 +78,11 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Apply pending migrations at start-up (`serve`). `migrate` always does.
     pub run_migrations: bool,
+    /// PostgreSQL only: how often a replica tries to become the leader (and
+    /// the leader checks its lock). A dead leader is replaced within about
+    /// one interval.
+    #[serde(with = "humantime_serde")]
+    pub leader_check_interval: Duration,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -87,6 +92,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("url_file", &self.url_file)
             .field("max_connections", &self.max_connections)
             .field("run_migrations", &self.run_migrations)
+            .field("leader_check_interval", &self.leader_check_interval)
             .finish()
     }
 }
@@ -98,6 +104,7 @@ impl Default for DatabaseConfig {
             url_file: None,
             max_connections: 10,
             run_migrations: true,
+            leader_check_interval: Duration::from_secs(1),
         }
     }
 }

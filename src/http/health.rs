@@ -24,10 +24,16 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
     let backend = state.store.backend().as_str();
+    let role = state.leadership.role();
     match state.store.migration_status().await {
         Ok(status) if status.is_current() => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "database": backend, "migrations": status.applied})),
+            Json(json!({
+                "status": "ready",
+                "database": backend,
+                "migrations": status.applied,
+                "role": role,
+            })),
         ),
         Ok(status) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -28,6 +28,8 @@ pub struct AppState {
     /// Poked after every accepted identity change so the sync worker runs
     /// at once instead of waiting for its timer.
     pub sync_wakeup: Arc<tokio::sync::Notify>,
+    /// Whether this replica runs the pollers and the sync worker.
+    pub leadership: crate::cluster::Leadership,
 }
 
 pub type SharedState = Arc<AppState>;

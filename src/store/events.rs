@@ -7,8 +7,18 @@ use super::StoreError;
 use super::identities::parse_uuid;
 use crate::domain::{EventKind, IdentityEvent, NewIdentityEvent, SourceName, Timestamp};
 
+/// The PostgreSQL channel notified (on commit) when events are appended.
+pub const OUTBOX_CHANNEL: &str = "tyk_idsync_outbox";
+
 /// Appends an event; call it inside the transaction that makes the change.
+/// On PostgreSQL this also queues a `NOTIFY`, which PostgreSQL delivers only
+/// if and when the transaction commits, waking the leader on any replica.
 pub async fn append(conn: &mut AnyConnection, event: &NewIdentityEvent) -> Result<i64, StoreError> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query(&format!("NOTIFY {OUTBOX_CHANNEL}"))
+            .execute(&mut *conn)
+            .await?;
+    }
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO identity_events (source, kind, subject_id, email, detail, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",

@@ -79,3 +79,27 @@ async fn readyz_is_503_when_the_database_is_gone() {
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(body["reason"], "database unreachable");
 }
+
+async fn readyz_reports_the_replica_role(db: Db) {
+    let app = spawn_app(db).await;
+    let mut role = serde_json::Value::Null;
+    for _ in 0..50 {
+        let body: serde_json::Value = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .expect("json");
+        role = body["role"].clone();
+        if role == "leader" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Alone on its database, a replica leads (on SQLite, always).
+    assert_eq!(role, "leader");
+}
+both_backends!(readyz_role, readyz_reports_the_replica_role);

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod cli;
+mod cluster;
 mod config_example;
 mod health;
 mod store_identities;

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
 use crate::startup::{self, Application, StartupError};
+use crate::store::{Store, StoreOptions};
 use crate::telemetry;
 
 pub const EXIT_RUNTIME: u8 = 1;
@@ -45,6 +46,16 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Copy all state from one store to another (e.g. SQLite to PostgreSQL).
+    /// The target must be empty; stop the service while copying.
+    MigrateStore {
+        /// Source database URL (e.g. sqlite://data/tyk-idsync.db).
+        #[arg(long)]
+        from: String,
+        /// Target database URL (e.g. postgres://user:pass@host/db).
+        #[arg(long)]
+        to: String,
+    },
     /// Exit 0 if the service at URL answers 200 (for container health checks).
     Healthcheck {
         /// What to probe.
@@ -105,6 +116,22 @@ async fn dispatch(command: Command, config: Config) -> ExitCode {
             }
         }
         Command::Healthcheck { url } => healthcheck(&url),
+        Command::MigrateStore { from, to } => {
+            telemetry::init(&config.log);
+            match migrate_store(&from, &to).await {
+                Ok(report) => {
+                    let total: u64 = report.values().sum();
+                    let mut text = String::new();
+                    for (table, rows) in &report {
+                        text.push_str(&format!("{table}: {rows} rows\n"));
+                    }
+                    text.push_str(&format!("copied {total} rows\n"));
+                    print_stdout(&text);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Serve => {
             telemetry::init(&config.log);
             match serve(config).await {
@@ -121,6 +148,18 @@ async fn migrate(config: &Config) -> Result<usize, StartupError> {
     let status = store.migration_status().await?;
     store.close().await;
     Ok(status.applied)
+}
+
+async fn migrate_store(
+    from: &str,
+    to: &str,
+) -> Result<crate::store::copy::CopyReport, StartupError> {
+    let from = Store::connect(&StoreOptions::new(from)).await?;
+    let to = Store::connect(&StoreOptions::new(to)).await?;
+    let report = crate::store::copy::copy_all(&from, &to).await?;
+    from.close().await;
+    to.close().await;
+    Ok(report)
 }
 
 async fn serve(config: Config) -> Result<(), StartupError> {

@@ -8,6 +8,7 @@
 //! are UUID text and booleans are BIGINT 0/1, which keeps every column inside
 //! the types `Any` decodes on both engines (it has no SQLite `BOOLEAN`).
 
+pub mod copy;
 mod error;
 pub mod events;
 pub mod identities;

@@ -8,4 +8,5 @@ mod cli;
 mod cluster;
 mod config_example;
 mod health;
+mod migrate_store;
 mod store_identities;

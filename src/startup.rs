@@ -117,6 +117,8 @@ impl Application {
         let router = http::router(
             self.state.clone(),
             admin_auth,
+            http::ApiRouter::new(),
+            http::ApiRouter::new(),
             server_config.request_timeout,
         );
         let (trigger, task_shutdown) = tasks::shutdown_pair();

@@ -8,16 +8,15 @@ mod status;
 
 use std::sync::Arc;
 
-use axum::Router;
-
-use crate::http::SharedState;
+use crate::http::ApiRouter;
 
 pub use auth::{AdminAuth, require_admin_token};
 pub use config::AdminConfig;
 
-/// Every `/admin/v1` route, behind the admin-token middleware.
-pub fn router(auth: AdminAuth, routes: Router<SharedState>) -> Router<SharedState> {
-    Router::new()
+/// Every `/admin/v1` route, behind the admin-token middleware. `routes`
+/// are the other boundaries' admin routes, relative to `/admin/v1`.
+pub fn router(auth: AdminAuth, routes: ApiRouter) -> ApiRouter {
+    ApiRouter::new()
         .nest("/admin/v1", routes.merge(status::router()))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),

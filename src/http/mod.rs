@@ -4,6 +4,7 @@
 mod error;
 mod health;
 mod metrics;
+mod openapi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use openapi::{ADMIN_TOKEN, SCIM_TOKEN};
+
+/// A router that documents its routes in the OpenAPI document.
+pub type ApiRouter = utoipa_axum::router::OpenApiRouter<SharedState>;
 
 use crate::admin::AdminAuth;
 use crate::config::Config;
@@ -36,14 +41,32 @@ pub type SharedState = Arc<AppState>;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole application router.
-pub fn router(state: SharedState, admin_auth: AdminAuth, request_timeout: Duration) -> Router {
+/// The whole application router. `admin_routes` and `public_routes` are the
+/// boundaries' documented routes (admin ones relative to `/admin/v1`).
+pub fn router(
+    state: SharedState,
+    admin_auth: AdminAuth,
+    admin_routes: ApiRouter,
+    public_routes: ApiRouter,
+    request_timeout: Duration,
+) -> Router {
     // Installing the recorder here makes every counter below it count.
     let _ = crate::telemetry::metrics_handle();
-    Router::new()
+    let (router, doc) = ApiRouter::with_openapi(openapi::base())
         .merge(health::router())
-        .merge(crate::admin::router(admin_auth, Router::new()))
+        .merge(crate::admin::router(admin_auth, admin_routes))
+        .merge(public_routes)
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    router
         .route("/metrics", axum::routing::get(metrics::render))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
         .with_state(state)
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(

@@ -9,4 +9,5 @@ mod cluster;
 mod config_example;
 mod health;
 mod migrate_store;
+mod openapi;
 mod store_identities;

@@ -1,0 +1,19 @@
+//! The sync layer: plan changes to Tyk from the desired and actual state,
+//! guard against mass removals, apply the plan safely and record it.
+
+pub mod actual;
+pub mod guard;
+pub mod ownership;
+pub mod plan;
+pub mod scope;
+pub mod step;
+
+pub use actual::{ActualGroup, ActualState, ActualUser};
+pub use guard::{GuardConfig, GuardVerdict, guard};
+pub use ownership::{Deprovision, ManagedGroup, ManagedUser, Ownership, SyncPolicy};
+pub use plan::plan;
+pub use scope::{plan_for_people, restrict_to_people};
+pub use step::{
+    DeprovisionReason, GroupRef, Permissions, Plan, PlanStep, PlanSummary, Profile, SkipReason,
+    Skipped,
+};

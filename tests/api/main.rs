@@ -4,3 +4,4 @@
 mod support;
 
 mod store_identities;
+mod sync_store;

@@ -69,3 +69,13 @@ CREATE TABLE sync_event_leases (
     until_at     BIGINT  NOT NULL,
     attempts     BIGINT  NOT NULL
 );
+
+-- A user creation we are about to send to Tyk. Written before the POST and
+-- removed once the new id is recorded in sync_managed_users, so that after a
+-- crash in between, the user Tyk created is recognised as ours.
+CREATE TABLE sync_pending_creates (
+    org_id      TEXT    NOT NULL,
+    email       TEXT    NOT NULL,
+    started_at  BIGINT  NOT NULL,
+    PRIMARY KEY (org_id, email)
+);

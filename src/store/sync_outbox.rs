@@ -59,17 +59,24 @@ pub async fn claim(
     for row in rows {
         let seq: i64 = row.try_get("seq")?;
         let kind: String = row.try_get("kind")?;
-        let attempts: i64 = sqlx::query_scalar(
+        // The conditional upsert is what makes a claim exclusive: it waits
+        // for a concurrent claimer's insert and re-checks its lease, which
+        // the SELECT above (a snapshot) cannot do.
+        let attempts: Option<i64> = sqlx::query_scalar(
             "INSERT INTO sync_event_leases (seq, holder, until_at, attempts) \
              VALUES ($1, $2, $3, 1) ON CONFLICT (seq) DO UPDATE SET holder = excluded.holder, \
              until_at = excluded.until_at, attempts = sync_event_leases.attempts + 1 \
-             RETURNING attempts",
+             WHERE sync_event_leases.until_at <= $4 RETURNING attempts",
         )
         .bind(seq)
         .bind(holder)
         .bind(until.0)
-        .fetch_one(&mut *conn)
+        .bind(now.0)
+        .fetch_optional(&mut *conn)
         .await?;
+        let Some(attempts) = attempts else {
+            continue;
+        };
         claimed.push(ClaimedEvent {
             seq,
             source: SourceName(row.try_get("source")?),

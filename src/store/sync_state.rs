@@ -23,10 +23,44 @@ fn managed_user_from_row(row: &AnyRow) -> Result<ManagedUser, StoreError> {
     })
 }
 
-/// Records (or refreshes) a managed user. A previous record for the same
-/// org and e-mail under another Tyk id is replaced: the Tyk id just
-/// confirmed is the live one.
+/// Notes that a creation for this person is about to be sent to Tyk.
+pub async fn begin_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    email: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sync_pending_creates (org_id, email, started_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (org_id, email) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(email.to_lowercase())
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Drops a pending creation (it failed for good, or its user is recorded).
+pub async fn end_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    email: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sync_pending_creates WHERE org_id = $1 AND email = $2")
+        .bind(org_id)
+        .bind(email.to_lowercase())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records (or refreshes) a managed user and ends any pending creation for
+/// it. A previous record for the same org and e-mail under another Tyk id
+/// is replaced: the Tyk id just confirmed is the live one.
 pub async fn record_user(conn: &mut AnyConnection, user: &ManagedUser) -> Result<(), StoreError> {
+    end_create(conn, &user.org_id, &user.email).await?;
     sqlx::query(
         "DELETE FROM sync_managed_users WHERE org_id = $1 AND email = $2 AND tyk_user_id <> $3",
     )
@@ -161,5 +195,14 @@ pub async fn list_groups(conn: &mut AnyConnection) -> Result<Vec<ManagedGroup>, 
 pub async fn load_ownership(conn: &mut AnyConnection) -> Result<Ownership, StoreError> {
     let users = list_users(conn).await?;
     let groups = list_groups(conn).await?;
-    Ok(Ownership::from_parts(users, groups))
+    let mut ownership = Ownership::from_parts(users, groups);
+    let pending = sqlx::query("SELECT org_id, email FROM sync_pending_creates")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in pending {
+        ownership
+            .pending_creates
+            .insert((row.try_get("org_id")?, row.try_get("email")?));
+    }
+    Ok(ownership)
 }

@@ -5,15 +5,19 @@ pub mod actual;
 pub mod guard;
 pub mod ownership;
 pub mod plan;
+pub mod retry;
 pub mod scope;
 pub mod step;
+pub mod writer;
 
 pub use actual::{ActualGroup, ActualState, ActualUser};
 pub use guard::{GuardConfig, GuardVerdict, guard};
 pub use ownership::{Deprovision, ManagedGroup, ManagedUser, Ownership, SyncPolicy};
 pub use plan::plan;
+pub use retry::{Pacer, RetryPolicy};
 pub use scope::{plan_for_people, restrict_to_people};
 pub use step::{
     DeprovisionReason, GroupRef, Permissions, Plan, PlanStep, PlanSummary, Profile, SkipReason,
     Skipped,
 };
+pub use writer::{GroupRecord, TykWriter, UserRecord, WriteError};

@@ -3,7 +3,7 @@
 //! plan; the planner never changes a Tyk user that is not in here (unless
 //! adopting by e-mail is switched on).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,10 @@ pub struct ManagedGroup {
 pub struct Ownership {
     pub users: BTreeMap<String, ManagedUser>,
     pub groups: BTreeMap<String, ManagedGroup>,
+    /// (org, e-mail) of creations sent to Tyk whose id we never recorded
+    /// (crash in between): the Tyk user with that e-mail is ours.
+    #[serde(default)]
+    pub pending_creates: BTreeSet<(String, String)>,
 }
 
 impl Ownership {
@@ -53,11 +57,18 @@ impl Ownership {
                 .into_iter()
                 .map(|g| (g.tyk_group_id.clone(), g))
                 .collect(),
+            pending_creates: BTreeSet::new(),
         }
     }
 
     pub fn manages_user(&self, tyk_user_id: &str) -> bool {
         self.users.contains_key(tyk_user_id)
+    }
+
+    /// Whether a creation for this person was interrupted.
+    pub fn creation_pending(&self, org_id: &str, email: &str) -> bool {
+        self.pending_creates
+            .contains(&(org_id.to_string(), email.to_lowercase()))
     }
 
     pub fn manages_group(&self, tyk_group_id: &str) -> bool {

@@ -272,7 +272,8 @@ impl<'a> Planner<'a> {
             return self.skip(&key.0, &key.1, SkipReason::Admin);
         }
         if !self.ownership.manages_user(&existing.id) {
-            if !(self.policy.adopt_existing && user.active) {
+            let resumed_creation = self.ownership.creation_pending(&key.0, &key.1);
+            if !resumed_creation && !(self.policy.adopt_existing && user.active) {
                 return self.skip(&key.0, &key.1, SkipReason::UnmanagedUser);
             }
             self.push_person_step(
@@ -282,6 +283,7 @@ impl<'a> Planner<'a> {
                     email: key.1.clone(),
                     user_id: existing.id.clone(),
                     rule: user.rule.clone(),
+                    resumed_creation,
                 },
             );
         }

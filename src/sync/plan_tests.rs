@@ -278,6 +278,20 @@ fn adoption_takes_over_a_matching_user_before_updating_it() {
 }
 
 #[test]
+fn an_interrupted_creation_is_resumed_as_ours_without_adopt_existing() {
+    let (desired, actual, _) = one_group_world();
+    let mut ownership = Ownership::from_parts([], [mgroup("g1", "dev")]);
+    ownership
+        .pending_creates
+        .insert((ORG.into(), "ada@example.com".into()));
+    let plan = plan(&desired, &actual, &ownership, &SyncPolicy::default(), NOW);
+    assert!(matches!(
+        &plan.steps[..],
+        [PlanStep::AdoptUser { resumed_creation: true, user_id, .. }] if user_id == "u1"
+    ));
+}
+
+#[test]
 fn a_person_gone_from_every_source_is_deactivated() {
     let (mut desired, actual, ownership) = one_group_world();
     desired.users.clear();
@@ -850,7 +864,7 @@ proptest! {
         let mut deactivated = BTreeSet::new();
         for step in &plan.steps {
             match step {
-                PlanStep::AdoptUser { user_id, .. } => { prop_assert!(policy.adopt_existing); adopted.insert(user_id.clone()); }
+                PlanStep::AdoptUser { user_id, resumed_creation, .. } => { prop_assert!(policy.adopt_existing || *resumed_creation); adopted.insert(user_id.clone()); }
                 PlanStep::CreateGroup { name, permissions, .. } => { prop_assert!(permissions_usable(permissions)); created_groups.insert(name.clone()); }
                 PlanStep::CreateUser { email, permissions, group, .. } => {
                     prop_assert!(permissions_usable(permissions));

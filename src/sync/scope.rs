@@ -47,6 +47,12 @@ pub fn restrict_to_people(
             .filter(|(_, m)| wanted(&m.email))
             .map(|(id, m)| (id.clone(), m.clone()))
             .collect(),
+        pending_creates: ownership
+            .pending_creates
+            .iter()
+            .filter(|(_, email)| wanted(email))
+            .cloned()
+            .collect(),
     };
     (desired, actual, ownership)
 }

@@ -65,12 +65,16 @@ pub enum PlanStep {
         rule: Option<String>,
     },
     /// Takes over an existing unmanaged user with the desired e-mail
-    /// (`adopt_existing = true`); logged in the audit trail.
+    /// (`adopt_existing = true`, or an interrupted creation of ours);
+    /// logged in the audit trail.
     AdoptUser {
         org_id: String,
         email: String,
         user_id: String,
         rule: Option<String>,
+        /// The user is one we created but could not record (crash between
+        /// Tyk's answer and our write): ours, whatever `adopt_existing` says.
+        resumed_creation: bool,
     },
     Reactivate {
         org_id: String,

@@ -101,6 +101,36 @@ async fn managed_groups_round_trip(db: Db) {
 }
 both_backends!(managed_groups_round_trip_on, managed_groups_round_trip);
 
+async fn pending_creations_survive_until_the_user_is_recorded(db: Db) {
+    let (store, _dir) = fresh_store(db).await;
+    let mut conn = store.pool().acquire().await.expect("conn");
+    sync_state::begin_create(&mut conn, "org1", "Ada@Example.com", Timestamp(1))
+        .await
+        .expect("begin");
+    sync_state::begin_create(&mut conn, "org1", "ada@example.com", Timestamp(2))
+        .await
+        .expect("begin again is fine");
+    sync_state::begin_create(&mut conn, "org1", "bob@example.com", Timestamp(2))
+        .await
+        .expect("begin");
+    let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
+    assert!(ownership.creation_pending("org1", "ada@example.com"));
+    assert!(ownership.creation_pending("org1", "bob@example.com"));
+
+    sync_state::record_user(&mut conn, &managed("u1", "ada@example.com"))
+        .await
+        .expect("record");
+    sync_state::end_create(&mut conn, "org1", "bob@example.com")
+        .await
+        .expect("end");
+    let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
+    assert!(ownership.pending_creates.is_empty(), "{ownership:?}");
+}
+both_backends!(
+    pending_creations_survive_until_the_user_is_recorded_on,
+    pending_creations_survive_until_the_user_is_recorded
+);
+
 fn held_run() -> NewSyncRun {
     NewSyncRun {
         kind: RunKind::Full,

@@ -273,7 +273,8 @@ impl<'a> Planner<'a> {
         }
         if !self.ownership.manages_user(&existing.id) {
             let resumed_creation = self.ownership.creation_pending(&key.0, &key.1);
-            if !resumed_creation && !(self.policy.adopt_existing && user.active) {
+            let adoptable = self.policy.adopt_existing && user.active;
+            if !(resumed_creation || adoptable) {
                 return self.skip(&key.0, &key.1, SkipReason::UnmanagedUser);
             }
             self.push_person_step(

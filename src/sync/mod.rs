@@ -2,6 +2,13 @@
 //! guard against mass removals, apply the plan safely and record it.
 
 pub mod actual;
+pub mod apply;
+mod apply_audit;
+mod apply_person;
+#[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
+mod fake_tyk;
 pub mod guard;
 pub mod ownership;
 pub mod plan;
@@ -11,6 +18,7 @@ pub mod step;
 pub mod writer;
 
 pub use actual::{ActualGroup, ActualState, ActualUser};
+pub use apply::{Applier, ApplyContext, ApplyLimits, ApplyReport};
 pub use guard::{GuardConfig, GuardVerdict, guard};
 pub use ownership::{Deprovision, ManagedGroup, ManagedUser, Ownership, SyncPolicy};
 pub use plan::plan;

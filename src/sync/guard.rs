@@ -9,7 +9,7 @@ use super::step::Plan;
 
 /// Thresholds (from `SyncConfig.guard`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
     /// Removals up to this count always proceed.
     pub min_count: usize,

@@ -7,6 +7,7 @@ mod apply_audit;
 mod apply_person;
 #[cfg(test)]
 mod apply_tests;
+pub mod config;
 #[cfg(test)]
 mod fake_tyk;
 pub mod guard;
@@ -19,6 +20,7 @@ pub mod writer;
 
 pub use actual::{ActualGroup, ActualState, ActualUser};
 pub use apply::{Applier, ApplyContext, ApplyLimits, ApplyReport};
+pub use config::SyncConfig;
 pub use guard::{GuardConfig, GuardVerdict, guard};
 pub use ownership::{Deprovision, ManagedGroup, ManagedUser, Ownership, SyncPolicy};
 pub use plan::plan;

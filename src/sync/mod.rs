@@ -16,6 +16,7 @@ pub mod plan;
 pub mod retry;
 pub mod scope;
 pub mod step;
+pub mod worker;
 pub mod writer;
 
 pub use actual::{ActualGroup, ActualState, ActualUser};
@@ -29,5 +30,8 @@ pub use scope::{plan_for_people, restrict_to_people};
 pub use step::{
     DeprovisionReason, GroupRef, Permissions, Plan, PlanStep, PlanSummary, Profile, SkipReason,
     Skipped,
+};
+pub use worker::{
+    ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, SyncWorker, Trigger,
 };
 pub use writer::{GroupRecord, TykWriter, UserRecord, WriteError};

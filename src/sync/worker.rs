@@ -130,6 +130,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         Arc::clone(&self.wake)
     }
 
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
     pub fn config(&self) -> &SyncConfig {
         &self.config
     }
@@ -579,6 +583,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
 
 fn removed_people(plan: &Plan) -> BTreeSet<(String, String)> {
     plan.steps

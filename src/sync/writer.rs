@@ -111,3 +111,54 @@ pub trait TykWriter: Send + Sync {
         email: &str,
     ) -> impl Future<Output = Result<Option<ActualUser>, WriteError>> + Send;
 }
+
+/// A shared writer is a writer (the worker owns one; tests keep a handle).
+impl<T: TykWriter> TykWriter for std::sync::Arc<T> {
+    fn create_group(
+        &self,
+        group: &GroupRecord,
+    ) -> impl Future<Output = Result<String, WriteError>> + Send {
+        (**self).create_group(group)
+    }
+    fn update_group(
+        &self,
+        group_id: &str,
+        group: &GroupRecord,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        (**self).update_group(group_id, group)
+    }
+    fn delete_group(
+        &self,
+        org_id: &str,
+        group_id: &str,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        (**self).delete_group(org_id, group_id)
+    }
+    fn create_user(
+        &self,
+        user: &UserRecord,
+    ) -> impl Future<Output = Result<String, WriteError>> + Send {
+        (**self).create_user(user)
+    }
+    fn update_user(
+        &self,
+        user_id: &str,
+        user: &UserRecord,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        (**self).update_user(user_id, user)
+    }
+    fn delete_user(
+        &self,
+        org_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        (**self).delete_user(org_id, user_id)
+    }
+    fn find_user_by_email(
+        &self,
+        org_id: &str,
+        email: &str,
+    ) -> impl Future<Output = Result<Option<ActualUser>, WriteError>> + Send {
+        (**self).find_user_by_email(org_id, email)
+    }
+}

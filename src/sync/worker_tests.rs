@@ -1,0 +1,258 @@
+//! Worker tests: outbox-driven and full runs, the guard and approval, on a
+//! real SQLite store with the in-memory Tyk.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+use crate::domain::{
+    DesiredGroup, DesiredState, DesiredUser, EventKind, NewIdentityEvent, SourceName,
+};
+use crate::store::sync_runs::{self, RunStatus};
+use crate::store::{Store, StoreOptions, events};
+use crate::sync::ActualState;
+use crate::sync::config::SyncConfig;
+use crate::sync::fake_tyk::FakeTyk;
+use crate::sync::guard::{GuardConfig, GuardVerdict};
+use crate::sync::worker::{
+    ActualScope, LoadError, Outcome, StateSource, SyncError, SyncWorker, Trigger,
+};
+
+const ORG: &str = "org1";
+
+struct TestSource {
+    desired: Mutex<DesiredState>,
+    tyk: Arc<FakeTyk>,
+}
+
+impl StateSource for TestSource {
+    async fn desired(&self) -> Result<DesiredState, LoadError> {
+        Ok(self.desired.lock().expect("lock").clone())
+    }
+    async fn actual(&self, _scope: &ActualScope) -> Result<ActualState, LoadError> {
+        Ok(self.tyk.actual())
+    }
+}
+
+fn people(emails: &[String]) -> DesiredState {
+    DesiredState {
+        groups: vec![DesiredGroup {
+            org_id: ORG.into(),
+            name: "dev".into(),
+            description: None,
+            permissions: BTreeMap::from([("apis".to_string(), "read".to_string())]),
+        }],
+        users: emails
+            .iter()
+            .map(|email| DesiredUser {
+                org_id: ORG.into(),
+                email: email.clone(),
+                first_name: "F".into(),
+                last_name: "L".into(),
+                active: true,
+                group: Some("dev".into()),
+                rule: Some("all".into()),
+                sources: vec![SourceName::new("okta")],
+            })
+            .collect(),
+    }
+}
+
+fn emails(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("p{i:02}@x.io")).collect()
+}
+
+type Worker = SyncWorker<Arc<FakeTyk>, TestSource>;
+
+async fn worker(desired: DesiredState) -> (Worker, Arc<FakeTyk>, Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/sync.db", dir.path().display());
+    let store = Store::connect(&StoreOptions::new(url))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let tyk = Arc::new(FakeTyk::default());
+    let config = SyncConfig {
+        guard: GuardConfig {
+            min_count: 2,
+            max_percent: 10,
+        },
+        retry_base_delay: Duration::from_millis(1),
+        retry_max_delay: Duration::from_millis(5),
+        requests_per_second: 0,
+        ..SyncConfig::default()
+    };
+    let source = TestSource {
+        desired: Mutex::new(desired),
+        tyk: Arc::clone(&tyk),
+    };
+    (
+        SyncWorker::new(store.clone(), Arc::clone(&tyk), source, config),
+        tyk,
+        store,
+        dir,
+    )
+}
+
+fn active_emails(tyk: &FakeTyk) -> Vec<String> {
+    let mut out: Vec<_> = tyk
+        .lock()
+        .users
+        .values()
+        .filter(|u| u.active)
+        .map(|u| u.email.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+async fn append_event(store: &Store, email: Option<&str>) {
+    let mut tx = store.begin().await.expect("begin");
+    events::append(
+        &mut tx,
+        &NewIdentityEvent {
+            source: SourceName::new("okta"),
+            kind: EventKind::UserUpdated,
+            subject_id: None,
+            email: email.map(str::to_string),
+            detail: json!({}),
+        },
+    )
+    .await
+    .expect("append");
+    tx.commit().await.expect("commit");
+}
+
+async fn outbox_depth(store: &Store) -> i64 {
+    let mut conn = store.pool().acquire().await.expect("conn");
+    events::depth(&mut conn).await.expect("depth").0
+}
+
+#[tokio::test]
+async fn a_full_run_converges_and_a_second_one_writes_nothing() {
+    let (worker, tyk, _store, _dir) = worker(people(&emails(5))).await;
+    let first = worker.run_once(Trigger::Full).await.expect("run");
+    assert_eq!(
+        (first.outcome, first.applied, first.tyk_writes),
+        (Outcome::Applied, 6, 6)
+    );
+    assert_eq!(active_emails(&tyk), emails(5));
+    let second = worker.run_once(Trigger::Full).await.expect("run");
+    assert_eq!(
+        (second.outcome, second.tyk_writes, second.run_id),
+        (Outcome::Applied, 0, None)
+    );
+}
+
+#[tokio::test]
+async fn events_apply_just_the_people_they_name_and_are_then_processed() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(3))).await;
+    append_event(&store, Some("P01@x.io")).await;
+    let status = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(status.outcome, Outcome::Applied);
+    assert_eq!(active_emails(&tyk), vec!["p01@x.io"]);
+    assert_eq!(outbox_depth(&store).await, 0);
+    let idle = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(idle.outcome, Outcome::Idle);
+
+    // An event naming nobody (a mapping change) reconciles everyone.
+    append_event(&store, None).await;
+    worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(active_emails(&tyk), emails(3));
+}
+
+#[tokio::test]
+async fn a_failing_persons_events_stay_pending_while_others_are_processed() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(2))).await;
+    worker.run_once(Trigger::Full).await.expect("groups first");
+    tyk.lock().users.clear();
+    tyk.lock().refuse_email = Some("p01@x.io".into());
+    append_event(&store, Some("p00@x.io")).await;
+    append_event(&store, Some("p01@x.io")).await;
+    let status = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(status.outcome, Outcome::PartlyFailed);
+    assert_eq!(active_emails(&tyk), vec!["p00@x.io"]);
+    assert_eq!(
+        outbox_depth(&store).await,
+        1,
+        "p01's event is not marked processed"
+    );
+
+    tyk.lock().refuse_email = None;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let retried = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(retried.outcome, Outcome::Applied);
+    assert_eq!(active_emails(&tyk), emails(2));
+    assert_eq!(outbox_depth(&store).await, 0);
+}
+
+#[tokio::test]
+async fn the_guard_holds_a_run_deactivating_half_and_approval_applies_it() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(10))).await;
+    worker.run_once(Trigger::Full).await.expect("initial");
+    *worker_source(&worker).desired.lock().expect("lock") = people(&emails(5));
+
+    let held = worker.run_once(Trigger::Full).await.expect("run");
+    assert_eq!(held.outcome, Outcome::Held);
+    assert_eq!(
+        held.verdict,
+        GuardVerdict::Hold {
+            would_remove: 5,
+            managed: 10,
+            threshold: 2
+        }
+    );
+    assert_eq!(active_emails(&tyk).len(), 10, "nothing applied while held");
+    let again = worker.run_once(Trigger::Full).await.expect("run");
+    assert_eq!(again.run_id, held.run_id, "the same plan is not held twice");
+
+    let id = held.run_id.expect("held run id");
+    let (preview, verdict) = worker.preview().await.expect("preview");
+    assert_eq!(preview.summary().people_removed, 5);
+    assert!(matches!(verdict, GuardVerdict::Hold { .. }));
+
+    let applied = worker
+        .approve_run(id, "cli:approve")
+        .await
+        .expect("approve");
+    assert_eq!((applied.outcome, applied.applied), (Outcome::Applied, 5));
+    assert_eq!(active_emails(&tyk), emails(5));
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let run = sync_runs::get_run(&mut conn, id)
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(
+        (run.status, run.approved_by.as_deref()),
+        (RunStatus::Applied, Some("cli:approve"))
+    );
+    drop(conn);
+    assert!(matches!(
+        worker.approve_run(id, "cli:approve").await,
+        Err(SyncError::NotApprovable(_))
+    ));
+}
+
+#[tokio::test]
+async fn approval_refuses_a_plan_that_now_removes_other_people() {
+    let (worker, tyk, _store, _dir) = worker(people(&emails(10))).await;
+    worker.run_once(Trigger::Full).await.expect("initial");
+    *worker_source(&worker).desired.lock().expect("lock") = people(&emails(10)[5..]);
+    let held = worker.run_once(Trigger::Full).await.expect("run");
+    *worker_source(&worker).desired.lock().expect("lock") = people(&emails(10)[..5]);
+    let refused = worker
+        .approve_run(held.run_id.expect("id"), "cli:approve")
+        .await;
+    assert!(
+        matches!(refused, Err(SyncError::NotApprovable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(active_emails(&tyk).len(), 10);
+}
+
+fn worker_source(worker: &Worker) -> &TestSource {
+    worker.source()
+}

@@ -13,6 +13,7 @@ mod fake_tyk;
 pub mod guard;
 pub mod ownership;
 pub mod plan;
+pub mod render;
 pub mod retry;
 pub mod scope;
 pub mod step;

@@ -56,6 +56,18 @@ pub async fn end_create(
     Ok(())
 }
 
+/// Drops pending creations whose person is recorded as managed (left by a
+/// run cancelled mid-way); returns how many.
+pub async fn prune_pending_creates(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM sync_pending_creates WHERE EXISTS (SELECT 1 FROM sync_managed_users m \
+         WHERE m.org_id = sync_pending_creates.org_id AND m.email = sync_pending_creates.email)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Records (or refreshes) a managed user and ends any pending creation for
 /// it. A previous record for the same org and e-mail under another Tyk id
 /// is replaced: the Tyk id just confirmed is the live one.

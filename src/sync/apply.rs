@@ -159,8 +159,13 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             report.tyk_writes += outcome.1;
             self.record_outcome(step, outcome.0, ctx, &mut report).await;
         }
-        let outcomes: Vec<ApplyReport> = futures::stream::iter(people)
+        // Futures built eagerly (not in a stream closure) keep the whole
+        // run `Send`, so the worker can be spawned.
+        let pending: Vec<_> = people
+            .into_iter()
             .map(|steps| self.apply_person(steps, &users, &created, ctx))
+            .collect();
+        let outcomes: Vec<ApplyReport> = futures::stream::iter(pending)
             .buffer_unordered(self.max_concurrency)
             .collect()
             .await;

@@ -154,14 +154,13 @@ impl<W: TykWriter> Applier<'_, W> {
         Ok(sync_state::set_deactivated_at(&mut conn, user_id, at).await?)
     }
 
+    /// One transaction: ending the pending creation and recording the
+    /// user happen together or not at all (a crash in between would orphan it).
     async fn record_managed(&self, user: &ManagedUser) -> Result<(), StepError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
-        Ok(sync_state::record_user(&mut conn, user).await?)
+        let mut tx = self.store.begin().await?;
+        sync_state::record_user(&mut tx, user).await?;
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        Ok(())
     }
 
     async fn apply_user_step(
@@ -309,7 +308,9 @@ impl<W: TykWriter> Applier<'_, W> {
                 (result, calls)
             }
             Err(e) => {
-                if !out.maybe_applied_before {
+                // A retryable last error (a timeout) may hide a success:
+                // keep the pending record so the next run recognises it.
+                if !out.maybe_applied_before && !e.is_retryable() {
                     // Nothing can have been created: drop the pending record.
                     let _ = self.end_create(org_id, email).await;
                 }

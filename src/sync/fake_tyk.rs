@@ -22,6 +22,12 @@ pub struct FakeState {
     /// Every write call, e.g. `create_user ada@x.io`.
     pub writes: Vec<String>,
     pub reads: usize,
+    /// Share of writes answered 500 or 429 (with `Retry-After`) at random.
+    pub random_fault_rate: f64,
+    /// Share of creations applied whose answer is lost (a timeout).
+    pub random_lost_answer_rate: f64,
+    /// Each call waits up to this long first.
+    pub max_latency: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -53,12 +59,36 @@ impl FakeTyk {
         self.lock().users.insert(user.id.clone(), user);
     }
 
+    async fn latency(&self) {
+        let max = self.lock().max_latency;
+        if !max.is_zero() {
+            let wait = rand::Rng::gen_range(&mut rand::thread_rng(), Duration::ZERO..=max);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn lose_this_answer(state: &mut FakeState) -> bool {
+        if state.lose_create_answers > 0 {
+            state.lose_create_answers -= 1;
+            return true;
+        }
+        rand::Rng::gen_bool(&mut rand::thread_rng(), state.random_lost_answer_rate)
+    }
+
     /// Records a write and decides whether it fails before being applied.
     fn begin_write(&self, what: String, email: Option<&str>) -> Result<(), WriteError> {
         let mut state = self.lock();
         state.writes.push(what);
         if let Some(fault) = state.faults.pop_front() {
             return Err(fault);
+        }
+        let mut rng = rand::thread_rng();
+        if rand::Rng::gen_bool(&mut rng, state.random_fault_rate) {
+            return Err(if rand::Rng::gen_bool(&mut rng, 0.5) {
+                retryable(Some(2))
+            } else {
+                retryable(None)
+            });
         }
         if email.is_some() && state.refuse_email.as_deref() == email {
             return Err(WriteError::Permanent {
@@ -77,6 +107,7 @@ impl FakeTyk {
 
 impl TykWriter for FakeTyk {
     async fn create_group(&self, group: &GroupRecord) -> Result<String, WriteError> {
+        self.latency().await;
         self.begin_write(format!("create_group {}", group.name), None)?;
         let mut state = self.lock();
         let id = Self::new_id(&mut state);
@@ -94,6 +125,7 @@ impl TykWriter for FakeTyk {
     }
 
     async fn update_group(&self, group_id: &str, group: &GroupRecord) -> Result<(), WriteError> {
+        self.latency().await;
         self.begin_write(format!("update_group {}", group.name), None)?;
         let mut state = self.lock();
         let existing = state
@@ -109,12 +141,14 @@ impl TykWriter for FakeTyk {
     }
 
     async fn delete_group(&self, _org_id: &str, group_id: &str) -> Result<(), WriteError> {
+        self.latency().await;
         self.begin_write(format!("delete_group {group_id}"), None)?;
         self.lock().groups.remove(group_id);
         Ok(())
     }
 
     async fn create_user(&self, user: &UserRecord) -> Result<String, WriteError> {
+        self.latency().await;
         self.begin_write(format!("create_user {}", user.email), Some(&user.email))?;
         let mut state = self.lock();
         let email = user.email.to_lowercase();
@@ -133,14 +167,14 @@ impl TykWriter for FakeTyk {
         }
         let id = Self::new_id(&mut state);
         state.users.insert(id.clone(), record_to_user(&id, user));
-        if state.lose_create_answers > 0 {
-            state.lose_create_answers -= 1;
+        if Self::lose_this_answer(&mut state) {
             return Err(retryable(None));
         }
         Ok(id)
     }
 
     async fn update_user(&self, user_id: &str, user: &UserRecord) -> Result<(), WriteError> {
+        self.latency().await;
         self.begin_write(format!("update_user {}", user.email), Some(&user.email))?;
         let mut state = self.lock();
         if !state.users.contains_key(user_id) {
@@ -156,6 +190,7 @@ impl TykWriter for FakeTyk {
     }
 
     async fn delete_user(&self, _org_id: &str, user_id: &str) -> Result<(), WriteError> {
+        self.latency().await;
         self.begin_write(format!("delete_user {user_id}"), None)?;
         self.lock().users.remove(user_id);
         Ok(())
@@ -166,6 +201,7 @@ impl TykWriter for FakeTyk {
         org_id: &str,
         email: &str,
     ) -> Result<Option<ActualUser>, WriteError> {
+        self.latency().await;
         let mut state = self.lock();
         state.reads += 1;
         Ok(state

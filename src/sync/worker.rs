@@ -145,6 +145,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             .acquire()
             .await
             .map_err(StoreError::from)?;
+        sync_state::prune_pending_creates(&mut conn).await?;
         let ownership = sync_state::load_ownership(&mut conn).await?;
         let managed = ownership.users.len();
         Ok((ownership, managed))

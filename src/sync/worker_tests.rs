@@ -256,3 +256,63 @@ async fn approval_refuses_a_plan_that_now_removes_other_people() {
 fn worker_source(worker: &Worker) -> &TestSource {
     worker.source()
 }
+
+/// 1,000 people into a Tyk that answers 20% of writes with 500/429, loses
+/// some creation answers and adds latency, while the worker is killed
+/// (its task aborted) at random points; restarting converges with every
+/// person present exactly once and owned, and nothing left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_tyk_and_random_crashes_still_converge_without_duplicates() {
+    let everyone = emails(1_000);
+    let (worker, tyk, store, _dir) = worker(people(&everyone)).await;
+    {
+        let mut state = tyk.lock();
+        state.random_fault_rate = 0.2;
+        state.random_lost_answer_rate = 0.05;
+        state.max_latency = Duration::from_millis(2);
+    }
+    let worker = Arc::new(worker);
+    for _ in 0..8 {
+        let running = Arc::clone(&worker);
+        let task = tokio::spawn(async move { running.run_once(Trigger::Full).await });
+        let after = rand::Rng::gen_range(&mut rand::thread_rng(), 5..120);
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        task.abort();
+        let _ = task.await;
+    }
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 20, "did not converge");
+        let status = worker.run_once(Trigger::Full).await.expect("run");
+        if status.outcome == Outcome::Applied && status.tyk_writes == 0 && status.run_id.is_none() {
+            break;
+        }
+    }
+    let tyk_emails: Vec<String> = {
+        let state = tyk.lock();
+        let mut all: Vec<_> = state.users.values().map(|u| u.email.clone()).collect();
+        all.sort();
+        all
+    };
+    let mut expected = everyone.clone();
+    expected.sort();
+    assert_eq!(tyk_emails, expected, "each person exactly once");
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let ownership = crate::store::sync_state::load_ownership(&mut conn)
+        .await
+        .expect("ownership");
+    assert_eq!(ownership.users.len(), 1_000, "every Tyk user is ours");
+    assert!(
+        ownership
+            .users
+            .keys()
+            .all(|id| tyk.lock().users.contains_key(id))
+    );
+    assert!(ownership.pending_creates.is_empty());
+    assert!(
+        ownership.users.values().all(|m| !m.adopted),
+        "we created them all"
+    );
+    assert_eq!(tyk.lock().groups.len(), 1, "one group, not one per crash");
+}

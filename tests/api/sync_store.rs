@@ -120,6 +120,16 @@ async fn pending_creations_survive_until_the_user_is_recorded(db: Db) {
     sync_state::record_user(&mut conn, &managed("u1", "ada@example.com"))
         .await
         .expect("record");
+    // A stale pending record (a cancelled run wrote it late) is pruned.
+    sync_state::begin_create(&mut conn, "org1", "ada@example.com", Timestamp(3))
+        .await
+        .expect("late begin");
+    assert_eq!(
+        sync_state::prune_pending_creates(&mut conn)
+            .await
+            .expect("prune"),
+        1
+    );
     sync_state::end_create(&mut conn, "org1", "bob@example.com")
         .await
         .expect("end");

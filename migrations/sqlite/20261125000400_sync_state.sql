@@ -79,3 +79,12 @@ CREATE TABLE sync_pending_creates (
     started_at  BIGINT  NOT NULL,
     PRIMARY KEY (org_id, email)
 );
+
+-- The same for user groups (Tyk does not keep group names unique, so a
+-- retried or interrupted creation would otherwise leave a stray group).
+CREATE TABLE sync_pending_group_creates (
+    org_id      TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    started_at  BIGINT  NOT NULL,
+    PRIMARY KEY (org_id, name)
+);

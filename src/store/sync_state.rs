@@ -65,7 +65,14 @@ pub async fn prune_pending_creates(conn: &mut AnyConnection) -> Result<u64, Stor
     )
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected())
+    let groups = sqlx::query(
+        "DELETE FROM sync_pending_group_creates WHERE EXISTS (SELECT 1 FROM sync_managed_groups m \
+         WHERE m.org_id = sync_pending_group_creates.org_id \
+         AND m.name = sync_pending_group_creates.name)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() + groups.rows_affected())
 }
 
 /// Records (or refreshes) a managed user and ends any pending creation for
@@ -159,11 +166,46 @@ pub async fn count_users(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     )
 }
 
+/// Notes that a group creation is about to be sent to Tyk.
+pub async fn begin_group_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    name: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sync_pending_group_creates (org_id, name, started_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (org_id, name) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(name)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn end_group_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sync_pending_group_creates WHERE org_id = $1 AND name = $2")
+        .bind(org_id)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records (or refreshes) a managed group and ends its pending creation;
+/// call inside a transaction.
 pub async fn record_group(
     conn: &mut AnyConnection,
     group: &ManagedGroup,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    end_group_create(conn, &group.org_id, &group.name).await?;
     sqlx::query(
         "INSERT INTO sync_managed_groups (tyk_group_id, org_id, name, managed_since) \
          VALUES ($1, $2, $3, $4) \
@@ -215,6 +257,14 @@ pub async fn load_ownership(conn: &mut AnyConnection) -> Result<Ownership, Store
         ownership
             .pending_creates
             .insert((row.try_get("org_id")?, row.try_get("email")?));
+    }
+    let pending_groups = sqlx::query("SELECT org_id, name FROM sync_pending_group_creates")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in pending_groups {
+        ownership
+            .pending_group_creates
+            .insert((row.try_get("org_id")?, row.try_get("name")?));
     }
     Ok(ownership)
 }

@@ -204,7 +204,8 @@ impl<'a, W: TykWriter> Applier<'a, W> {
                 "{} {} {}: {}",
                 step.kind(),
                 step.org_id(),
-                step.email().unwrap_or("-"),
+                step.email()
+                    .map_or_else(|| group_name(step), str::to_string),
                 message.as_deref().unwrap_or("")
             );
             tracing::warn!(step = step.kind(), org = step.org_id(), email = step.email(), error = %line, "sync step failed");
@@ -281,7 +282,28 @@ impl<'a, W: TykWriter> Applier<'a, W> {
                     description: description.clone(),
                     permissions: permissions.clone(),
                 };
-                let out = self.call(|| self.writer.create_group(&record)).await;
+                if let Err(e) =
+                    sync_state::begin_group_create(&mut conn, org_id, name, ctx.now).await
+                {
+                    return (Err(e.into()), 0);
+                }
+                // Tyk does not keep group names unique: a failure that may
+                // hide a success is not retried here; the pending record lets
+                // the next run recognise the group if it was created.
+                let out = self
+                    .call(|| async {
+                        match self.writer.create_group(&record).await {
+                            Err(WriteError::Retryable {
+                                message,
+                                retry_after: None,
+                            }) => Err(WriteError::Permanent {
+                                status: None,
+                                message: format!("{message} (not retried: may have been applied)"),
+                            }),
+                            other => other,
+                        }
+                    })
+                    .await;
                 let calls = out.attempts as usize;
                 let result = match out.result {
                     Ok(id) => {

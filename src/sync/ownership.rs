@@ -41,6 +41,9 @@ pub struct Ownership {
     /// (crash in between): the Tyk user with that e-mail is ours.
     #[serde(default)]
     pub pending_creates: BTreeSet<(String, String)>,
+    /// (org, group name) of group creations whose id we never recorded.
+    #[serde(default)]
+    pub pending_group_creates: BTreeSet<(String, String)>,
 }
 
 impl Ownership {
@@ -58,6 +61,7 @@ impl Ownership {
                 .map(|g| (g.tyk_group_id.clone(), g))
                 .collect(),
             pending_creates: BTreeSet::new(),
+            pending_group_creates: BTreeSet::new(),
         }
     }
 
@@ -69,6 +73,12 @@ impl Ownership {
     pub fn creation_pending(&self, org_id: &str, email: &str) -> bool {
         self.pending_creates
             .contains(&(org_id.to_string(), email.to_lowercase()))
+    }
+
+    /// Whether a creation of this group was interrupted.
+    pub fn group_creation_pending(&self, org_id: &str, name: &str) -> bool {
+        self.pending_group_creates
+            .contains(&(org_id.to_string(), name.to_string()))
     }
 
     pub fn manages_group(&self, tyk_group_id: &str) -> bool {

@@ -169,7 +169,10 @@ impl<'a> Planner<'a> {
             });
         };
         let mut managed = self.ownership.manages_group(&existing.id);
-        if !managed && wanted_valid && self.policy.adopt_existing {
+        let resumed = self
+            .ownership
+            .group_creation_pending(&group.org_id, &group.name);
+        if !managed && wanted_valid && (self.policy.adopt_existing || resumed) {
             self.group_steps.push(PlanStep::AdoptGroup {
                 org_id: group.org_id.clone(),
                 group_id: existing.id.clone(),

@@ -292,6 +292,18 @@ fn an_interrupted_creation_is_resumed_as_ours_without_adopt_existing() {
 }
 
 #[test]
+fn an_interrupted_group_creation_is_resumed_not_duplicated() {
+    let (desired, mut actual, _) = one_group_world();
+    actual.users.clear();
+    let mut ownership = Ownership::default();
+    ownership
+        .pending_group_creates
+        .insert((ORG.into(), "dev".into()));
+    let plan = plan(&desired, &actual, &ownership, &SyncPolicy::default(), NOW);
+    assert_eq!(kinds(&plan), vec!["adopt_group", "create_user"]);
+}
+
+#[test]
 fn a_person_gone_from_every_source_is_deactivated() {
     let (mut desired, actual, ownership) = one_group_world();
     desired.users.clear();

@@ -53,6 +53,7 @@ pub fn restrict_to_people(
             .filter(|(_, email)| wanted(email))
             .cloned()
             .collect(),
+        pending_group_creates: ownership.pending_group_creates.clone(),
     };
     (desired, actual, ownership)
 }

@@ -316,3 +316,91 @@ async fn a_flaky_tyk_and_random_crashes_still_converge_without_duplicates() {
     );
     assert_eq!(tyk.lock().groups.len(), 1, "one group, not one per crash");
 }
+
+/// The long-running loop is spawnable, applies an event as soon as it is
+/// signalled, and stops on shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_loop_applies_signalled_events_and_stops_on_shutdown() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(2))).await;
+    let worker = Arc::new(worker);
+    let waker = worker.waker();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = Arc::clone(&worker);
+    let task = tokio::spawn(async move {
+        running
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // The first full reconcile runs at start; wait for it, then remove a
+    // person from Tyk by hand and signal an event for them.
+    wait_for(|| active_emails(&tyk).len() == 2).await;
+    tyk.lock().users.retain(|_, u| u.email != "p01@x.io");
+    append_event(&store, Some("p01@x.io")).await;
+    waker.notify_one();
+    wait_for(|| active_emails(&tyk).len() == 2).await;
+    wait_for_async(|| async { outbox_depth(&store).await == 0 }).await;
+    stop.send(()).expect("loop alive");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("loop stops on shutdown")
+        .expect("no panic");
+}
+
+async fn wait_for(mut ready: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 5s");
+}
+
+async fn wait_for_async<F: std::future::Future<Output = bool>>(mut ready: impl FnMut() -> F) {
+    for _ in 0..500 {
+        if ready().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 5s");
+}
+
+/// Figures, not assertions: `cargo test --release --lib bench_10k -- --ignored --nocapture`.
+/// The stand-in benchmark over real HTTP is the lead's; this one isolates
+/// the sync layer (planner, applier, SQLite bookkeeping).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_10k_users_into_the_fake() {
+    let everyone = emails(10_000);
+    let (worker, tyk, _store, _dir) = worker(people(&everyone)).await;
+    let started = std::time::Instant::now();
+    let first = worker.run_once(Trigger::Full).await.expect("run");
+    let initial = started.elapsed();
+    let started = std::time::Instant::now();
+    let second = worker.run_once(Trigger::Full).await.expect("run");
+    let noop = started.elapsed();
+    let started = std::time::Instant::now();
+    let (plan, _) = worker.preview().await.expect("preview");
+    let planning = started.elapsed();
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    println!(
+        "10k initial sync: {initial:?}, {} Tyk writes for {} changed users ({:.3} per user), {} lookups; \
+         no-change run: {noop:?}, {} writes; load + plan 10k vs 10k: {planning:?} ({} steps); {peak}",
+        first.tyk_writes,
+        first.summary.people_changed,
+        first.tyk_writes as f64 / first.summary.people_changed.max(1) as f64,
+        tyk.lock().reads,
+        second.tyk_writes,
+        plan.steps.len(),
+    );
+}

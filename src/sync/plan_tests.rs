@@ -513,6 +513,34 @@ fn the_guard_holds_a_run_removing_half_the_users_and_passes_small_ones() {
 }
 
 #[test]
+fn a_tyk_listing_that_comes_back_empty_by_mistake_is_held_not_forgotten() {
+    let managed: Vec<_> = (0..50)
+        .map(|i| muser(&format!("u{i}"), &format!("p{i}@example.com"), None))
+        .collect();
+    let desired = DesiredState {
+        groups: vec![dgroup("dev", dev_perms())],
+        users: (0..50)
+            .map(|i| duser(&format!("p{i}@example.com"), Some("dev"), true))
+            .collect(),
+    };
+    let ownership = Ownership::from_parts(managed, [mgroup("g1", "dev")]);
+    let plan = plan(
+        &desired,
+        &ActualState::default(),
+        &ownership,
+        &SyncPolicy::default(),
+        NOW,
+    );
+    assert!(matches!(
+        guard(&plan, 50, GuardConfig::default()),
+        GuardVerdict::Hold {
+            would_remove: 50,
+            ..
+        }
+    ));
+}
+
+#[test]
 fn guard_threshold_is_the_larger_of_count_and_percent() {
     let config = GuardConfig {
         min_count: 10,

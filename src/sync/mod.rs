@@ -2,6 +2,7 @@
 //! guard against mass removals, apply the plan safely and record it.
 
 pub mod actual;
+pub mod admin;
 pub mod apply;
 mod apply_audit;
 mod apply_person;

@@ -130,6 +130,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         Arc::clone(&self.wake)
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn source(&self) -> &S {
         &self.source
     }

@@ -404,3 +404,99 @@ async fn bench_10k_users_into_the_fake() {
         plan.steps.len(),
     );
 }
+
+/// The admin endpoints over real HTTP on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_lists_held_runs_approves_them_and_shows_the_audit_log() {
+    let (worker, tyk, _store, _dir) = worker(people(&emails(10))).await;
+    worker.run_once(Trigger::Full).await.expect("initial");
+    *worker_source(&worker).desired.lock().expect("lock") = people(&emails(4));
+    let worker = Arc::new(worker);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = crate::sync::admin::router(Arc::clone(&worker));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+
+    let plan: serde_json::Value = http
+        .get(format!("{base}/sync/plan"))
+        .send()
+        .await
+        .expect("plan")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(plan["guard"]["verdict"], "hold");
+    assert_eq!(plan["summary"]["people_removed"], 6);
+
+    let held = http
+        .post(format!("{base}/sync/run"))
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(held.status(), 200);
+    let held: serde_json::Value = held.json().await.expect("json");
+    assert_eq!(held["outcome"], "held");
+    let runs: serde_json::Value = http
+        .get(format!("{base}/sync/runs?status=held"))
+        .send()
+        .await
+        .expect("runs")
+        .json()
+        .await
+        .expect("json");
+    let id = runs["runs"][0]["id"]
+        .as_str()
+        .expect("held run id")
+        .to_string();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1));
+
+    let approved = http
+        .post(format!("{base}/sync/runs/{id}/approve"))
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(approved.status(), 200);
+    assert_eq!(active_emails(&tyk), emails(4));
+    let again = http
+        .post(format!("{base}/sync/runs/{id}/approve"))
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(again.status(), 409);
+    let missing = http
+        .post(format!("{base}/sync/runs/{}/approve", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(missing.status(), 404);
+    let bad = http
+        .get(format!("{base}/sync/runs?status=bogus"))
+        .send()
+        .await
+        .expect("runs");
+    assert_eq!(bad.status(), 400);
+
+    let audit: serde_json::Value = http
+        .get(format!("{base}/sync/audit?email=p09@x.io&limit=1"))
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(audit["entries"][0]["step_kind"], "deactivate");
+    assert_eq!(audit["entries"][0]["actor"], "api:approve");
+    let next = audit["next_before_id"].as_i64().expect("a next page");
+    let older: serde_json::Value = http
+        .get(format!("{base}/sync/audit?email=p09@x.io&before_id={next}"))
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(older["entries"][0]["step_kind"], "create_user");
+}

@@ -19,6 +19,9 @@ pub mod retry;
 pub mod scope;
 pub mod step;
 pub mod worker;
+mod worker_events;
+mod worker_runs;
+mod worker_types;
 pub mod writer;
 
 pub use actual::{ActualGroup, ActualState, ActualUser};

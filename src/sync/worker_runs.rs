@@ -209,21 +209,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// that plan if it removes nobody the held plan did not; otherwise the
     /// new plan is held in its place.
     pub async fn approve_run(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
-        let run = match sync_runs::approve_run(&mut conn, id, actor).await {
-            Ok(run) => run,
-            Err(StoreError::NotFound(_)) => return Err(SyncError::RunNotFound(id)),
-            Err(StoreError::Conflict { detail, .. }) => {
-                return Err(SyncError::NotApprovable(detail));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        drop(conn);
+        // Check and re-plan first: a run only turns `approved` when it is
+        // about to be applied (a failed load leaves it held).
+        let run = self.held_run(id).await?;
         let held: Plan = run
             .plan
             .clone()
@@ -239,9 +227,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             &self.config.policy(),
             Timestamp::now(),
         );
-        let approved_removals = removed_people(&held);
-        if !removed_people(&fresh).is_subset(&approved_removals) {
+        if !removed_people(&fresh).is_subset(&removed_people(&held)) {
             let verdict = guard(&fresh, managed, self.config.guard);
+            // Supersedes the old held run.
             let new_id = self
                 .hold(Trigger::Full, &fresh, managed, &verdict, &run.event_seqs)
                 .await?;
@@ -250,6 +238,20 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 new_id.map(|i| i.to_string()).unwrap_or_default()
             )));
         }
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        match sync_runs::approve_run(&mut conn, id, actor).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { detail, .. }) => {
+                return Err(SyncError::NotApprovable(detail));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(conn);
         let context = ApplyContext {
             run_id: Some(id),
             run_events: run.event_seqs.clone(),
@@ -265,6 +267,27 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             GuardVerdict::Proceed,
         )
         .await
+    }
+}
+
+impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
+    async fn held_run(&self, id: Uuid) -> Result<sync_runs::SyncRun, SyncError> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        let run = sync_runs::get_run(&mut conn, id)
+            .await?
+            .ok_or(SyncError::RunNotFound(id))?;
+        if run.status != RunStatus::Held {
+            return Err(SyncError::NotApprovable(format!(
+                "run {id} is {}, not held",
+                run.status.as_str()
+            )));
+        }
+        Ok(run)
     }
 }
 

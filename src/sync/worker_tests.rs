@@ -238,7 +238,7 @@ async fn the_guard_holds_a_run_deactivating_half_and_approval_applies_it() {
 
 #[tokio::test]
 async fn approval_refuses_a_plan_that_now_removes_other_people() {
-    let (worker, tyk, _store, _dir) = worker(people(&emails(10))).await;
+    let (worker, tyk, store, _dir) = worker(people(&emails(10))).await;
     worker.run_once(Trigger::Full).await.expect("initial");
     *worker_source(&worker).desired.lock().expect("lock") = people(&emails(10)[5..]);
     let held = worker.run_once(Trigger::Full).await.expect("run");
@@ -251,6 +251,16 @@ async fn approval_refuses_a_plan_that_now_removes_other_people() {
         "{refused:?}"
     );
     assert_eq!(active_emails(&tyk).len(), 10);
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let old = sync_runs::get_run(&mut conn, held.run_id.expect("id"))
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(old.status, RunStatus::Superseded);
+    let held_now = sync_runs::list_runs(&mut conn, Some(RunStatus::Held), 10)
+        .await
+        .expect("list");
+    assert_eq!(held_now.len(), 1, "the new plan is held in its place");
 }
 
 fn worker_source(worker: &Worker) -> &TestSource {

@@ -8,6 +8,7 @@ mod apply_audit;
 mod apply_person;
 #[cfg(test)]
 mod apply_tests;
+pub mod cli;
 pub mod config;
 #[cfg(test)]
 mod fake_tyk;

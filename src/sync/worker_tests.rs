@@ -510,3 +510,51 @@ async fn the_admin_api_lists_held_runs_approves_them_and_shows_the_audit_log() {
         .expect("json");
     assert_eq!(older["entries"][0]["step_kind"], "create_user");
 }
+
+#[tokio::test]
+async fn cli_hooks_print_the_plan_and_exit_non_zero_unless_applied() {
+    let (worker, _tyk, store, _dir) = worker(people(&emails(10))).await;
+    let text = crate::sync::cli::plan_command(&worker, false)
+        .await
+        .expect("plan");
+    assert!(
+        text.contains("create_user") && text.contains("guard: proceed"),
+        "{text}"
+    );
+    let json = crate::sync::cli::plan_command(&worker, true)
+        .await
+        .expect("plan");
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(parsed["summary"]["tyk_writes"], 11);
+
+    let applied = crate::sync::cli::sync_once_command(&worker)
+        .await
+        .expect("sync");
+    assert_eq!(applied.exit_code(), 0, "{}", applied.describe());
+    *worker_source(&worker).desired.lock().expect("lock") = people(&emails(2));
+    let held = crate::sync::cli::sync_once_command(&worker)
+        .await
+        .expect("sync");
+    assert_eq!(held.exit_code(), 2, "{}", held.describe());
+
+    let runs = crate::sync::cli::runs_list_command(&store, Some(RunStatus::Held), 10)
+        .await
+        .expect("runs");
+    assert!(runs.contains("held"), "{runs}");
+    let id = held.run_id.expect("held id");
+    let approved = crate::sync::cli::runs_approve_command(&worker, id)
+        .await
+        .expect("approve");
+    assert_eq!(approved.exit_code(), 0);
+    let filter = crate::store::sync_audit::AuditFilter {
+        limit: 3,
+        ..Default::default()
+    };
+    let audit = crate::sync::cli::audit_command(&store, &filter, false)
+        .await
+        .expect("audit");
+    assert!(
+        audit.contains("cli:approve") && audit.contains("deactivate"),
+        "{audit}"
+    );
+}

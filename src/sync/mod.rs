@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(test)]
 mod fake_tyk;
 pub mod guard;
+pub mod metrics;
 pub mod ownership;
 pub mod plan;
 pub mod render;

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::apply::ApplyReport;
 use super::config::SyncConfig;
 use super::guard::{GuardVerdict, guard};
+use super::metrics::SyncMetrics;
 use super::ownership::Ownership;
 use super::plan::plan;
 use super::step::{Plan, PlanSummary};
@@ -42,6 +43,7 @@ pub struct SyncWorker<W, S> {
     pub(super) config: SyncConfig,
     pub(super) holder: String,
     wake: Arc<Notify>,
+    pub(super) metrics: Arc<SyncMetrics>,
 }
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
@@ -53,12 +55,18 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             config,
             holder: format!("worker-{}", Uuid::new_v4()),
             wake: Arc::new(Notify::new()),
+            metrics: Arc::new(SyncMetrics::default()),
         }
     }
 
     /// Signal this after committing an outbox event to apply it at once.
     pub fn waker(&self) -> Arc<Notify> {
         Arc::clone(&self.wake)
+    }
+
+    /// Counters for `/metrics` (`prometheus()`).
+    pub fn metrics(&self) -> Arc<SyncMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     pub fn store(&self) -> &Store {
@@ -103,10 +111,12 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     pub async fn run_once(&self, trigger: Trigger) -> Result<SyncStatus, SyncError> {
-        match trigger {
+        let result = match trigger {
             Trigger::Full => self.run_full().await,
             Trigger::Events => self.run_events().await,
-        }
+        };
+        self.metrics.observe(&result);
+        result
     }
 
     async fn run_full(&self) -> Result<SyncStatus, SyncError> {

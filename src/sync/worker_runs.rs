@@ -209,6 +209,17 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// that plan if it removes nobody the held plan did not; otherwise the
     /// new plan is held in its place.
     pub async fn approve_run(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
+        let result = self.approve_and_apply(id, actor).await;
+        if !matches!(
+            result,
+            Err(SyncError::RunNotFound(_) | SyncError::NotApprovable(_))
+        ) {
+            self.metrics.observe(&result);
+        }
+        result
+    }
+
+    async fn approve_and_apply(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
         // Check and re-plan first: a run only turns `approved` when it is
         // about to be applied (a failed load leaves it held).
         let run = self.held_run(id).await?;

@@ -234,6 +234,19 @@ async fn the_guard_holds_a_run_deactivating_half_and_approval_applies_it() {
         worker.approve_run(id, "cli:approve").await,
         Err(SyncError::NotApprovable(_))
     ));
+    let metrics = worker.metrics().prometheus();
+    assert!(
+        metrics.contains("tyk_idsync_sync_runs_total{outcome=\"held\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tyk_idsync_sync_runs_total{outcome=\"applied\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tyk_idsync_sync_held_would_remove 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

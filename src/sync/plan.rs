@@ -306,14 +306,31 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|(key, _)| !desired_people.contains(*key))
             .flat_map(|(key, users)| users.iter().map(move |u| (key.clone(), *u)))
-            .filter(|(_, u)| self.ownership.manages_user(&u.id))
+            .filter(|(key, u)| {
+                self.ownership.manages_user(&u.id)
+                    || self.ownership.creation_pending(&key.0, &key.1)
+            })
             .collect();
         for (key, user) in departed {
             if user.is_admin {
                 self.skip(&key.0, &key.1, SkipReason::Admin);
-            } else {
-                self.deprovision(&key, user, DeprovisionReason::NotDesired);
+                continue;
             }
+            if !self.ownership.manages_user(&user.id) {
+                // Created by us just before a crash, and gone from the
+                // sources since: ours to deprovision.
+                self.push_person_step(
+                    &key,
+                    PlanStep::AdoptUser {
+                        org_id: key.0.clone(),
+                        email: key.1.clone(),
+                        user_id: user.id.clone(),
+                        rule: None,
+                        resumed_creation: true,
+                    },
+                );
+            }
+            self.deprovision(&key, user, DeprovisionReason::NotDesired);
         }
     }
 }

@@ -304,6 +304,18 @@ fn an_interrupted_group_creation_is_resumed_not_duplicated() {
 }
 
 #[test]
+fn an_interrupted_creation_of_someone_since_removed_is_deactivated() {
+    let (mut desired, actual, _) = one_group_world();
+    desired.users.clear();
+    let mut ownership = Ownership::from_parts([], [mgroup("g1", "dev")]);
+    ownership
+        .pending_creates
+        .insert((ORG.into(), "ada@example.com".into()));
+    let plan = plan(&desired, &actual, &ownership, &SyncPolicy::default(), NOW);
+    assert_eq!(kinds(&plan), vec!["adopt_user", "deactivate"]);
+}
+
+#[test]
 fn a_person_gone_from_every_source_is_deactivated() {
     let (mut desired, actual, ownership) = one_group_world();
     desired.users.clear();

@@ -14,5 +14,6 @@ pub mod domain;
 pub mod http;
 pub mod startup;
 pub mod store;
+pub mod sync;
 pub mod tasks;
 pub mod telemetry;

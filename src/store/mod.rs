@@ -14,6 +14,10 @@ pub mod events;
 pub mod identities;
 mod migrate;
 pub mod settings;
+pub mod sync_audit;
+pub mod sync_outbox;
+pub mod sync_runs;
+pub mod sync_state;
 
 use std::path::Path;
 use std::str::FromStr;

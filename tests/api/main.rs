@@ -11,3 +11,4 @@ mod health;
 mod migrate_store;
 mod openapi;
 mod store_identities;
+mod sync_store;

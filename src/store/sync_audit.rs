@@ -1,0 +1,142 @@
+//! The audit log: one entry per applied (or failed) sync step — who, what,
+//! before/after, the triggering events and the mapping rule.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::identities::parse_uuid;
+use crate::domain::Timestamp;
+
+/// An entry to append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEntry {
+    pub run_id: Option<Uuid>,
+    pub at: Timestamp,
+    /// `sync`, `cli:approve`, `api:approve:<who>`…
+    pub actor: String,
+    /// [`crate::sync::PlanStep::kind`].
+    pub step_kind: String,
+    pub org_id: String,
+    pub email: Option<String>,
+    /// Tyk user or group id the step changed, when known.
+    pub tyk_id: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub event_seqs: Vec<i64>,
+    pub rule: Option<String>,
+    pub ok: bool,
+    pub message: Option<String>,
+}
+
+/// An entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
+}
+
+/// Which entries to list; `None` fields do not filter. Newest first, paged
+/// with `before_id` (the smallest id of the previous page).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub run_id: Option<Uuid>,
+    pub email: Option<String>,
+    pub org_id: Option<String>,
+    pub step_kind: Option<String>,
+    pub since: Option<Timestamp>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
+    value.as_ref().map(|v| v.to_string())
+}
+
+fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("bad audit JSON: {e}")))
+    })
+    .transpose()
+}
+
+pub async fn append(conn: &mut AnyConnection, entry: &NewAuditEntry) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO sync_audit (run_id, at, actor, step_kind, org_id, email, tyk_id, \
+         before_json, after_json, event_seqs, rule, result, message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+    )
+    .bind(entry.run_id.map(|id| id.to_string()))
+    .bind(entry.at.0)
+    .bind(&entry.actor)
+    .bind(&entry.step_kind)
+    .bind(&entry.org_id)
+    .bind(entry.email.as_deref())
+    .bind(entry.tyk_id.as_deref())
+    .bind(json_text(&entry.before))
+    .bind(json_text(&entry.after))
+    .bind(serde_json::to_string(&entry.event_seqs).unwrap_or_else(|_| "[]".into()))
+    .bind(entry.rule.as_deref())
+    .bind(if entry.ok { "ok" } else { "error" })
+    .bind(entry.message.as_deref())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let run_id: Option<String> = row.try_get("run_id")?;
+    let seqs: String = row.try_get("event_seqs")?;
+    let result: String = row.try_get("result")?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        entry: NewAuditEntry {
+            run_id: run_id.as_deref().map(parse_uuid).transpose()?,
+            at: Timestamp(row.try_get("at")?),
+            actor: row.try_get("actor")?,
+            step_kind: row.try_get("step_kind")?,
+            org_id: row.try_get("org_id")?,
+            email: row.try_get("email")?,
+            tyk_id: row.try_get("tyk_id")?,
+            before: parse_json(row.try_get("before_json")?)?,
+            after: parse_json(row.try_get("after_json")?)?,
+            event_seqs: serde_json::from_str(&seqs)
+                .map_err(|e| StoreError::Corrupt(format!("bad audit event_seqs: {e}")))?,
+            rule: row.try_get("rule")?,
+            ok: result == "ok",
+            message: row.try_get("message")?,
+        },
+    })
+}
+
+pub async fn list(
+    conn: &mut AnyConnection,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    sqlx::query(
+        "SELECT id, run_id, at, actor, step_kind, org_id, email, tyk_id, before_json, \
+         after_json, event_seqs, rule, result, message FROM sync_audit \
+         WHERE (CAST($1 AS TEXT) IS NULL OR run_id = CAST($1 AS TEXT)) \
+         AND (CAST($2 AS TEXT) IS NULL OR email = CAST($2 AS TEXT)) \
+         AND (CAST($3 AS TEXT) IS NULL OR org_id = CAST($3 AS TEXT)) \
+         AND (CAST($4 AS TEXT) IS NULL OR step_kind = CAST($4 AS TEXT)) \
+         AND (CAST($5 AS BIGINT) IS NULL OR at >= CAST($5 AS BIGINT)) \
+         AND (CAST($6 AS BIGINT) IS NULL OR id < CAST($6 AS BIGINT)) \
+         ORDER BY id DESC LIMIT $7",
+    )
+    .bind(filter.run_id.map(|id| id.to_string()))
+    .bind(filter.email.as_ref().map(|e| e.to_lowercase()))
+    .bind(filter.org_id.as_deref())
+    .bind(filter.step_kind.as_deref())
+    .bind(filter.since.map(|t| t.0))
+    .bind(filter.before_id)
+    .bind(filter.limit.clamp(1, 1000))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(entry_from_row)
+    .collect()
+}

@@ -1,0 +1,118 @@
+//! Consuming the identity-event outbox with leases: a worker claims a batch
+//! of pending events (a lease with an expiry), applies them, then marks them
+//! processed. A crashed worker's lease expires and the events are claimed
+//! again (at-least-once). Events of people whose steps failed are released
+//! with a retry time, never marked processed. On PostgreSQL the claim uses
+//! `FOR UPDATE SKIP LOCKED` so several replicas can share the outbox; SQLite
+//! serialises writers and runs a single worker.
+
+use sqlx::{AnyConnection, Row};
+
+use super::{Backend, StoreError, events};
+use crate::domain::{EventKind, SourceName, Timestamp};
+
+/// The part of an event the sync worker needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEvent {
+    pub seq: i64,
+    pub source: SourceName,
+    pub kind: EventKind,
+    /// Lower-cased e-mail of the affected person; `None` for group and
+    /// mapping events, which call for a full reconcile.
+    pub email: Option<String>,
+    /// How many times this event has been claimed (1 on the first claim).
+    pub attempts: i64,
+}
+
+/// Claims up to `limit` pending events not leased by anyone, until `until`.
+/// Call inside a transaction and commit it straight away.
+pub async fn claim(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    holder: &str,
+    limit: i64,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<ClaimedEvent>, StoreError> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE OF e SKIP LOCKED",
+        Backend::Sqlite => {
+            // Take the write lock first: a read-then-write transaction cannot
+            // wait for another writer in SQLite and fails with SQLITE_BUSY.
+            sqlx::query("DELETE FROM sync_event_leases WHERE until_at < 0")
+                .execute(&mut *conn)
+                .await?;
+            ""
+        }
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT e.seq, e.source, e.kind, e.email FROM identity_events e \
+         WHERE e.processed_at IS NULL AND NOT EXISTS \
+         (SELECT 1 FROM sync_event_leases l WHERE l.seq = e.seq AND l.until_at > $1) \
+         ORDER BY e.seq LIMIT $2{lock}"
+    ))
+    .bind(now.0)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        let kind: String = row.try_get("kind")?;
+        // The conditional upsert is what makes a claim exclusive: it waits
+        // for a concurrent claimer's insert and re-checks its lease, which
+        // the SELECT above (a snapshot) cannot do.
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO sync_event_leases (seq, holder, until_at, attempts) \
+             VALUES ($1, $2, $3, 1) ON CONFLICT (seq) DO UPDATE SET holder = excluded.holder, \
+             until_at = excluded.until_at, attempts = sync_event_leases.attempts + 1 \
+             WHERE sync_event_leases.until_at <= $4 RETURNING attempts",
+        )
+        .bind(seq)
+        .bind(holder)
+        .bind(until.0)
+        .bind(now.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(attempts) = attempts else {
+            continue;
+        };
+        claimed.push(ClaimedEvent {
+            seq,
+            source: SourceName(row.try_get("source")?),
+            kind: EventKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad event kind {kind:?}")))?,
+            email: row.try_get("email")?,
+            attempts,
+        });
+    }
+    Ok(claimed)
+}
+
+/// Marks events processed and drops their leases.
+pub async fn complete(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), StoreError> {
+    events::mark_processed(conn, seqs).await?;
+    for seq in seqs {
+        sqlx::query("DELETE FROM sync_event_leases WHERE seq = $1")
+            .bind(*seq)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Gives events back unprocessed; nobody claims them before `retry_at`.
+pub async fn release(
+    conn: &mut AnyConnection,
+    seqs: &[i64],
+    retry_at: Timestamp,
+) -> Result<(), StoreError> {
+    for seq in seqs {
+        sqlx::query("UPDATE sync_event_leases SET holder = '', until_at = $1 WHERE seq = $2")
+            .bind(retry_at.0)
+            .bind(*seq)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

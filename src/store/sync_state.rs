@@ -1,0 +1,270 @@
+//! Which Tyk users and groups tyk-idsync manages. A row is written as soon
+//! as Tyk confirms a creation (or when we adopt an existing user), before
+//! anything else happens to that person, so a crash can never leave a user
+//! we created looking unmanaged.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::StoreError;
+use crate::domain::Timestamp;
+use crate::sync::{ManagedGroup, ManagedUser, Ownership};
+
+fn managed_user_from_row(row: &AnyRow) -> Result<ManagedUser, StoreError> {
+    Ok(ManagedUser {
+        tyk_user_id: row.try_get("tyk_user_id")?,
+        org_id: row.try_get("org_id")?,
+        email: row.try_get("email")?,
+        managed_since: Timestamp(row.try_get("managed_since")?),
+        adopted: row.try_get::<i64, _>("adopted")? != 0,
+        deactivated_at: row
+            .try_get::<Option<i64>, _>("deactivated_at")?
+            .map(Timestamp),
+    })
+}
+
+/// Notes that a creation for this person is about to be sent to Tyk.
+pub async fn begin_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    email: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sync_pending_creates (org_id, email, started_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (org_id, email) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(email.to_lowercase())
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Drops a pending creation (it failed for good, or its user is recorded).
+pub async fn end_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    email: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sync_pending_creates WHERE org_id = $1 AND email = $2")
+        .bind(org_id)
+        .bind(email.to_lowercase())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Drops pending creations whose person is recorded as managed (left by a
+/// run cancelled mid-way); returns how many.
+pub async fn prune_pending_creates(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM sync_pending_creates WHERE EXISTS (SELECT 1 FROM sync_managed_users m \
+         WHERE m.org_id = sync_pending_creates.org_id AND m.email = sync_pending_creates.email)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let groups = sqlx::query(
+        "DELETE FROM sync_pending_group_creates WHERE EXISTS (SELECT 1 FROM sync_managed_groups m \
+         WHERE m.org_id = sync_pending_group_creates.org_id \
+         AND m.name = sync_pending_group_creates.name)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() + groups.rows_affected())
+}
+
+/// Records (or refreshes) a managed user and ends any pending creation for
+/// it. A previous record for the same org and e-mail under another Tyk id
+/// is replaced: the Tyk id just confirmed is the live one.
+pub async fn record_user(conn: &mut AnyConnection, user: &ManagedUser) -> Result<(), StoreError> {
+    end_create(conn, &user.org_id, &user.email).await?;
+    sqlx::query(
+        "DELETE FROM sync_managed_users WHERE org_id = $1 AND email = $2 AND tyk_user_id <> $3",
+    )
+    .bind(&user.org_id)
+    .bind(user.email.to_lowercase())
+    .bind(&user.tyk_user_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO sync_managed_users \
+         (tyk_user_id, org_id, email, managed_since, adopted, deactivated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tyk_user_id) DO UPDATE SET org_id = excluded.org_id, \
+         email = excluded.email, deactivated_at = excluded.deactivated_at",
+    )
+    .bind(&user.tyk_user_id)
+    .bind(&user.org_id)
+    .bind(user.email.to_lowercase())
+    .bind(user.managed_since.0)
+    .bind(i64::from(user.adopted))
+    .bind(user.deactivated_at.map(|t| t.0))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Starts (`Some`) or clears (`None`) the deprovisioning grace period.
+pub async fn set_deactivated_at(
+    conn: &mut AnyConnection,
+    tyk_user_id: &str,
+    at: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sync_managed_users SET deactivated_at = $1 WHERE tyk_user_id = $2")
+        .bind(at.map(|t| t.0))
+        .bind(tyk_user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn forget_user(conn: &mut AnyConnection, tyk_user_id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sync_managed_users WHERE tyk_user_id = $1")
+        .bind(tyk_user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_user_by_email(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    email: &str,
+) -> Result<Option<ManagedUser>, StoreError> {
+    sqlx::query(
+        "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at \
+         FROM sync_managed_users WHERE org_id = $1 AND email = $2",
+    )
+    .bind(org_id)
+    .bind(email.to_lowercase())
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(managed_user_from_row)
+    .transpose()
+}
+
+pub async fn list_users(conn: &mut AnyConnection) -> Result<Vec<ManagedUser>, StoreError> {
+    sqlx::query(
+        "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at \
+         FROM sync_managed_users ORDER BY org_id, email",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(managed_user_from_row)
+    .collect()
+}
+
+pub async fn count_users(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM sync_managed_users")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// Notes that a group creation is about to be sent to Tyk.
+pub async fn begin_group_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    name: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sync_pending_group_creates (org_id, name, started_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (org_id, name) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(name)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn end_group_create(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sync_pending_group_creates WHERE org_id = $1 AND name = $2")
+        .bind(org_id)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records (or refreshes) a managed group and ends its pending creation;
+/// call inside a transaction.
+pub async fn record_group(
+    conn: &mut AnyConnection,
+    group: &ManagedGroup,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    end_group_create(conn, &group.org_id, &group.name).await?;
+    sqlx::query(
+        "INSERT INTO sync_managed_groups (tyk_group_id, org_id, name, managed_since) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tyk_group_id) DO UPDATE SET org_id = excluded.org_id, name = excluded.name",
+    )
+    .bind(&group.tyk_group_id)
+    .bind(&group.org_id)
+    .bind(&group.name)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn forget_group(conn: &mut AnyConnection, tyk_group_id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sync_managed_groups WHERE tyk_group_id = $1")
+        .bind(tyk_group_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn list_groups(conn: &mut AnyConnection) -> Result<Vec<ManagedGroup>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT tyk_group_id, org_id, name FROM sync_managed_groups ORDER BY org_id, name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ManagedGroup {
+                tyk_group_id: row.try_get("tyk_group_id")?,
+                org_id: row.try_get("org_id")?,
+                name: row.try_get("name")?,
+            })
+        })
+        .collect()
+}
+
+/// Everything the planner needs to know about what we manage.
+pub async fn load_ownership(conn: &mut AnyConnection) -> Result<Ownership, StoreError> {
+    let users = list_users(conn).await?;
+    let groups = list_groups(conn).await?;
+    let mut ownership = Ownership::from_parts(users, groups);
+    let pending = sqlx::query("SELECT org_id, email FROM sync_pending_creates")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in pending {
+        ownership
+            .pending_creates
+            .insert((row.try_get("org_id")?, row.try_get("email")?));
+    }
+    let pending_groups = sqlx::query("SELECT org_id, name FROM sync_pending_group_creates")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in pending_groups {
+        ownership
+            .pending_group_creates
+            .insert((row.try_get("org_id")?, row.try_get("name")?));
+    }
+    Ok(ownership)
+}

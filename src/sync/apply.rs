@@ -1,0 +1,425 @@
+//! The applier: runs a plan against Tyk through a [`TykWriter`].
+//!
+//! - Group steps first, one at a time; then people, several at once (up to
+//!   `max_concurrency`, all requests paced to `requests_per_second`); then
+//!   group deletions, only if nobody failed.
+//! - One person's failure stops only that person's remaining steps; the
+//!   report names them so their outbox events stay pending.
+//! - A person's profile, group and reactivation changes go out as ONE
+//!   `PUT` of the whole user: one write per changed user.
+//! - Ownership is recorded as soon as Tyk confirms a creation, and a pending
+//!   record is written before the `POST`, so a crash anywhere leaves neither
+//!   a duplicate nor an orphan (see `store::sync_state`).
+//! - Every step, applied or failed, gets an audit entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
+use uuid::Uuid;
+
+use super::actual::{ActualState, ActualUser};
+use super::apply_audit::before_after;
+use super::retry::{Pacer, Retried, RetryPolicy, with_retry};
+use super::step::{Plan, PlanStep};
+use super::writer::{GroupRecord, TykWriter, WriteError};
+use crate::domain::Timestamp;
+use crate::store::sync_audit::{self, NewAuditEntry};
+use crate::store::{Store, StoreError, sync_state};
+use crate::sync::ownership::ManagedGroup;
+
+/// Limits toward Tyk (from `SyncConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyLimits {
+    pub retry: RetryPolicy,
+    pub max_concurrency: usize,
+    pub requests_per_second: Option<u32>,
+}
+
+impl Default for ApplyLimits {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            max_concurrency: 8,
+            requests_per_second: Some(50),
+        }
+    }
+}
+
+/// Who and what a run applies for (recorded in the audit log).
+#[derive(Debug, Clone)]
+pub struct ApplyContext {
+    pub run_id: Option<Uuid>,
+    /// `sync`, `cli:approve`, `api:approve`…
+    pub actor: String,
+    /// Outbox events behind each person (lower-cased e-mail).
+    pub events_by_email: BTreeMap<String, Vec<i64>>,
+    /// Events behind the run as a whole (group and mapping changes).
+    pub run_events: Vec<i64>,
+    pub adopt_existing: bool,
+    pub now: Timestamp,
+}
+
+impl ApplyContext {
+    pub fn new(actor: impl Into<String>, now: Timestamp) -> Self {
+        Self {
+            run_id: None,
+            actor: actor.into(),
+            events_by_email: BTreeMap::new(),
+            run_events: Vec::new(),
+            adopt_existing: false,
+            now,
+        }
+    }
+
+    fn events_for(&self, email: Option<&str>) -> Vec<i64> {
+        email
+            .and_then(|e| self.events_by_email.get(e))
+            .cloned()
+            .unwrap_or_else(|| self.run_events.clone())
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub applied: usize,
+    pub failed: usize,
+    /// Tyk write calls made (retries included).
+    pub tyk_writes: usize,
+    /// (org, e-mail) of people with a failed step: retry them later.
+    pub failed_people: BTreeSet<(String, String)>,
+    pub failed_groups: BTreeSet<(String, String)>,
+    /// One line per failure, for logs and the run record.
+    pub errors: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn succeeded(&self) -> bool {
+        self.failed == 0
+    }
+
+    pub(super) fn merge(&mut self, other: ApplyReport) {
+        self.applied += other.applied;
+        self.failed += other.failed;
+        self.tyk_writes += other.tyk_writes;
+        self.failed_people.extend(other.failed_people);
+        self.failed_groups.extend(other.failed_groups);
+        self.errors.extend(other.errors);
+    }
+}
+
+/// Failure of one step, as far as the applier is concerned.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StepError {
+    #[error(transparent)]
+    Tyk(#[from] WriteError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Blocked(String),
+}
+
+pub struct Applier<'a, W> {
+    pub(super) writer: &'a W,
+    pub(super) store: &'a Store,
+    pub(super) retry: RetryPolicy,
+    pub(super) pacer: Pacer,
+    max_concurrency: usize,
+}
+
+/// Group ids created in this run, by (org, name).
+pub(super) type CreatedGroups = BTreeMap<(String, String), String>;
+
+impl<'a, W: TykWriter> Applier<'a, W> {
+    pub fn new(writer: &'a W, store: &'a Store, limits: ApplyLimits) -> Self {
+        Self {
+            writer,
+            store,
+            retry: limits.retry,
+            pacer: Pacer::new(limits.requests_per_second),
+            max_concurrency: limits.max_concurrency.max(1),
+        }
+    }
+
+    /// Applies the plan; `actual` is the state it was planned from (the
+    /// whole user is re-sent on updates, so no extra read is needed).
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        actual: &ActualState,
+        ctx: &ApplyContext,
+    ) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let users: BTreeMap<&str, &ActualUser> =
+            actual.users.iter().map(|u| (u.id.as_str(), u)).collect();
+        let mut created = CreatedGroups::new();
+        let (group_steps, people, trailing) = split_plan(plan);
+        for step in group_steps {
+            let outcome = self.apply_group_step(step, &mut created, ctx).await;
+            report.tyk_writes += outcome.1;
+            self.record_outcome(step, outcome.0, ctx, &mut report).await;
+        }
+        // Futures built eagerly (not in a stream closure) keep the whole
+        // run `Send`, so the worker can be spawned.
+        let pending: Vec<_> = people
+            .into_iter()
+            .map(|steps| self.apply_person(steps, &users, &created, ctx))
+            .collect();
+        let outcomes: Vec<ApplyReport> = futures::stream::iter(pending)
+            .buffer_unordered(self.max_concurrency)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            report.merge(outcome);
+        }
+        for step in trailing {
+            if !report.failed_people.is_empty() {
+                tracing::info!(step = step.kind(), "group deletion left for a later run");
+                continue;
+            }
+            let outcome = self.apply_group_step(step, &mut created, ctx).await;
+            report.tyk_writes += outcome.1;
+            self.record_outcome(step, outcome.0, ctx, &mut report).await;
+        }
+        report
+    }
+
+    /// Counts, audits and logs one step's result.
+    pub(super) async fn record_outcome(
+        &self,
+        step: &PlanStep,
+        result: Result<Option<String>, StepError>,
+        ctx: &ApplyContext,
+        report: &mut ApplyReport,
+    ) {
+        let (ok, tyk_id, message) = match &result {
+            Ok(id) => (true, id.clone(), None),
+            Err(e) => (false, None, Some(e.to_string())),
+        };
+        if ok {
+            report.applied += 1;
+        } else {
+            report.failed += 1;
+            let line = format!(
+                "{} {} {}: {}",
+                step.kind(),
+                step.org_id(),
+                step.email()
+                    .map_or_else(|| group_name(step), str::to_string),
+                message.as_deref().unwrap_or("")
+            );
+            tracing::warn!(step = step.kind(), org = step.org_id(), email = step.email(), error = %line, "sync step failed");
+            report.errors.push(line);
+            match step.email() {
+                Some(email) => {
+                    report
+                        .failed_people
+                        .insert((step.org_id().to_string(), email.to_string()));
+                }
+                None => {
+                    report
+                        .failed_groups
+                        .insert((step.org_id().to_string(), group_name(step)));
+                }
+            }
+        }
+        let (before, after) = before_after(step);
+        let entry = NewAuditEntry {
+            run_id: ctx.run_id,
+            at: Timestamp::now(),
+            actor: ctx.actor.clone(),
+            step_kind: step.kind().to_string(),
+            org_id: step.org_id().to_string(),
+            email: step.email().map(str::to_string),
+            tyk_id: tyk_id.or_else(|| step.user_id().map(str::to_string)),
+            before,
+            after,
+            event_seqs: ctx.events_for(step.email()),
+            rule: step.rule().map(str::to_string),
+            ok,
+            message,
+        };
+        if let Err(e) = self.append_audit(&entry).await {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+    }
+
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        let mut conn = self.store.pool().acquire().await?;
+        sync_audit::append(&mut conn, entry).await.map(|_| ())
+    }
+
+    /// Calls Tyk with retries; returns the result and the number of calls.
+    pub(super) async fn call<T, F, Fut>(&self, op: F) -> Retried<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, WriteError>>,
+    {
+        with_retry(&self.retry, &self.pacer, op).await
+    }
+
+    /// Returns the step result (with the Tyk id touched) and the Tyk calls made.
+    async fn apply_group_step(
+        &self,
+        step: &PlanStep,
+        created: &mut CreatedGroups,
+        ctx: &ApplyContext,
+    ) -> (Result<Option<String>, StepError>, usize) {
+        let mut conn = match self.store.pool().acquire().await {
+            Ok(conn) => conn,
+            Err(e) => return (Err(StoreError::from(e).into()), 0),
+        };
+        match step {
+            PlanStep::CreateGroup {
+                org_id,
+                name,
+                description,
+                permissions,
+            } => {
+                let record = GroupRecord {
+                    org_id: org_id.clone(),
+                    name: name.clone(),
+                    description: description.clone(),
+                    permissions: permissions.clone(),
+                };
+                if let Err(e) =
+                    sync_state::begin_group_create(&mut conn, org_id, name, ctx.now).await
+                {
+                    return (Err(e.into()), 0);
+                }
+                // Tyk does not keep group names unique: a failure that may
+                // hide a success is not retried here; the pending record lets
+                // the next run recognise the group if it was created.
+                let out = self
+                    .call(|| async {
+                        match self.writer.create_group(&record).await {
+                            Err(WriteError::Retryable {
+                                message,
+                                retry_after: None,
+                            }) => Err(WriteError::Permanent {
+                                status: None,
+                                message: format!("{message} (not retried: may have been applied)"),
+                            }),
+                            other => other,
+                        }
+                    })
+                    .await;
+                let calls = out.attempts as usize;
+                let result = match out.result {
+                    Ok(id) => {
+                        let managed = ManagedGroup {
+                            org_id: org_id.clone(),
+                            tyk_group_id: id.clone(),
+                            name: name.clone(),
+                        };
+                        created.insert((org_id.clone(), name.clone()), id.clone());
+                        sync_state::record_group(&mut conn, &managed, ctx.now)
+                            .await
+                            .map(|()| Some(id))
+                            .map_err(StepError::from)
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                (result, calls)
+            }
+            PlanStep::AdoptGroup {
+                org_id,
+                group_id,
+                name,
+            } => {
+                let managed = ManagedGroup {
+                    org_id: org_id.clone(),
+                    tyk_group_id: group_id.clone(),
+                    name: name.clone(),
+                };
+                let result = sync_state::record_group(&mut conn, &managed, ctx.now).await;
+                (
+                    result.map(|()| Some(group_id.clone())).map_err(Into::into),
+                    0,
+                )
+            }
+            PlanStep::UpdateGroupPermissions {
+                org_id,
+                group_id,
+                name,
+                after,
+                description_after,
+                ..
+            } => {
+                let record = GroupRecord {
+                    org_id: org_id.clone(),
+                    name: name.clone(),
+                    description: description_after.clone(),
+                    permissions: after.clone(),
+                };
+                let out = self
+                    .call(|| self.writer.update_group(group_id, &record))
+                    .await;
+                (
+                    out.result
+                        .map(|()| Some(group_id.clone()))
+                        .map_err(Into::into),
+                    out.attempts as usize,
+                )
+            }
+            PlanStep::DeleteGroup {
+                org_id, group_id, ..
+            } => {
+                let out = self
+                    .call(|| self.writer.delete_group(org_id, group_id))
+                    .await;
+                let calls = out.attempts as usize;
+                let result = match out.result {
+                    Ok(()) => sync_state::forget_group(&mut conn, group_id)
+                        .await
+                        .map(|()| Some(group_id.clone()))
+                        .map_err(StepError::from),
+                    Err(e) => Err(e.into()),
+                };
+                (result, calls)
+            }
+            other => (
+                Err(StepError::Blocked(format!(
+                    "{} is not a group step",
+                    other.kind()
+                ))),
+                0,
+            ),
+        }
+    }
+}
+
+fn group_name(step: &PlanStep) -> String {
+    match step {
+        PlanStep::CreateGroup { name, .. }
+        | PlanStep::AdoptGroup { name, .. }
+        | PlanStep::UpdateGroupPermissions { name, .. }
+        | PlanStep::DeleteGroup { name, .. } => name.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Splits a plan into leading group steps, per-person step lists (the
+/// planner keeps a person's steps together) and trailing group deletions.
+fn split_plan(plan: &Plan) -> (Vec<&PlanStep>, Vec<Vec<&PlanStep>>, Vec<&PlanStep>) {
+    let mut groups = Vec::new();
+    let mut people: Vec<Vec<&PlanStep>> = Vec::new();
+    let mut trailing = Vec::new();
+    for step in &plan.steps {
+        match step.email() {
+            None if matches!(step, PlanStep::DeleteGroup { .. }) => trailing.push(step),
+            None => groups.push(step),
+            Some(email) => match people.last_mut() {
+                Some(last)
+                    if last.first().is_some_and(|s| {
+                        s.email() == Some(email) && s.org_id() == step.org_id()
+                    }) =>
+                {
+                    last.push(step)
+                }
+                _ => people.push(vec![step]),
+            },
+        }
+    }
+    (groups, people, trailing)
+}

@@ -1,0 +1,44 @@
+//! The sync layer: plan changes to Tyk from the desired and actual state,
+//! guard against mass removals, apply the plan safely and record it.
+
+pub mod actual;
+pub mod admin;
+pub mod apply;
+mod apply_audit;
+mod apply_person;
+#[cfg(test)]
+mod apply_tests;
+pub mod cli;
+pub mod config;
+#[cfg(test)]
+mod fake_tyk;
+pub mod guard;
+pub mod metrics;
+pub mod ownership;
+pub mod plan;
+pub mod render;
+pub mod retry;
+pub mod scope;
+pub mod step;
+pub mod worker;
+mod worker_events;
+mod worker_runs;
+mod worker_types;
+pub mod writer;
+
+pub use actual::{ActualGroup, ActualState, ActualUser};
+pub use apply::{Applier, ApplyContext, ApplyLimits, ApplyReport};
+pub use config::SyncConfig;
+pub use guard::{GuardConfig, GuardVerdict, guard};
+pub use ownership::{Deprovision, ManagedGroup, ManagedUser, Ownership, SyncPolicy};
+pub use plan::plan;
+pub use retry::{Pacer, RetryPolicy};
+pub use scope::{plan_for_people, restrict_to_people};
+pub use step::{
+    DeprovisionReason, GroupRef, Permissions, Plan, PlanStep, PlanSummary, Profile, SkipReason,
+    Skipped,
+};
+pub use worker::{
+    ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, SyncWorker, Trigger,
+};
+pub use writer::{GroupRecord, TykWriter, UserRecord, WriteError};

@@ -1,0 +1,183 @@
+//! The sync worker: glue between the outbox, the state loaders, the
+//! planner, the guard, the applier and the run records.
+//!
+//! - `run_once(Trigger::Events)` claims a batch of outbox events, plans for
+//!   just the people they name (everyone if an event names nobody, e.g. a
+//!   group or mapping change), applies, then marks processed the events of
+//!   people who succeeded and releases the others with a backoff.
+//! - `run_once(Trigger::Full)` plans everyone (the periodic drift fix and
+//!   `tyk-idsync sync --once`).
+//! - A plan the guard holds is recorded as a held run (with its plan) and
+//!   not applied; `approve_run` re-plans against the current state and
+//!   applies if it removes no one the held plan did not.
+//! - `run` loops: events on a signal or a short poll, full on the interval.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::apply::ApplyReport;
+use super::config::SyncConfig;
+use super::guard::{GuardVerdict, guard};
+use super::metrics::SyncMetrics;
+use super::ownership::Ownership;
+use super::plan::plan;
+use super::step::{Plan, PlanSummary};
+use super::writer::TykWriter;
+use crate::domain::Timestamp;
+use crate::store::{Store, StoreError, sync_state};
+
+use super::worker_types::status;
+pub use super::worker_types::{
+    ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, Trigger,
+};
+
+pub struct SyncWorker<W, S> {
+    pub(super) store: Store,
+    pub(super) writer: W,
+    pub(super) source: S,
+    pub(super) config: SyncConfig,
+    pub(super) holder: String,
+    wake: Arc<Notify>,
+    pub(super) metrics: Arc<SyncMetrics>,
+}
+
+impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
+    pub fn new(store: Store, writer: W, source: S, config: SyncConfig) -> Self {
+        Self {
+            store,
+            writer,
+            source,
+            config,
+            holder: format!("worker-{}", Uuid::new_v4()),
+            wake: Arc::new(Notify::new()),
+            metrics: Arc::new(SyncMetrics::default()),
+        }
+    }
+
+    /// Signal this after committing an outbox event to apply it at once.
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Counters for `/metrics` (`prometheus()`).
+    pub fn metrics(&self) -> Arc<SyncMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    pub(super) async fn ownership(&self) -> Result<(Ownership, usize), SyncError> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        sync_state::prune_pending_creates(&mut conn).await?;
+        let ownership = sync_state::load_ownership(&mut conn).await?;
+        let managed = ownership.users.len();
+        Ok((ownership, managed))
+    }
+
+    /// The full plan and the guard's verdict, without applying (`tyk-idsync plan`).
+    pub async fn preview(&self) -> Result<(Plan, GuardVerdict), SyncError> {
+        let desired = self.source.desired().await?;
+        let actual = self.source.actual(&ActualScope::Everyone).await?;
+        let (ownership, managed) = self.ownership().await?;
+        let plan = plan(
+            &desired,
+            &actual,
+            &ownership,
+            &self.config.policy(),
+            Timestamp::now(),
+        );
+        let verdict = guard(&plan, managed, self.config.guard);
+        Ok((plan, verdict))
+    }
+
+    pub async fn run_once(&self, trigger: Trigger) -> Result<SyncStatus, SyncError> {
+        let result = match trigger {
+            Trigger::Full => self.run_full().await,
+            Trigger::Events => self.run_events().await,
+        };
+        self.metrics.observe(&result);
+        result
+    }
+
+    async fn run_full(&self) -> Result<SyncStatus, SyncError> {
+        let desired = self.source.desired().await?;
+        let actual = self.source.actual(&ActualScope::Everyone).await?;
+        let (ownership, managed) = self.ownership().await?;
+        let now = Timestamp::now();
+        let plan = plan(&desired, &actual, &ownership, &self.config.policy(), now);
+        self.guard_and_apply(
+            Trigger::Full,
+            plan,
+            &actual,
+            managed,
+            BTreeMap::new(),
+            vec![],
+        )
+        .await
+    }
+
+    /// Runs until `shutdown` resolves: events on a signal (or every
+    /// `poll_interval`), a full reconcile every `interval`.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let mut full = tokio::time::interval(self.config.interval);
+        full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            let trigger = tokio::select! {
+                () = &mut shutdown => return,
+                _ = full.tick() => Trigger::Full,
+                () = self.wake.notified() => Trigger::Events,
+                () = tokio::time::sleep(self.config.poll_interval) => Trigger::Events,
+            };
+            loop {
+                match self.run_once(trigger).await {
+                    Ok(s) if trigger == Trigger::Events && s.outcome != Outcome::Idle => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, ?trigger, "sync run failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
+
+pub(super) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn idle_status() -> SyncStatus {
+    status(
+        None,
+        Trigger::Events,
+        Outcome::Idle,
+        PlanSummary::default(),
+        &ApplyReport::default(),
+        GuardVerdict::Proceed,
+    )
+}

@@ -1,0 +1,138 @@
+//! Event-driven runs: claim outbox events, plan for the people they name,
+//! apply, then settle each event (processed, or released with backoff).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::plan::plan;
+use super::scope::plan_for_people;
+use super::worker::{SyncWorker, idle_status, millis};
+use super::worker_types::{ActualScope, StateSource, SyncError, SyncStatus, Trigger};
+use super::writer::TykWriter;
+use crate::domain::Timestamp;
+use crate::store::StoreError;
+use crate::store::sync_outbox::{self, ClaimedEvent};
+
+impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
+    pub(super) async fn claim(&self) -> Result<Vec<ClaimedEvent>, SyncError> {
+        let now = Timestamp::now();
+        let until = Timestamp(now.0 + millis(self.config.event_lease));
+        let mut tx = self.store.begin().await?;
+        let claimed = sync_outbox::claim(
+            &mut tx,
+            self.store.backend(),
+            &self.holder,
+            i64::from(self.config.event_batch),
+            now,
+            until,
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(claimed)
+    }
+
+    pub(super) async fn run_events(&self) -> Result<SyncStatus, SyncError> {
+        let events = self.claim().await?;
+        if events.is_empty() {
+            return Ok(idle_status());
+        }
+        let result = self.apply_events(&events).await;
+        if result.is_err() {
+            // Nothing was decided: give the events back for a prompt retry.
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            let retry_at = Timestamp(Timestamp::now().0 + millis(self.config.retry_max_delay));
+            let mut conn = self
+                .store
+                .pool()
+                .acquire()
+                .await
+                .map_err(StoreError::from)?;
+            sync_outbox::release(&mut conn, &seqs, retry_at).await?;
+        }
+        result
+    }
+
+    pub(super) async fn apply_events(
+        &self,
+        events: &[ClaimedEvent],
+    ) -> Result<SyncStatus, SyncError> {
+        let everyone = events.iter().any(|e| e.email.is_none());
+        let emails: BTreeSet<String> = events
+            .iter()
+            .filter_map(|e| e.email.as_ref().map(|m| m.to_lowercase()))
+            .collect();
+        let scope = if everyone {
+            ActualScope::Everyone
+        } else {
+            ActualScope::People(emails.clone())
+        };
+        let desired = self.source.desired().await?;
+        let actual = self.source.actual(&scope).await?;
+        let (ownership, managed) = self.ownership().await?;
+        let now = Timestamp::now();
+        let policy = self.config.policy();
+        let plan = match &scope {
+            ActualScope::Everyone => plan(&desired, &actual, &ownership, &policy, now),
+            ActualScope::People(people) => {
+                plan_for_people(&desired, &actual, &ownership, &policy, now, people)
+            }
+        };
+        let mut by_email: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for event in events {
+            if let Some(email) = &event.email {
+                by_email
+                    .entry(email.to_lowercase())
+                    .or_default()
+                    .push(event.seq);
+            }
+        }
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        let status = self
+            .guard_and_apply(Trigger::Events, plan, &actual, managed, by_email, seqs)
+            .await?;
+        self.settle_events(events, &status).await?;
+        Ok(status)
+    }
+
+    /// Marks processed the events whose people succeeded (or whose run was
+    /// held: the held plan carries the change); releases the rest with backoff.
+    pub(super) async fn settle_events(
+        &self,
+        events: &[ClaimedEvent],
+        status: &SyncStatus,
+    ) -> Result<(), SyncError> {
+        let failed: BTreeSet<&str> = status
+            .failed_people
+            .iter()
+            .map(|(_, email)| email.as_str())
+            .collect();
+        let (mut done, mut retry) = (Vec::new(), Vec::new());
+        for event in events {
+            let person_failed = match &event.email {
+                Some(email) => failed.contains(email.to_lowercase().as_str()),
+                None => status.failed > 0,
+            };
+            if person_failed {
+                retry.push(event)
+            } else {
+                done.push(event.seq)
+            }
+        }
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        sync_outbox::complete(&mut conn, &done).await?;
+        for event in retry {
+            let delay = self.config.limits().retry.delay(
+                u32::try_from(event.attempts).unwrap_or(u32::MAX).min(16),
+                None,
+            );
+            let retry_at =
+                Timestamp(Timestamp::now().0 + millis(delay.max(self.config.retry_base_delay)));
+            sync_outbox::release(&mut conn, &[event.seq], retry_at).await?;
+        }
+        Ok(())
+    }
+}

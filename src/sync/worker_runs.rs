@@ -1,0 +1,315 @@
+//! Guarded application and the run records: apply or hold a plan, record
+//! the run, approve a held run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use super::actual::ActualState;
+use super::apply::{Applier, ApplyContext, ApplyReport};
+use super::guard::{GuardVerdict, guard};
+use super::plan::plan;
+use super::step::Plan;
+use super::worker::SyncWorker;
+use super::worker_types::{
+    ActualScope, Outcome, StateSource, SyncError, SyncStatus, Trigger, status,
+};
+use super::writer::TykWriter;
+use crate::domain::Timestamp;
+use crate::store::StoreError;
+use crate::store::sync_runs::{self, NewSyncRun, RunKind, RunStatus};
+
+impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
+    pub(super) async fn guard_and_apply(
+        &self,
+        trigger: Trigger,
+        plan: Plan,
+        actual: &ActualState,
+        managed: usize,
+        events_by_email: BTreeMap<String, Vec<i64>>,
+        run_events: Vec<i64>,
+    ) -> Result<SyncStatus, SyncError> {
+        let verdict = guard(&plan, managed, self.config.guard);
+        let summary = plan.summary();
+        if let GuardVerdict::Hold { .. } = verdict {
+            let run_id = self
+                .hold(trigger, &plan, managed, &verdict, &run_events)
+                .await?;
+            return Ok(status(
+                run_id,
+                trigger,
+                Outcome::Held,
+                summary,
+                &ApplyReport::default(),
+                verdict,
+            ));
+        }
+        if plan.is_empty() {
+            return Ok(status(
+                None,
+                trigger,
+                Outcome::Applied,
+                summary,
+                &ApplyReport::default(),
+                verdict,
+            ));
+        }
+        let run_id = self
+            .record_run(
+                trigger,
+                RunStatus::Applying,
+                &plan,
+                managed,
+                &run_events,
+                None,
+                None,
+            )
+            .await?;
+        let context = ApplyContext {
+            run_id: Some(run_id),
+            events_by_email,
+            run_events,
+            adopt_existing: self.config.adopt_existing,
+            ..ApplyContext::new("sync", Timestamp::now())
+        };
+        self.apply_recorded(run_id, trigger, &plan, actual, &context, verdict)
+            .await
+    }
+
+    pub(super) async fn apply_recorded(
+        &self,
+        run_id: Uuid,
+        trigger: Trigger,
+        plan: &Plan,
+        actual: &ActualState,
+        context: &ApplyContext,
+        verdict: GuardVerdict,
+    ) -> Result<SyncStatus, SyncError> {
+        let report = Applier::new(&self.writer, &self.store, self.config.limits())
+            .apply(plan, actual, context)
+            .await;
+        let (run_status, outcome) = if report.succeeded() {
+            (RunStatus::Applied, Outcome::Applied)
+        } else {
+            (RunStatus::Failed, Outcome::PartlyFailed)
+        };
+        let message = (!report.errors.is_empty()).then(|| report.errors.join("; "));
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        sync_runs::finish_run(
+            &mut conn,
+            run_id,
+            run_status,
+            count(report.applied),
+            count(report.failed),
+            message.as_deref(),
+        )
+        .await?;
+        tracing::info!(%run_id, ?trigger, applied = report.applied, failed = report.failed, tyk_writes = report.tyk_writes, "sync run finished");
+        Ok(status(
+            Some(run_id),
+            trigger,
+            outcome,
+            plan.summary(),
+            &report,
+            verdict,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn record_run(
+        &self,
+        trigger: Trigger,
+        run_status: RunStatus,
+        plan: &Plan,
+        managed: usize,
+        seqs: &[i64],
+        keep_plan: Option<serde_json::Value>,
+        message: Option<String>,
+    ) -> Result<Uuid, SyncError> {
+        let summary = plan.summary();
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        Ok(sync_runs::create_run(
+            &mut conn,
+            &NewSyncRun {
+                kind: match trigger {
+                    Trigger::Full => RunKind::Full,
+                    Trigger::Events => RunKind::Events,
+                },
+                status: run_status,
+                event_seqs: seqs.to_vec(),
+                steps_planned: count(plan.steps.len()),
+                people_removed: count(summary.people_removed),
+                managed_users: count(managed),
+                plan: keep_plan,
+                message,
+            },
+        )
+        .await?)
+    }
+
+    /// Records a held run, unless the same plan is already held.
+    pub(super) async fn hold(
+        &self,
+        trigger: Trigger,
+        plan: &Plan,
+        managed: usize,
+        verdict: &GuardVerdict,
+        seqs: &[i64],
+    ) -> Result<Option<Uuid>, SyncError> {
+        let json =
+            serde_json::to_value(plan).map_err(|e| SyncError::NotApprovable(e.to_string()))?;
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        let held = sync_runs::list_runs(&mut conn, Some(RunStatus::Held), 1).await?;
+        if let Some(existing) = held.first().filter(|r| r.plan.as_ref() == Some(&json)) {
+            return Ok(Some(existing.id));
+        }
+        sync_runs::supersede_held_runs(&mut conn).await?;
+        drop(conn);
+        let message = match verdict {
+            GuardVerdict::Hold {
+                would_remove,
+                managed,
+                threshold,
+            } => format!(
+                "held by the mass-change guard: would remove {would_remove} of {managed} managed users (threshold {threshold}); approve with `tyk-idsync runs approve <id>`"
+            ),
+            GuardVerdict::Proceed => String::new(),
+        };
+        let id = self
+            .record_run(
+                trigger,
+                RunStatus::Held,
+                plan,
+                managed,
+                seqs,
+                Some(json),
+                Some(message.clone()),
+            )
+            .await?;
+        tracing::warn!(run_id = %id, "{message}");
+        Ok(Some(id))
+    }
+
+    /// Approves a held run: re-plans against the current state and applies
+    /// that plan if it removes nobody the held plan did not; otherwise the
+    /// new plan is held in its place.
+    pub async fn approve_run(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
+        let result = self.approve_and_apply(id, actor).await;
+        if !matches!(
+            result,
+            Err(SyncError::RunNotFound(_) | SyncError::NotApprovable(_))
+        ) {
+            self.metrics.observe(&result);
+        }
+        result
+    }
+
+    async fn approve_and_apply(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
+        // Check and re-plan first: a run only turns `approved` when it is
+        // about to be applied (a failed load leaves it held).
+        let run = self.held_run(id).await?;
+        let held: Plan = run
+            .plan
+            .clone()
+            .and_then(|p| serde_json::from_value(p).ok())
+            .ok_or_else(|| SyncError::NotApprovable(format!("run {id} has no readable plan")))?;
+        let desired = self.source.desired().await?;
+        let actual = self.source.actual(&ActualScope::Everyone).await?;
+        let (ownership, managed) = self.ownership().await?;
+        let fresh = plan(
+            &desired,
+            &actual,
+            &ownership,
+            &self.config.policy(),
+            Timestamp::now(),
+        );
+        if !removed_people(&fresh).is_subset(&removed_people(&held)) {
+            let verdict = guard(&fresh, managed, self.config.guard);
+            // Supersedes the old held run.
+            let new_id = self
+                .hold(Trigger::Full, &fresh, managed, &verdict, &run.event_seqs)
+                .await?;
+            return Err(SyncError::NotApprovable(format!(
+                "the plan changed since run {id} was held and would remove other people; new held run {}",
+                new_id.map(|i| i.to_string()).unwrap_or_default()
+            )));
+        }
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        match sync_runs::approve_run(&mut conn, id, actor).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { detail, .. }) => {
+                return Err(SyncError::NotApprovable(detail));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(conn);
+        let context = ApplyContext {
+            run_id: Some(id),
+            run_events: run.event_seqs.clone(),
+            adopt_existing: self.config.adopt_existing,
+            ..ApplyContext::new(actor, Timestamp::now())
+        };
+        self.apply_recorded(
+            id,
+            Trigger::Full,
+            &fresh,
+            &actual,
+            &context,
+            GuardVerdict::Proceed,
+        )
+        .await
+    }
+}
+
+impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
+    async fn held_run(&self, id: Uuid) -> Result<sync_runs::SyncRun, SyncError> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        let run = sync_runs::get_run(&mut conn, id)
+            .await?
+            .ok_or(SyncError::RunNotFound(id))?;
+        if run.status != RunStatus::Held {
+            return Err(SyncError::NotApprovable(format!(
+                "run {id} is {}, not held",
+                run.status.as_str()
+            )));
+        }
+        Ok(run)
+    }
+}
+
+fn removed_people(plan: &Plan) -> BTreeSet<(String, String)> {
+    plan.steps
+        .iter()
+        .filter(|s| s.removes_access())
+        .filter_map(|s| s.email().map(|e| (s.org_id().to_string(), e.to_string())))
+        .collect()
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

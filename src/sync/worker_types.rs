@@ -1,0 +1,105 @@
+//! The worker's public vocabulary: loaders, triggers, outcomes, errors.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::actual::ActualState;
+use super::apply::ApplyReport;
+use super::guard::GuardVerdict;
+use super::step::PlanSummary;
+use crate::domain::DesiredState;
+use crate::store::StoreError;
+
+/// A loader failed (mapping, Tyk listing…); the run is not attempted.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+/// Who the actual state is needed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActualScope {
+    Everyone,
+    /// Lower-cased e-mails; the loader may list everyone anyway.
+    People(BTreeSet<String>),
+}
+
+/// Where desired and actual state come from; the lead implements it over
+/// the mapping and the Tyk Dashboard client (paged listing).
+pub trait StateSource: Send + Sync {
+    fn desired(&self) -> impl Future<Output = Result<DesiredState, LoadError>> + Send;
+    fn actual(
+        &self,
+        scope: &ActualScope,
+    ) -> impl Future<Output = Result<ActualState, LoadError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot load state: {0}")]
+    Load(#[from] LoadError),
+    #[error("run {0} not found")]
+    RunNotFound(Uuid),
+    #[error("{0}")]
+    NotApprovable(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Full,
+    Events,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// No events waiting (event trigger only).
+    Idle,
+    Applied,
+    /// Some steps failed; the people concerned are retried.
+    PartlyFailed,
+    Held,
+}
+
+/// What a run did (for logs, metrics, `/status` and the CLI exit code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncStatus {
+    pub run_id: Option<Uuid>,
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    pub summary: PlanSummary,
+    pub applied: usize,
+    pub failed: usize,
+    pub tyk_writes: usize,
+    pub errors: Vec<String>,
+    /// (org, e-mail) of people with a failed step (retried later).
+    pub failed_people: BTreeSet<(String, String)>,
+    pub verdict: GuardVerdict,
+}
+
+pub(super) fn status(
+    run_id: Option<Uuid>,
+    trigger: Trigger,
+    outcome: Outcome,
+    summary: PlanSummary,
+    report: &ApplyReport,
+    verdict: GuardVerdict,
+) -> SyncStatus {
+    SyncStatus {
+        run_id,
+        trigger,
+        outcome,
+        summary,
+        applied: report.applied,
+        failed: report.failed,
+        tyk_writes: report.tyk_writes,
+        errors: report.errors.clone(),
+        failed_people: report.failed_people.clone(),
+        verdict,
+    }
+}

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod domain;
+pub mod standin;
 pub mod store;
 pub mod tyk;

@@ -1,0 +1,255 @@
+//! The stand-in's data: organisations, users and user groups, with the
+//! Dashboard's rules (24-hex ids, lower-cased emails unique per org, one
+//! `group_id` per user). Pure data operations; HTTP lives in the handlers.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::ids::IdGen;
+use crate::tyk::{Organisation, Permissions, User, UserGroup, ZERO_TIME};
+
+/// An error answer: status and the exact documented `Message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the stand-in knows. Maps are keyed by id, and ids sort by
+/// creation time, so iteration order is creation order.
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub(crate) ids: IdGen,
+    pub(crate) orgs: BTreeMap<String, Organisation>,
+    pub(crate) users: BTreeMap<String, User>,
+    pub(crate) groups: BTreeMap<String, UserGroup>,
+}
+
+/// Fields a create or update may set; `None` = not sent.
+#[derive(Debug, Default)]
+pub struct UserFields {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email_address: Option<String>,
+    pub active: Option<bool>,
+    pub group_id: Option<String>,
+    pub user_permissions: Option<Permissions>,
+    pub password_max_days: Option<i64>,
+}
+
+impl UserFields {
+    /// Reads the known fields of a JSON object; wrong types are `Err`.
+    pub(crate) fn from_json(body: &Map<String, Value>) -> Result<Self, ()> {
+        let string = |k: &str| match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(()),
+        };
+        let active = match body.get("active") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(()),
+        };
+        let user_permissions = match body.get("user_permissions") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(serde_json::from_value(v.clone()).map_err(|_| ())?),
+            Some(_) => return Err(()),
+        };
+        Ok(Self {
+            first_name: string("first_name")?,
+            last_name: string("last_name")?,
+            email_address: string("email_address")?.map(|e| e.to_lowercase()),
+            active,
+            group_id: string("group_id")?,
+            user_permissions,
+            password_max_days: body.get("password_max_days").and_then(Value::as_i64),
+        })
+    }
+}
+
+impl Directory {
+    pub fn now() -> String {
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
+    pub fn create_org(&mut self, owner_name: &str, extra: Map<String, Value>) -> Organisation {
+        let id = self.ids.next();
+        let mut org = Organisation {
+            id: id.clone(),
+            owner_name: owner_name.to_string(),
+            owner_slug: slug(owner_name),
+            extra: org_defaults(),
+        };
+        org.extra.extend(extra);
+        if let Some(Value::String(s)) = org.extra.remove("owner_slug") {
+            org.owner_slug = s;
+        }
+        self.orgs.insert(id, org.clone());
+        org
+    }
+
+    /// True when `email` (lower-cased) is used by another user of `org_id`.
+    pub fn email_taken(&self, org_id: &str, email: &str, except: Option<&str>) -> bool {
+        self.users.values().any(|u| {
+            u.org_id == org_id && u.email_address == email && Some(u.id.as_str()) != except
+        })
+    }
+
+    pub fn group_exists(&self, org_id: &str, group_id: &str) -> bool {
+        group_id.is_empty()
+            || self
+                .groups
+                .get(group_id)
+                .is_some_and(|g| g.org_id == org_id)
+    }
+
+    /// Creates a user; the caller has checked required fields and email.
+    pub fn insert_user(&mut self, org_id: &str, fields: UserFields) -> User {
+        let id = self.ids.next();
+        let now = Self::now();
+        let mut extra = Map::new();
+        extra.insert("access_key".into(), json!(self.ids.access_key()));
+        extra.insert("api_model".into(), json!({}));
+        extra.insert(
+            "password_max_days".into(),
+            json!(fields.password_max_days.unwrap_or(0)),
+        );
+        extra.insert("password_updated".into(), json!(ZERO_TIME));
+        extra.insert("last_login_date".into(), json!(ZERO_TIME));
+        extra.insert("created_at".into(), json!(now));
+        let user = User {
+            id: id.clone(),
+            org_id: org_id.to_string(),
+            first_name: fields.first_name.unwrap_or_default(),
+            last_name: fields.last_name.unwrap_or_default(),
+            email_address: fields.email_address.unwrap_or_default(),
+            active: fields.active.unwrap_or(false),
+            group_id: fields.group_id.unwrap_or_default(),
+            user_permissions: fields.user_permissions.unwrap_or_default(),
+            extra,
+        };
+        self.users.insert(id, user.clone());
+        user
+    }
+
+    /// Applies the sent fields to a user; absent fields stay as they were.
+    pub fn apply_user(&mut self, id: &str, fields: UserFields) -> Option<User> {
+        let user = self.users.get_mut(id)?;
+        if let Some(v) = fields.first_name {
+            user.first_name = v;
+        }
+        if let Some(v) = fields.last_name {
+            user.last_name = v;
+        }
+        if let Some(v) = fields.email_address {
+            user.email_address = v;
+        }
+        if let Some(v) = fields.active {
+            user.active = v;
+        }
+        if let Some(v) = fields.group_id {
+            user.group_id = v;
+        }
+        if let Some(v) = fields.user_permissions {
+            user.user_permissions = v;
+        }
+        if let Some(v) = fields.password_max_days {
+            user.extra.insert("password_max_days".into(), json!(v));
+        }
+        Some(user.clone())
+    }
+
+    /// The active user owning this Dashboard API key.
+    pub fn user_by_key(&self, key: &str) -> Option<&User> {
+        use subtle::ConstantTimeEq;
+        self.users.values().find(|u| {
+            u.active
+                && u.access_key()
+                    .is_some_and(|k| bool::from(k.as_bytes().ct_eq(key.as_bytes())))
+        })
+    }
+}
+
+/// Splits `items` into pages of `size`: `p` < 0 is everything, `p` 0 is
+/// page 1. Returns `null` (None) for an empty page and the total page count.
+pub fn paginate<T: Clone>(items: &[T], p: i64, size: usize) -> (Option<Vec<T>>, i64) {
+    let size = size.max(1);
+    let pages = i64::try_from(items.len().div_ceil(size)).unwrap_or(i64::MAX);
+    let slice: Vec<T> = if p < 0 {
+        items.to_vec()
+    } else {
+        let page = usize::try_from(p.max(1) - 1).unwrap_or(usize::MAX);
+        items
+            .iter()
+            .skip(page.saturating_mul(size))
+            .take(size)
+            .cloned()
+            .collect()
+    };
+    ((!slice.is_empty()).then_some(slice), pages)
+}
+
+fn slug(name: &str) -> String {
+    name.to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+fn org_defaults() -> Map<String, Value> {
+    let v = json!({
+        "cname": "", "cname_enabled": false, "apis": [], "developer_quota": 0,
+        "developer_count": 0, "event_options": {}, "hybrid_enabled": false,
+        "org_options_meta": {}, "sso_enabled": false
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_rules() {
+        let items: Vec<u32> = (1..=25).collect();
+        let cases: &[(i64, Option<Vec<u32>>, i64)] = &[
+            (1, Some((1..=10).collect()), 3),
+            (0, Some((1..=10).collect()), 3),
+            (3, Some((21..=25).collect()), 3),
+            (4, None, 3),
+            (-1, Some(items.clone()), 3),
+        ];
+        for (p, want, pages) in cases {
+            assert_eq!(paginate(&items, *p, 10), (want.clone(), *pages), "p={p}");
+        }
+        assert_eq!(paginate::<u32>(&[], 1, 10), (None, 0));
+        assert_eq!(paginate::<u32>(&[], -1, 10), (None, 0));
+    }
+
+    #[test]
+    fn emails_are_unique_per_org_only() {
+        let mut dir = Directory::default();
+        let fields = |e: &str| UserFields {
+            email_address: Some(e.into()),
+            ..UserFields::default()
+        };
+        let user = dir.insert_user("org-a", fields("a@x.io"));
+        assert!(dir.email_taken("org-a", "a@x.io", None));
+        assert!(!dir.email_taken("org-a", "a@x.io", Some(&user.id)));
+        assert!(!dir.email_taken("org-b", "a@x.io", None));
+        assert_eq!(user.extra.get("last_login_date"), Some(&json!(ZERO_TIME)));
+    }
+}

@@ -20,6 +20,7 @@ pub mod render;
 pub mod retry;
 pub mod scope;
 pub mod step;
+pub mod tyk_gateway;
 pub mod worker;
 mod worker_events;
 mod worker_runs;

@@ -1,0 +1,188 @@
+//! The sync worker's two views of Tyk — [`TykWriter`] (writes) and the
+//! actual-state listing — over the Dashboard client.
+//!
+//! Writes send whole objects built from the planner's records (the planner
+//! already merged the listed user with the desired changes), so each changed
+//! user costs exactly one request and no read.
+
+use std::collections::BTreeMap;
+
+use super::actual::{ActualGroup, ActualState, ActualUser};
+use super::writer::{GroupRecord, TykWriter, UserRecord, WriteError};
+use crate::tyk::{
+    NewUser, NewUserGroup, PermissionLevel, Permissions, TykClient, TykError, User, UserGroup,
+};
+
+/// Tyk, as the sync worker sees it.
+#[derive(Debug, Clone)]
+pub struct TykGateway {
+    client: TykClient,
+}
+
+impl TykGateway {
+    pub fn new(client: TykClient) -> Self {
+        Self { client }
+    }
+
+    pub fn client(&self) -> &TykClient {
+        &self.client
+    }
+
+    /// Every user and group the Dashboard key can see (all organisations it
+    /// may see), page by page.
+    pub async fn list_actual(&self) -> Result<ActualState, TykError> {
+        let (users, groups) =
+            tokio::try_join!(self.client.list_users(), self.client.list_groups())?;
+        Ok(ActualState {
+            users: users.iter().map(actual_user).collect(),
+            groups: groups.iter().map(actual_group).collect(),
+        })
+    }
+}
+
+fn to_map(permissions: &Permissions) -> BTreeMap<String, String> {
+    permissions
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().to_string()))
+        .collect()
+}
+
+fn from_map(permissions: &BTreeMap<String, String>) -> Permissions {
+    permissions
+        .iter()
+        .map(|(k, v)| (k.clone(), PermissionLevel::parse(v)))
+        .collect()
+}
+
+pub fn actual_user(user: &User) -> ActualUser {
+    let permissions = to_map(&user.user_permissions);
+    ActualUser {
+        id: user.id.clone(),
+        org_id: user.org_id.clone(),
+        email: user.email_address.to_lowercase(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        active: user.active,
+        group_id: Some(user.group_id.clone()).filter(|g| !g.is_empty()),
+        is_admin: ActualUser::permissions_mean_admin(&permissions),
+        permissions,
+    }
+}
+
+pub fn actual_group(group: &UserGroup) -> ActualGroup {
+    ActualGroup {
+        id: group.id.clone(),
+        org_id: group.org_id.clone(),
+        name: group.name.clone(),
+        description: Some(group.description.clone()).filter(|d| !d.is_empty()),
+        permissions: to_map(&group.user_permissions),
+    }
+}
+
+/// How a client error counts for retries.
+pub fn write_error(error: TykError) -> WriteError {
+    match error {
+        TykError::EmailAlreadyExists { .. } => WriteError::EmailAlreadyExists,
+        ref e if e.is_retryable() => WriteError::Retryable {
+            message: e.to_string(),
+            retry_after: e.retry_after(),
+        },
+        e => WriteError::Permanent {
+            status: status_of(&e),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn status_of(error: &TykError) -> Option<u16> {
+    match error {
+        TykError::Unauthorised { .. } => Some(401),
+        TykError::Forbidden { .. } => Some(403),
+        TykError::NotFound { status, .. } | TykError::Rejected { status, .. } => Some(*status),
+        TykError::Conflict { .. } => Some(409),
+        _ => None,
+    }
+}
+
+impl TykWriter for TykGateway {
+    async fn create_group(&self, group: &GroupRecord) -> Result<String, WriteError> {
+        let body = NewUserGroup {
+            name: group.name.clone(),
+            description: group.description.clone().unwrap_or_default(),
+            active: true,
+            user_permissions: from_map(&group.permissions),
+            org_id: Some(group.org_id.clone()),
+        };
+        self.client.create_group(&body).await.map_err(write_error)
+    }
+
+    async fn update_group(&self, group_id: &str, group: &GroupRecord) -> Result<(), WriteError> {
+        let body = UserGroup {
+            id: group_id.to_string(),
+            org_id: group.org_id.clone(),
+            name: group.name.clone(),
+            description: group.description.clone().unwrap_or_default(),
+            active: true,
+            user_permissions: from_map(&group.permissions),
+            ..UserGroup::default()
+        };
+        self.client.update_group(&body).await.map_err(write_error)
+    }
+
+    async fn delete_group(&self, _org_id: &str, group_id: &str) -> Result<(), WriteError> {
+        self.client
+            .delete_group(group_id)
+            .await
+            .map_err(write_error)
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> Result<String, WriteError> {
+        let body = NewUser {
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            email_address: user.email.clone(),
+            user_permissions: from_map(&user.permissions),
+            active: user.active,
+            group_id: user.group_id.clone(),
+            org_id: Some(user.org_id.clone()),
+        };
+        self.client.create_user(&body).await.map_err(write_error)
+    }
+
+    async fn update_user(&self, user_id: &str, user: &UserRecord) -> Result<(), WriteError> {
+        let body = User {
+            id: user_id.to_string(),
+            org_id: user.org_id.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            email_address: user.email.clone(),
+            active: user.active,
+            group_id: user.group_id.clone().unwrap_or_default(),
+            user_permissions: from_map(&user.permissions),
+            ..User::default()
+        };
+        self.client.update_user(&body).await.map_err(write_error)
+    }
+
+    async fn delete_user(&self, _org_id: &str, user_id: &str) -> Result<(), WriteError> {
+        self.client.delete_user(user_id).await.map_err(write_error)
+    }
+
+    async fn find_user_by_email(
+        &self,
+        org_id: &str,
+        email: &str,
+    ) -> Result<Option<ActualUser>, WriteError> {
+        // The same e-mail may exist once per organisation.
+        let wanted = email.to_lowercase();
+        let found = self
+            .client
+            .search_users(&wanted)
+            .await
+            .map_err(write_error)?;
+        Ok(found
+            .iter()
+            .find(|u| u.org_id == org_id && u.email_address.to_lowercase() == wanted)
+            .map(actual_user))
+    }
+}

@@ -50,6 +50,7 @@ pub struct Shared {
     directory: Mutex<Directory>,
     faults: Mutex<faults::Faults>,
     log: Mutex<Vec<LoggedRequest>>,
+    in_flight: faults::Gauge,
 }
 
 impl Shared {
@@ -172,6 +173,15 @@ impl StandIn {
         if let Ok(mut log) = self.shared.log.lock() {
             log.clear();
         }
+    }
+
+    /// The most requests this stand-in has served at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.in_flight.max()
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        self.shared.in_flight.reset();
     }
 
     /// Standing fault rates for all later requests.

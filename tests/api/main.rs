@@ -4,3 +4,5 @@
 mod support;
 
 mod store_identities;
+mod tyk_client;
+mod tyk_standin;

@@ -1,6 +1,8 @@
 //! Real components for the integration tests: PostgreSQL, slapd, the app.
 
 pub mod postgres;
+pub mod prism;
+pub mod standin;
 
 use std::net::TcpListener;
 

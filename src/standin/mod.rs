@@ -6,6 +6,7 @@
 mod admin;
 mod dashboard;
 mod faults;
+mod groups;
 mod ids;
 mod state;
 
@@ -71,6 +72,7 @@ impl IntoResponse for ApiError {
 /// The stand-in's routes, with fault injection and the request log.
 pub fn router(shared: Arc<Shared>) -> Router {
     use dashboard as d;
+    use groups as g;
     Router::new()
         .route("/api/users", get(d::list_users).post(d::create_user))
         .route("/api/users/search", post(d::search_users))
@@ -79,12 +81,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(d::get_user).put(d::update_user).delete(d::delete_user),
         )
         .route("/api/users/{id}/actions/revoke", put(d::revoke_user))
-        .route("/api/usergroups", get(d::list_groups).post(d::create_group))
+        .route("/api/usergroups", get(g::list_groups).post(g::create_group))
         .route(
             "/api/usergroups/{id}",
-            get(d::get_group)
-                .put(d::update_group)
-                .delete(d::delete_group),
+            get(g::get_group)
+                .put(g::update_group)
+                .delete(g::delete_group),
         )
         .route("/admin/users", post(admin::create_user))
         .route(

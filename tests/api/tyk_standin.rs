@@ -62,6 +62,16 @@ impl Direct {
     }
 }
 
+/// method, path, auth header, body → expected status and body.
+type Case<'a> = (
+    &'a str,
+    String,
+    Option<(&'a str, &'a str)>,
+    Option<Value>,
+    u16,
+    Value,
+);
+
 fn err(message: &str) -> Value {
     json!({ "Status": "Error", "Message": message, "Meta": null })
 }
@@ -76,14 +86,7 @@ async fn tyk_standin_answers_with_the_documented_bodies() {
     let (_, created) = d.call("POST", "/api/users", dash, Some(user.clone())).await;
     let uid = created["Meta"].as_str().expect("id").to_string();
     let none = "000000000000000000000000";
-    let cases: Vec<(
-        &str,
-        String,
-        Option<(&str, &str)>,
-        Option<Value>,
-        u16,
-        Value,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "GET",
             "/api/users".into(),

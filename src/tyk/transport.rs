@@ -1,0 +1,90 @@
+//! Transport helpers of the client: the pooled HTTP client (timeouts, CA,
+//! TLS switch), page walking, and envelope decoding.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::config::TykConfig;
+use super::error::TykError;
+use super::model::{Envelope, Page, User};
+
+/// Fetches p=1, then p=2..=pages. `pages` of 0 means "just what came".
+pub(super) async fn collect_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, TykError>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, TykError>>,
+{
+    let first = fetch(1).await?;
+    let mut items = first.items;
+    for p in 2..=i64::from(first.pages) {
+        let page = fetch(p).await?;
+        if page.items.is_empty() {
+            break;
+        }
+        items.extend(page.items);
+    }
+    Ok(items)
+}
+
+pub(super) fn build_http(config: &TykConfig) -> Result<reqwest::Client, TykError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(config.max_concurrency.max(1))
+        .user_agent(concat!("tyk-idsync/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| TykError::Config(format!("tyk.ca_file {}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| TykError::Config(format!("tyk.ca_file {}: {e}", path.display())))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    if !config.tls_verify {
+        tracing::warn!(
+            dashboard_url = %config.dashboard_url,
+            "TLS VERIFICATION IS OFF for the Tyk Dashboard (tyk.tls_verify = false): \
+             anyone on the network path can impersonate it; use tyk.ca_file instead"
+        );
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| TykError::Config(format!("HTTP client: {e}")))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, TykError> {
+    serde_json::from_slice(bytes).map_err(|e| TykError::InvalidResponse(format!("bad JSON: {e}")))
+}
+
+/// The envelope's `Message`, else a short excerpt of the body.
+pub(super) fn error_message(status: StatusCode, bytes: &[u8]) -> String {
+    match serde_json::from_slice::<Envelope>(bytes) {
+        Ok(env) if !env.message.is_empty() => env.message,
+        _ => {
+            let text = String::from_utf8_lossy(bytes);
+            let excerpt: String = text.chars().take(200).collect();
+            if excerpt.is_empty() {
+                status.to_string()
+            } else {
+                excerpt
+            }
+        }
+    }
+}
+
+pub(super) fn meta_id(env: Envelope) -> Result<String, TykError> {
+    match env.meta {
+        serde_json::Value::String(id) if !id.is_empty() => Ok(id),
+        other => Err(TykError::InvalidResponse(format!(
+            "expected an id in Meta, got {other}"
+        ))),
+    }
+}
+
+pub(super) fn meta_user(env: Envelope) -> Result<User, TykError> {
+    serde_json::from_value(env.meta)
+        .map_err(|e| TykError::InvalidResponse(format!("expected a user in Meta: {e}")))
+}

@@ -27,13 +27,20 @@ impl Spec {
     }
 
     fn official_file(self) -> PathBuf {
-        let dir = std::env::var("TYK_CONTRACT_DIR").unwrap_or_else(|_| "/work/shared/tyk".into());
         let name = match self {
             Self::Dashboard => "dashboard-swagger.yml",
             Self::Admin => "dashboard-admin-swagger.yml",
         };
-        Path::new(&dir).join(name)
+        contract_dir().join(name)
     }
+}
+
+/// The official files: `tests/contract/official/` (verbatim copies), or
+/// `TYK_CONTRACT_DIR` to check against another set.
+pub fn contract_dir() -> PathBuf {
+    std::env::var_os("TYK_CONTRACT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/contract/official"))
 }
 
 fn repo_root() -> PathBuf {

@@ -50,9 +50,13 @@ pub(super) fn build_http(config: &TykConfig) -> Result<reqwest::Client, TykError
         );
         builder = builder.danger_accept_invalid_certs(true);
     }
-    builder
-        .build()
-        .map_err(|e| TykError::Config(format!("HTTP client: {e}")))
+    // rustls parses the CA only here, so a bad PEM surfaces at build time.
+    builder.build().map_err(|e| {
+        TykError::Config(match &config.ca_file {
+            Some(path) => format!("tyk.ca_file {}: not a usable PEM CA ({e})", path.display()),
+            None => format!("HTTP client: {e}"),
+        })
+    })
 }
 
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, TykError> {
@@ -87,4 +91,57 @@ pub(super) fn meta_id(env: Envelope) -> Result<String, TykError> {
 pub(super) fn meta_user(env: Envelope) -> Result<User, TykError> {
     serde_json::from_value(env.meta)
         .map_err(|e| TykError::InvalidResponse(format!("expected a user in Meta: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_or_bad_ca_file_is_a_config_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("ca.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        for path in [bad, dir.path().join("missing.pem")] {
+            let cfg = TykConfig {
+                ca_file: Some(path.clone()),
+                ..TykConfig::new("https://d", "k")
+            };
+            let err = build_http(&cfg).expect_err("bad CA");
+            assert!(
+                matches!(&err, TykError::Config(m) if m.contains("tyk.ca_file")),
+                "{path:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_verification_can_be_switched_off() {
+        let cfg = TykConfig {
+            tls_verify: false,
+            ..TykConfig::new("https://d", "k")
+        };
+        assert!(build_http(&cfg).is_ok());
+    }
+
+    #[test]
+    fn error_message_prefers_the_envelope() {
+        let env = br#"{"Status":"Error","Message":"Not authorised","Meta":null}"#;
+        assert_eq!(
+            error_message(StatusCode::UNAUTHORIZED, env),
+            "Not authorised"
+        );
+        assert_eq!(
+            error_message(StatusCode::BAD_GATEWAY, b"upstream down"),
+            "upstream down"
+        );
+        assert_eq!(
+            error_message(StatusCode::BAD_GATEWAY, b""),
+            "502 Bad Gateway"
+        );
+    }
 }

@@ -560,3 +560,85 @@ async fn tyk_standin_binary_runs_as_a_separate_process() {
     assert!(users[0].user_permissions.is_admin());
     assert_eq!(orgs.expect("orgs")[0].owner_name, "Default Org");
 }
+
+/// Replaces generated values (ids, keys, timestamps) so snapshots are stable.
+fn normalise(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            let hex = s.chars().all(|c| c.is_ascii_hexdigit());
+            if hex && s.len() == 24 {
+                *s = "<24-hex id>".into();
+            } else if hex && s.len() == 32 {
+                *s = "<32-hex access key>".into();
+            } else if s.len() > 20
+                && s.starts_with("20")
+                && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+            {
+                *s = "<rfc3339 now>".into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalise),
+        Value::Object(map) => map.values_mut().for_each(normalise),
+        _ => {}
+    }
+}
+
+/// The wire shapes of the main answers, reviewed once and pinned.
+#[tokio::test]
+async fn tyk_standin_wire_shapes_snapshot() {
+    let d = direct().await;
+    let key = d.key.clone();
+    let dash = Some(("authorization", key.as_str()));
+    let admin = Some(("admin-auth", d.standin.admin_secret()));
+    let mut shapes = serde_json::Map::new();
+    let (_, group) = d
+        .call(
+            "POST",
+            "/api/usergroups",
+            dash,
+            Some(json!({ "name": "Ops", "user_permissions": { "apis": "write" } })),
+        )
+        .await;
+    let gid = group["Meta"].as_str().expect("gid").to_string();
+    shapes.insert("create_group".into(), group);
+    let new_user = json!({ "first_name": "Ada", "last_name": "L", "email_address": "Ada@X.example",
+        "active": true, "group_id": gid, "user_permissions": { "apis": "read" } });
+    let (_, created) = d.call("POST", "/api/users", dash, Some(new_user)).await;
+    let uid = created["Meta"].as_str().expect("uid").to_string();
+    shapes.insert("create_user".into(), created);
+    shapes.insert(
+        "get_user".into(),
+        d.call("GET", &format!("/api/users/{uid}"), dash, None)
+            .await
+            .1,
+    );
+    shapes.insert(
+        "list_users_p2".into(),
+        d.call("GET", "/api/users?p=2", dash, None).await.1,
+    );
+    shapes.insert(
+        "list_groups".into(),
+        d.call("GET", "/api/usergroups?p=1", dash, None).await.1,
+    );
+    shapes.insert(
+        "delete_user".into(),
+        d.call("DELETE", &format!("/api/users/{uid}"), dash, None)
+            .await
+            .1,
+    );
+    let admin_user = json!({ "first_name": "Root", "last_name": "R", "email_address": "root@x.example",
+        "user_permissions": { "IsAdmin": "admin" } });
+    shapes.insert(
+        "admin_create_user".into(),
+        d.call("POST", "/admin/users", admin, Some(admin_user))
+            .await
+            .1,
+    );
+    shapes.insert(
+        "admin_list_orgs".into(),
+        d.call("GET", "/admin/organisations", admin, None).await.1,
+    );
+    let mut shapes = Value::Object(shapes);
+    normalise(&mut shapes);
+    insta::assert_json_snapshot!("tyk_standin_wire_shapes", shapes);
+}

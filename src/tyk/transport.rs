@@ -119,6 +119,40 @@ mod tests {
         }
     }
 
+    /// A fake server: `pages` as reported, items per page as listed.
+    async fn walk(pages: u32, served: Vec<Vec<u32>>) -> (Vec<u32>, Vec<i64>) {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let items = collect_pages(|p| {
+            asked.lock().expect("lock").push(p);
+            let items = usize::try_from(p - 1)
+                .ok()
+                .and_then(|i| served.get(i))
+                .cloned()
+                .unwrap_or_default();
+            async move { Ok(Page { items, pages }) }
+        })
+        .await
+        .expect("walk");
+        (items, asked.into_inner().expect("lock"))
+    }
+
+    #[tokio::test]
+    async fn page_walking_tolerates_zero_and_overstated_page_counts() {
+        let cases: Vec<(u32, Vec<Vec<u32>>, Vec<u32>, Vec<i64>)> = vec![
+            (0, vec![], vec![], vec![1]),
+            (0, vec![vec![1, 2]], vec![1, 2], vec![1]),
+            (2, vec![vec![1], vec![2]], vec![1, 2], vec![1, 2]),
+            (5, vec![vec![1], vec![2]], vec![1, 2], vec![1, 2, 3]),
+        ];
+        for (pages, served, want_items, want_asked) in cases {
+            assert_eq!(
+                walk(pages, served).await,
+                (want_items, want_asked),
+                "pages={pages}"
+            );
+        }
+    }
+
     #[test]
     fn tls_verification_can_be_switched_off() {
         let cfg = TykConfig {

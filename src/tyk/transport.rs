@@ -136,9 +136,12 @@ mod tests {
         (items, asked.into_inner().expect("lock"))
     }
 
+    /// reported pages, items served per page → items collected, pages asked.
+    type WalkCase = (u32, Vec<Vec<u32>>, Vec<u32>, Vec<i64>);
+
     #[tokio::test]
     async fn page_walking_tolerates_zero_and_overstated_page_counts() {
-        let cases: Vec<(u32, Vec<Vec<u32>>, Vec<u32>, Vec<i64>)> = vec![
+        let cases: Vec<WalkCase> = vec![
             (0, vec![], vec![], vec![1]),
             (0, vec![vec![1, 2]], vec![1, 2], vec![1]),
             (2, vec![vec![1], vec![2]], vec![1, 2], vec![1, 2]),

@@ -321,7 +321,7 @@ impl TykClient {
 
     fn url(&self, path: &[&str], p: Option<i64>) -> Result<Url, TykError> {
         if path.iter().any(|s| s.is_empty()) {
-            return Err(TykError::InvalidResponse("empty id in request path".into()));
+            return Err(TykError::InvalidArgument("empty id in request path".into()));
         }
         let mut url = self.inner.base.clone();
         url.path_segments_mut()

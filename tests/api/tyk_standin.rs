@@ -642,3 +642,14 @@ async fn tyk_standin_wire_shapes_snapshot() {
     normalise(&mut shapes);
     insta::assert_json_snapshot!("tyk_standin_wire_shapes", shapes);
 }
+
+#[tokio::test]
+async fn tyk_empty_ids_are_refused_before_sending() {
+    let d = direct().await;
+    let err = d.client(|_| {}).get_user("").await.expect_err("empty id");
+    assert!(
+        matches!(err, TykError::InvalidArgument(_)) && !err.is_retryable(),
+        "{err:?}"
+    );
+    assert!(d.standin.request_log().is_empty(), "nothing was sent");
+}

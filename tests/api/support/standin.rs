@@ -57,6 +57,8 @@ pub fn contract() -> &'static Contract {
 }
 
 fn start() -> Contract {
+    // Fail here, in the test's own thread, with the install hint.
+    super::prism::prism_binary();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("tyk-contract".into())

@@ -103,6 +103,7 @@ pub struct LoggedRequest {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
+    /// The answer's status; 499 when the client hung up first.
     pub status: u16,
     /// The injected fault, if the request got one.
     pub fault: Option<Fault>,
@@ -114,19 +115,27 @@ pub async fn faults_and_log(
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().map(str::to_string);
     let credential = ["authorization", "admin-auth"]
         .iter()
         .find_map(|h| request.headers().get(*h))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let _in_flight = InFlight::enter(&shared);
     let (latency, fault) = shared
         .faults
         .lock()
         .map(|mut f| f.pick(credential.as_deref()))
         .unwrap_or_default();
+    let mut entry = LogOnDrop {
+        shared: shared.clone(),
+        entry: LoggedRequest {
+            method: request.method().to_string(),
+            path: request.uri().path().to_string(),
+            query: request.uri().query().map(str::to_string),
+            status: CLIENT_CLOSED_REQUEST,
+            fault: fault.clone(),
+        },
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -138,17 +147,65 @@ pub async fn faults_and_log(
         Some(f) => fault_response(f),
         None => next.run(request).await,
     };
-    let entry = LoggedRequest {
-        method,
-        path,
-        query,
-        status: response.status().as_u16(),
-        fault,
-    };
-    if let Ok(mut log) = shared.log.lock() {
-        log.push(entry);
-    }
+    entry.entry.status = response.status().as_u16();
     response
+}
+
+/// Status logged for a request the client gave up on before the answer
+/// (nginx's convention).
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// Writes the log entry when the request ends — answered or abandoned (a
+/// client timeout drops the handler future mid-way).
+struct LogOnDrop {
+    shared: Arc<Shared>,
+    entry: LoggedRequest,
+}
+
+impl Drop for LogOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut log) = self.shared.log.lock() {
+            log.push(self.entry.clone());
+        }
+    }
+}
+
+/// Counts requests being served, and the most seen at once (lets tests
+/// check a client's concurrency limit without timing anything).
+#[derive(Debug, Default)]
+pub struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+}
+
+impl Gauge {
+    pub fn max(&self) -> usize {
+        self.max.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn reset(&self) {
+        self.max.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = shared.in_flight.now.fetch_add(1, SeqCst) + 1;
+        shared.in_flight.max.fetch_max(now, SeqCst);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .now
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn fault_response(fault: &Fault) -> Response {

@@ -6,6 +6,7 @@
 mod admin;
 mod dashboard;
 mod faults;
+mod groups;
 mod ids;
 mod state;
 
@@ -50,6 +51,7 @@ pub struct Shared {
     directory: Mutex<Directory>,
     faults: Mutex<faults::Faults>,
     log: Mutex<Vec<LoggedRequest>>,
+    in_flight: faults::Gauge,
 }
 
 impl Shared {
@@ -70,6 +72,7 @@ impl IntoResponse for ApiError {
 /// The stand-in's routes, with fault injection and the request log.
 pub fn router(shared: Arc<Shared>) -> Router {
     use dashboard as d;
+    use groups as g;
     Router::new()
         .route("/api/users", get(d::list_users).post(d::create_user))
         .route("/api/users/search", post(d::search_users))
@@ -78,12 +81,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(d::get_user).put(d::update_user).delete(d::delete_user),
         )
         .route("/api/users/{id}/actions/revoke", put(d::revoke_user))
-        .route("/api/usergroups", get(d::list_groups).post(d::create_group))
+        .route("/api/usergroups", get(g::list_groups).post(g::create_group))
         .route(
             "/api/usergroups/{id}",
-            get(d::get_group)
-                .put(d::update_group)
-                .delete(d::delete_group),
+            get(g::get_group)
+                .put(g::update_group)
+                .delete(g::delete_group),
         )
         .route("/admin/users", post(admin::create_user))
         .route(
@@ -172,6 +175,15 @@ impl StandIn {
         if let Ok(mut log) = self.shared.log.lock() {
             log.clear();
         }
+    }
+
+    /// The most requests this stand-in has served at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.in_flight.max()
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        self.shared.in_flight.reset();
     }
 
     /// Standing fault rates for all later requests.

@@ -1,29 +1,32 @@
 //! The HTTP client: one pooled `reqwest::Client`, a per-request timeout, a
 //! semaphore bounding requests in flight, and envelope/error decoding.
-//! Dashboard calls live on [`TykClient`], Admin calls on [`AdminClient`].
+//! Dashboard calls live here, Admin calls on [`AdminClient`] (admin.rs).
 
 use std::sync::Arc;
+
+use axum::body::Bytes;
 use std::time::Duration;
 
+use reqwest::Method;
 use reqwest::header::{HeaderValue, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use super::admin::AdminClient;
 use super::config::TykConfig;
 use super::error::{TykError, parse_retry_after};
 use super::model::{
-    Envelope, GroupsList, NewOrganisation, NewUser, NewUserGroup, Organisation, OrgsList, Page,
-    User, UserGroup, UsersList, page_count,
+    Envelope, GroupsList, NewUser, NewUserGroup, Page, User, UserGroup, UsersList, page_count,
 };
+use super::transport::{build_http, collect_pages, decode, error_message, meta_id};
 use crate::config::{require_secret, resolve_secret};
 
 /// Which credential header a request carries.
 #[derive(Clone, Copy)]
-enum Auth {
+pub(super) enum Auth {
     Dashboard,
     Admin,
 }
@@ -247,7 +250,7 @@ impl TykClient {
 
     // ---- plumbing ----------------------------------------------------
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         auth: Auth,
         path: &[&str],
@@ -257,7 +260,7 @@ impl TykClient {
         decode(&bytes)
     }
 
-    async fn send_envelope<B: Serialize>(
+    pub(super) async fn send_envelope<B: Serialize>(
         &self,
         method: Method,
         auth: Auth,
@@ -277,7 +280,7 @@ impl TykClient {
         path: &[&str],
         p: Option<i64>,
         body: Option<&B>,
-    ) -> Result<bytes_of::Bytes, TykError> {
+    ) -> Result<Bytes, TykError> {
         let url = self.url(path, p)?;
         let _permit = self
             .inner
@@ -318,7 +321,7 @@ impl TykClient {
 
     fn url(&self, path: &[&str], p: Option<i64>) -> Result<Url, TykError> {
         if path.iter().any(|s| s.is_empty()) {
-            return Err(TykError::InvalidResponse("empty id in request path".into()));
+            return Err(TykError::InvalidArgument("empty id in request path".into()));
         }
         let mut url = self.inner.base.clone();
         url.path_segments_mut()
@@ -350,151 +353,4 @@ impl TykClient {
         value.set_sensitive(true);
         Ok(value)
     }
-}
-
-/// The Admin API (`admin-auth`): users in a given org, organisations.
-#[derive(Debug, Clone, Copy)]
-pub struct AdminClient<'a> {
-    client: &'a TykClient,
-}
-
-impl AdminClient<'_> {
-    /// Creates a user (with `org_id`, or unbounded without); returns the
-    /// stored user, including its `access_key`.
-    pub async fn create_user(&self, user: &NewUser) -> Result<User, TykError> {
-        let mut body = user.clone();
-        body.email_address = body.email_address.to_lowercase();
-        let env = self
-            .client
-            .send_envelope(Method::POST, Auth::Admin, &["admin", "users"], Some(&body))
-            .await?;
-        meta_user(env)
-    }
-
-    pub async fn get_user(&self, id: &str) -> Result<User, TykError> {
-        self.client
-            .get_json(Auth::Admin, &["admin", "users", id], None)
-            .await
-    }
-
-    pub async fn update_user(&self, user: &User) -> Result<User, TykError> {
-        let path = ["admin", "users", user.id.as_str()];
-        let env = self
-            .client
-            .send_envelope(Method::PUT, Auth::Admin, &path, Some(user))
-            .await?;
-        meta_user(env)
-    }
-
-    pub async fn list_organisations(&self) -> Result<Vec<Organisation>, TykError> {
-        // The spec declares no paging here, but tyk-demo sends p=-1.
-        let list: OrgsList = self
-            .client
-            .get_json(Auth::Admin, &["admin", "organisations"], Some(-1))
-            .await?;
-        Ok(list.organisations.unwrap_or_default())
-    }
-
-    pub async fn get_organisation(&self, id: &str) -> Result<Organisation, TykError> {
-        self.client
-            .get_json(Auth::Admin, &["admin", "organisations", id], None)
-            .await
-    }
-
-    pub async fn create_organisation(&self, org: &NewOrganisation) -> Result<String, TykError> {
-        let env = self
-            .client
-            .send_envelope(
-                Method::POST,
-                Auth::Admin,
-                &["admin", "organisations"],
-                Some(org),
-            )
-            .await?;
-        meta_id(env)
-    }
-}
-
-/// Fetches p=1, then p=2..=pages. `pages` of 0 means "just what came".
-async fn collect_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, TykError>
-where
-    F: FnMut(i64) -> Fut,
-    Fut: std::future::Future<Output = Result<Page<T>, TykError>>,
-{
-    let first = fetch(1).await?;
-    let mut items = first.items;
-    for p in 2..=i64::from(first.pages) {
-        let page = fetch(p).await?;
-        if page.items.is_empty() {
-            break;
-        }
-        items.extend(page.items);
-    }
-    Ok(items)
-}
-
-fn build_http(config: &TykConfig) -> Result<reqwest::Client, TykError> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(config.max_concurrency.max(1))
-        .user_agent(concat!("tyk-idsync/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &config.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| TykError::Config(format!("tyk.ca_file {}: {e}", path.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| TykError::Config(format!("tyk.ca_file {}: {e}", path.display())))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    if !config.tls_verify {
-        tracing::warn!(
-            dashboard_url = %config.dashboard_url,
-            "TLS VERIFICATION IS OFF for the Tyk Dashboard (tyk.tls_verify = false): \
-             anyone on the network path can impersonate it; use tyk.ca_file instead"
-        );
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    builder
-        .build()
-        .map_err(|e| TykError::Config(format!("HTTP client: {e}")))
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, TykError> {
-    serde_json::from_slice(bytes).map_err(|e| TykError::InvalidResponse(format!("bad JSON: {e}")))
-}
-
-/// The envelope's `Message`, else a short excerpt of the body.
-fn error_message(status: StatusCode, bytes: &[u8]) -> String {
-    match serde_json::from_slice::<Envelope>(bytes) {
-        Ok(env) if !env.message.is_empty() => env.message,
-        _ => {
-            let text = String::from_utf8_lossy(bytes);
-            let excerpt: String = text.chars().take(200).collect();
-            if excerpt.is_empty() {
-                status.to_string()
-            } else {
-                excerpt
-            }
-        }
-    }
-}
-
-fn meta_id(env: Envelope) -> Result<String, TykError> {
-    match env.meta {
-        serde_json::Value::String(id) if !id.is_empty() => Ok(id),
-        other => Err(TykError::InvalidResponse(format!(
-            "expected an id in Meta, got {other}"
-        ))),
-    }
-}
-
-fn meta_user(env: Envelope) -> Result<User, TykError> {
-    serde_json::from_value(env.meta)
-        .map_err(|e| TykError::InvalidResponse(format!("expected a user in Meta: {e}")))
-}
-
-/// `bytes::Bytes` without naming the `bytes` crate as a dependency.
-mod bytes_of {
-    pub type Bytes = axum::body::Bytes;
 }

@@ -47,6 +47,9 @@ pub enum TykError {
     /// A 2xx answer that does not match the contract.
     #[error("unexpected answer from Tyk: {0}")]
     InvalidResponse(String),
+    /// The caller passed something unusable (e.g. an empty id); not sent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// The client was built from an unusable configuration.
     #[error("invalid Tyk client configuration: {0}")]
     Config(String),

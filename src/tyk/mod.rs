@@ -3,13 +3,16 @@
 //! following `shared/tyk/CONTRACT.md`. The client never retries by itself:
 //! every error says whether a retry makes sense, and the sync worker decides.
 
+mod admin;
 mod client;
 mod config;
 mod error;
 mod model;
 mod permissions;
+mod transport;
 
-pub use client::{AdminClient, TykClient};
+pub use admin::AdminClient;
+pub use client::TykClient;
 pub use config::TykConfig;
 pub use error::TykError;
 pub use model::{

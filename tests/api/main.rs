@@ -12,3 +12,5 @@ mod migrate_store;
 mod openapi;
 mod store_identities;
 mod sync_store;
+mod tyk_client;
+mod tyk_standin;

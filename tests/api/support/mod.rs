@@ -2,6 +2,8 @@
 
 pub mod app;
 pub mod postgres;
+pub mod prism;
+pub mod standin;
 
 use std::net::TcpListener;
 

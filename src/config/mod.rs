@@ -24,6 +24,10 @@ pub struct Config {
     pub admin: crate::admin::AdminConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    /// The Tyk Dashboard to keep in step. Without it identities are still
+    /// accepted and queued, but nothing is applied to Tyk.
+    pub tyk: Option<crate::tyk::TykConfig>,
+    pub sync: crate::sync::config::SyncConfig,
 }
 
 impl Config {
@@ -33,6 +37,10 @@ impl Config {
         problems.extend(self.admin.validate());
         problems.extend(self.database.validate());
         problems.extend(self.log.validate());
+        if let Some(tyk) = &self.tyk {
+            problems.extend(tyk.validate("tyk"));
+        }
+        problems.extend(self.sync.validate("sync"));
         problems
     }
 

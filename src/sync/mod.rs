@@ -19,6 +19,7 @@ pub mod plan;
 pub mod render;
 pub mod retry;
 pub mod scope;
+pub mod service;
 pub mod step;
 pub mod tyk_gateway;
 pub mod worker;

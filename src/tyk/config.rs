@@ -5,20 +5,24 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, check_readable_file, require_secret, resolve_secret};
+use crate::config::{
+    ConfigProblem, check_readable_file, require_secret, resolve_secret, serialize_redacted,
+};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TykConfig {
     /// Base URL of the Tyk Dashboard, e.g. `https://dashboard.example.com:3000`.
     pub dashboard_url: String,
     /// Dashboard API credential ("Tyk Dashboard API Access Credentials" of a user).
+    #[serde(serialize_with = "serialize_redacted")]
     pub api_key: Option<SecretString>,
     /// File holding the Dashboard API credential (instead of `api_key`).
     pub api_key_file: Option<PathBuf>,
     /// Admin API secret (`admin_secret` of tyk_analytics.conf); optional.
+    #[serde(serialize_with = "serialize_redacted")]
     pub admin_secret: Option<SecretString>,
     /// File holding the Admin API secret (instead of `admin_secret`).
     pub admin_secret_file: Option<PathBuf>,

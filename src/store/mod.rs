@@ -12,7 +12,9 @@ mod error;
 pub mod events;
 pub mod identities;
 mod migrate;
+pub mod scim_query;
 pub mod settings;
+pub mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;

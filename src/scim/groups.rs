@@ -81,12 +81,15 @@ async fn group_json(
     Ok(Value::Object(obj))
 }
 
+/// Member ids a client asked for, with the type it gave, if any.
+type WantedMembers = Vec<(Uuid, Option<MemberKind>)>;
+
 /// Splits a client document into the group row and the wanted member ids.
 fn build_group(
     source: &SourceName,
     mut obj: Map<String, Value>,
     existing: Option<&IdentityGroup>,
-) -> Result<(IdentityGroup, Option<Vec<(Uuid, Option<MemberKind>)>>), ScimError> {
+) -> Result<(IdentityGroup, Option<WantedMembers>), ScimError> {
     if let (Some(Value::String(id)), Some(existing)) = (obj.get("id"), existing)
         && *id != existing.id.to_string()
     {

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::domain::{GroupMember, IdentityGroup, IdentityUser, MemberKind, SourceName, Timestamp};
 
-const USER_COLUMNS: &str = "id, source, external_id, user_name, email, given_name, family_name, \
+pub(crate) const USER_COLUMNS: &str = "id, source, external_id, user_name, email, given_name, family_name, \
      display_name, active, attributes, version, created_at, updated_at";
-const GROUP_COLUMNS: &str =
+pub(crate) const GROUP_COLUMNS: &str =
     "id, source, external_id, display_name, attributes, version, created_at, updated_at";
 
 pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
@@ -24,7 +24,7 @@ fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("bad JSON: {e}")))
 }
 
-fn user_from_row(row: &AnyRow) -> Result<IdentityUser, StoreError> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<IdentityUser, StoreError> {
     Ok(IdentityUser {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         source: SourceName(row.try_get("source")?),
@@ -42,7 +42,7 @@ fn user_from_row(row: &AnyRow) -> Result<IdentityUser, StoreError> {
     })
 }
 
-fn group_from_row(row: &AnyRow) -> Result<IdentityGroup, StoreError> {
+pub(crate) fn group_from_row(row: &AnyRow) -> Result<IdentityGroup, StoreError> {
     Ok(IdentityGroup {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         source: SourceName(row.try_get("source")?),

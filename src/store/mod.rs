@@ -13,11 +13,13 @@ mod error;
 pub mod events;
 pub mod identities;
 mod migrate;
+pub mod scim_query;
 pub mod settings;
 pub mod sync_audit;
 pub mod sync_outbox;
 pub mod sync_runs;
 pub mod sync_state;
+pub mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;

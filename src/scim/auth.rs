@@ -1,0 +1,48 @@
+//! The `Authorization: Bearer` check: every SCIM request acts for exactly
+//! one identity source, taken from its token.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::ScimState;
+use super::error::ScimError;
+use super::tokens::{TokenError, validate_token};
+use crate::domain::SourceName;
+
+/// The identity source the request's token belongs to.
+#[derive(Debug, Clone)]
+pub struct Caller(pub SourceName);
+
+impl FromRequestParts<ScimState> for Caller {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ScimState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ScimError::Unauthorized("a bearer token is required".into()))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ScimError::Unauthorized("use the Bearer scheme".into()))?;
+        let sources = &state.sources;
+        match validate_token(&state.store, &state.signing_key, token, |s| {
+            sources.iter().any(|c| c.as_str() == s)
+        })
+        .await
+        {
+            Ok(source) => Ok(Caller(source)),
+            Err(TokenError::Store(e)) => Err(ScimError::Store(e)),
+            Err(e) => {
+                tracing::info!(reason = %e, "SCIM token rejected");
+                Err(ScimError::Unauthorized(e.to_string()))
+            }
+        }
+    }
+}

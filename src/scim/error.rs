@@ -1,0 +1,123 @@
+//! SCIM errors and their RFC 7644 §3.12 bodies.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+
+/// Everything a SCIM request can fail with, mapped to HTTP at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum ScimError {
+    #[error("{0}")]
+    InvalidFilter(String),
+    #[error("{0}")]
+    InvalidSyntax(String),
+    #[error("{0}")]
+    InvalidValue(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    NoTarget(String),
+    #[error("{0}")]
+    Mutability(String),
+    #[error("{0}")]
+    Uniqueness(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the resource was changed: its version no longer matches If-Match")]
+    PreconditionFailed,
+    #[error("the resource has not changed")]
+    NotModified,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("internal error")]
+    Store(#[from] StoreError),
+}
+
+impl ScimError {
+    fn status_and_type(&self) -> (StatusCode, Option<&'static str>) {
+        match self {
+            ScimError::InvalidFilter(_) => (StatusCode::BAD_REQUEST, Some("invalidFilter")),
+            ScimError::InvalidSyntax(_) => (StatusCode::BAD_REQUEST, Some("invalidSyntax")),
+            ScimError::InvalidValue(_) => (StatusCode::BAD_REQUEST, Some("invalidValue")),
+            ScimError::InvalidPath(_) => (StatusCode::BAD_REQUEST, Some("invalidPath")),
+            ScimError::NoTarget(_) => (StatusCode::BAD_REQUEST, Some("noTarget")),
+            ScimError::Mutability(_) => (StatusCode::BAD_REQUEST, Some("mutability")),
+            ScimError::Uniqueness(_) => (StatusCode::CONFLICT, Some("uniqueness")),
+            ScimError::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            ScimError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, None),
+            ScimError::NotModified => (StatusCode::NOT_MODIFIED, None),
+            ScimError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, None),
+            ScimError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ScimError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, None),
+            ScimError::Store(e) if e.is_unique_violation() => {
+                (StatusCode::CONFLICT, Some("uniqueness"))
+            }
+            ScimError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, None),
+            ScimError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ScimError::Store(e) if e.is_unique_violation() => e.to_string(),
+            ScimError::Store(StoreError::NotFound(what)) => format!("{what} not found"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The RFC 7644 §3.12 body for a status and optional `scimType`.
+pub fn error_body(status: StatusCode, scim_type: Option<&str>, detail: &str) -> serde_json::Value {
+    let mut body = json!({
+        "schemas": [ERROR_SCHEMA],
+        "status": status.as_u16().to_string(),
+        "detail": detail,
+    });
+    if let Some(t) = scim_type {
+        body["scimType"] = json!(t);
+    }
+    body
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let (status, scim_type) = self.status_and_type();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "SCIM request failed");
+        }
+        if status == StatusCode::NOT_MODIFIED {
+            return status.into_response();
+        }
+        let body = error_body(status, scim_type, &self.detail());
+        let mut response = (status, super::wire::ScimJson(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"scim\""),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_follow_rfc7644() {
+        let body = error_body(StatusCode::CONFLICT, Some("uniqueness"), "taken");
+        assert_eq!(
+            body,
+            json!({"schemas": [ERROR_SCHEMA], "status": "409", "scimType": "uniqueness", "detail": "taken"})
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! `/Groups`: like `/Users`, plus members. Member changes are applied as
+//! row inserts/deletes of the difference, never a rewrite of the list, and
+//! the group row's version check serialises concurrent PATCHes, so two
+//! clients adding different members never lose one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use super::ScimState;
+use super::auth::Caller;
+use super::error::ScimError;
+use super::params::{list_params, parse_id, wants_minimal};
+use super::query::{Kind, translate};
+use super::resource::{
+    ListParams, base_url, check_if_match, check_if_none_match, list_response, meta, page_in_memory,
+    project, resource_response,
+};
+use super::schema::GROUP_SCHEMA;
+use super::wire::{ScimBody, ScimJson};
+use super::{filter, patch};
+use crate::domain::{
+    EventKind, GroupMember, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
+};
+use crate::retry_transient;
+use crate::store::scim_query::{self, Page};
+use crate::store::{StoreError, events, identities};
+
+/// The SCIM representation of a stored group and its members.
+async fn group_json(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let members = identities::list_members(conn, group.id).await?;
+    let names: HashMap<String, String> =
+        scim_query::display_names(conn, &group.source, &group.id.to_string())
+            .await?
+            .into_iter()
+            .collect();
+    let mut obj = group.attributes.as_object().cloned().unwrap_or_default();
+    obj.insert("schemas".into(), json!([GROUP_SCHEMA]));
+    obj.insert("id".into(), json!(group.id.to_string()));
+    obj.insert("displayName".into(), json!(group.display_name));
+    if !members.is_empty() {
+        let list: Vec<Value> = members
+            .iter()
+            .map(|m| {
+                let id = m.id.to_string();
+                let endpoint = if m.kind == MemberKind::User {
+                    "Users"
+                } else {
+                    "Groups"
+                };
+                let mut v = json!({"value": id, "type": m.kind.as_str(),
+                                   "$ref": format!("{base}/{endpoint}/{id}")});
+                if let Some(name) = names.get(&id).filter(|n| !n.is_empty()) {
+                    v["display"] = json!(name);
+                }
+                v
+            })
+            .collect();
+        obj.insert("members".into(), Value::Array(list));
+    }
+    let location = format!("{base}/Groups/{}", group.id);
+    obj.insert(
+        "meta".into(),
+        meta(
+            "Group",
+            group.created_at,
+            group.updated_at,
+            group.version,
+            &location,
+        ),
+    );
+    Ok(Value::Object(obj))
+}
+
+/// Member ids a client asked for, with the type it gave, if any.
+type WantedMembers = Vec<(Uuid, Option<MemberKind>)>;
+
+/// Splits a client document into the group row and the wanted member ids.
+fn build_group(
+    source: &SourceName,
+    mut obj: Map<String, Value>,
+    existing: Option<&IdentityGroup>,
+) -> Result<(IdentityGroup, Option<WantedMembers>), ScimError> {
+    if let (Some(Value::String(id)), Some(existing)) = (obj.get("id"), existing)
+        && *id != existing.id.to_string()
+    {
+        return Err(ScimError::Mutability("id cannot be changed".into()));
+    }
+    let members = match obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("members"))
+        .map(|(_, v)| v.clone())
+    {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(parse_member)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(ScimError::InvalidValue("members must be an array".into())),
+    };
+    for server_owned in ["id", "meta", "members", "schemas"] {
+        obj.retain(|k, _| !k.eq_ignore_ascii_case(server_owned));
+    }
+    let display_name = match obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("displayName"))
+        .map(|(_, v)| v)
+    {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        _ => {
+            return Err(ScimError::InvalidValue(
+                "displayName is required and must be a string".into(),
+            ));
+        }
+    };
+    let external_id = match obj.get("externalId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(ScimError::InvalidValue(
+                "externalId must be a string".into(),
+            ));
+        }
+    };
+    let now = Timestamp::now();
+    let group = IdentityGroup {
+        id: existing.map_or_else(Uuid::new_v4, |e| e.id),
+        source: source.clone(),
+        external_id,
+        display_name,
+        attributes: Value::Object(obj),
+        version: existing.map_or(1, |e| e.version + 1),
+        created_at: existing.map_or(now, |e| e.created_at),
+        updated_at: now,
+    };
+    Ok((group, members))
+}
+
+fn parse_member(item: &Value) -> Result<(Uuid, Option<MemberKind>), ScimError> {
+    let value = item
+        .get("value")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ScimError::InvalidValue("each member needs a string value".into()))?;
+    let id = Uuid::parse_str(value)
+        .map_err(|_| ScimError::InvalidValue(format!("member {value:?} does not exist")))?;
+    let kind = item
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(MemberKind::parse);
+    Ok((id, kind))
+}
+
+/// Resolves wanted members to existing users or groups of this source.
+async fn resolve_member(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    id: Uuid,
+) -> Result<(GroupMember, Option<String>), ScimError> {
+    if let Some(user) = identities::get_user(conn, source, id).await? {
+        return Ok((
+            GroupMember {
+                id,
+                kind: MemberKind::User,
+            },
+            user.email,
+        ));
+    }
+    if identities::get_group(conn, source, id).await?.is_some() {
+        return Ok((
+            GroupMember {
+                id,
+                kind: MemberKind::Group,
+            },
+            None,
+        ));
+    }
+    Err(ScimError::InvalidValue(format!(
+        "member {id} does not exist"
+    )))
+}
+
+fn group_event(kind: EventKind, group: &IdentityGroup) -> NewIdentityEvent {
+    NewIdentityEvent {
+        source: group.source.clone(),
+        kind,
+        subject_id: Some(group.id),
+        email: None,
+        detail: json!({"displayName": group.display_name}),
+    }
+}
+
+async fn membership_event(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    member: Uuid,
+    change: &str,
+) -> Result<(), ScimError> {
+    let email = identities::get_user(conn, &group.source, member)
+        .await?
+        .and_then(|u| u.email);
+    let event = NewIdentityEvent {
+        source: group.source.clone(),
+        kind: EventKind::MembershipChanged,
+        subject_id: Some(member),
+        email,
+        detail: json!({"group": group.id.to_string(), "change": change}),
+    };
+    events::append(conn, &event).await?;
+    Ok(())
+}
+
+/// Brings the member rows to `wanted` by inserting and deleting the
+/// difference, with one membership event per affected member.
+async fn sync_members(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    wanted: &[(Uuid, Option<MemberKind>)],
+) -> Result<(), ScimError> {
+    let current: Vec<Uuid> = identities::list_members(conn, group.id)
+        .await?
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let wanted_ids: BTreeMap<Uuid, Option<MemberKind>> = wanted.iter().copied().collect();
+    let mut to_add = Vec::new();
+    for id in wanted_ids.keys().filter(|id| !current.contains(id)) {
+        to_add.push(resolve_member(conn, &group.source, *id).await?.0);
+    }
+    let to_remove: Vec<Uuid> = current
+        .iter()
+        .filter(|id| !wanted_ids.contains_key(id))
+        .copied()
+        .collect();
+    for member in identities::add_members(conn, group.id, &to_add).await? {
+        membership_event(conn, group, member.id, "added").await?;
+    }
+    for id in identities::remove_members(conn, group.id, &to_remove).await? {
+        membership_event(conn, group, id, "removed").await?;
+    }
+    Ok(())
+}
+
+fn map_conflict(e: StoreError) -> ScimError {
+    match e {
+        StoreError::Conflict {
+            entity: "displayName",
+            detail,
+        } => ScimError::Uniqueness(format!(
+            "a group named {detail:?} already exists in this source"
+        )),
+        other => ScimError::Store(other),
+    }
+}
+
+async fn insert_tx(
+    state: &ScimState,
+    source: &SourceName,
+    body: &Map<String, Value>,
+) -> Result<IdentityGroup, ScimError> {
+    let (group, members) = build_group(source, body.clone(), None)?;
+    let mut tx = state.store.begin().await?;
+    identities::insert_group(&mut tx, &group)
+        .await
+        .map_err(map_conflict)?;
+    events::append(&mut tx, &group_event(EventKind::GroupCreated, &group)).await?;
+    sync_members(&mut tx, &group, &members.unwrap_or_default()).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(source = %source, group_id = %group.id, "SCIM group created");
+    Ok(group)
+}
+
+async fn respond(
+    state: &ScimState,
+    group: &IdentityGroup,
+    headers: &HeaderMap,
+    status: StatusCode,
+    params: &ListParams,
+) -> Result<Response, ScimError> {
+    let mut conn = state
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(StoreError::from)?;
+    let body = project(
+        group_json(&mut conn, group, &base_url(headers)).await?,
+        params,
+    );
+    Ok(resource_response(status, body, group.version))
+}
+
+pub async fn create(
+    State(state): State<ScimState>,
+    Caller(source): Caller,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
+    let group = retry_transient!(insert_tx(&state, &source, &body))?;
+    respond(
+        &state,
+        &group,
+        &headers,
+        StatusCode::CREATED,
+        &ListParams::default(),
+    )
+    .await
+}
+
+pub async fn get(
+    State(state): State<ScimState>,
+    Caller(source): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ScimError> {
+    let params = list_params(&query)?;
+    let id = parse_id(&id, "group")?;
+    let mut conn = state
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(StoreError::from)?;
+    let group = identities::get_group(&mut conn, &source, id)
+        .await?
+        .ok_or_else(|| ScimError::NotFound("group".into()))?;
+    drop(conn);
+    check_if_none_match(&headers, group.version)?;
+    respond(&state, &group, &headers, StatusCode::OK, &params).await
+}
+
+pub async fn list(
+    State(state): State<ScimState>,
+    Caller(source): Caller,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<ScimJson, ScimError> {
+    let params = list_params(&query)?;
+    list_groups(&state, &source, &base_url(&headers), &params)
+        .await
+        .map(ScimJson)
+}
+
+pub async fn search(
+    State(state): State<ScimState>,
+    Caller(source): Caller,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<ScimJson, ScimError> {
+    let params = ListParams::from_search(&body)?;
+    list_groups(&state, &source, &base_url(&headers), &params)
+        .await
+        .map(ScimJson)
+}
+
+/// Lists groups, as [`super::users::list_users`] does users.
+pub async fn list_groups(
+    state: &ScimState,
+    source: &SourceName,
+    base: &str,
+    params: &ListParams,
+) -> Result<Value, ScimError> {
+    let parsed = params.parsed_filter()?;
+    let translated = parsed.as_ref().map(|f| translate(f, Kind::Group));
+    let condition = translated
+        .as_ref()
+        .and_then(|t| t.as_ref().map(|t| &t.condition));
+    let exact = match &translated {
+        None => true,
+        Some(t) => t.as_ref().is_some_and(|t| t.exact),
+    };
+    let mut conn = state
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(StoreError::from)?;
+    if exact && params.sort_by.is_none() {
+        let (start, count) = params.window(state.max_page_size);
+        let total = scim_query::count(&mut conn, source, condition, false).await?;
+        let page = Page {
+            offset: start - 1,
+            limit: count,
+        };
+        let groups = scim_query::query_groups(&mut conn, source, condition, Some(page)).await?;
+        let mut resources = Vec::new();
+        for g in &groups {
+            resources.push(project(group_json(&mut conn, g, base).await?, params));
+        }
+        return Ok(list_response(total, start, resources));
+    }
+    let groups = scim_query::query_groups(&mut conn, source, condition, None).await?;
+    let mut resources = Vec::new();
+    for g in &groups {
+        let json = group_json(&mut conn, g, base).await?;
+        if parsed.as_ref().is_none_or(|f| filter::matches(f, &json)) {
+            resources.push(json);
+        }
+    }
+    Ok(page_in_memory(resources, params, state.max_page_size))
+}
+
+/// Loads a group with its members, lets `change` produce the new document,
+/// and stores the row (version-checked) and the member difference.
+async fn update_tx(
+    state: &ScimState,
+    source: &SourceName,
+    id: Uuid,
+    headers: &HeaderMap,
+    change: &(dyn Fn(Map<String, Value>) -> Result<Map<String, Value>, ScimError> + Sync),
+) -> Result<IdentityGroup, ScimError> {
+    let mut tx = state.store.begin().await?;
+    let before = identities::get_group(&mut tx, source, id)
+        .await?
+        .ok_or_else(|| ScimError::NotFound("group".into()))?;
+    check_if_match(headers, before.version)?;
+    let mut current = before.attributes.as_object().cloned().unwrap_or_default();
+    current.insert("displayName".into(), json!(before.display_name));
+    let members: Vec<Value> = identities::list_members(&mut tx, id)
+        .await?
+        .iter()
+        .map(|m| json!({"value": m.id.to_string(), "type": m.kind.as_str()}))
+        .collect();
+    current.insert("members".into(), Value::Array(members));
+    let (after, wanted) = build_group(source, change(current)?, Some(&before))?;
+    identities::update_group(&mut tx, &after, Some(before.version))
+        .await
+        .map_err(map_conflict)?;
+    if after.display_name != before.display_name || after.attributes != before.attributes {
+        events::append(&mut tx, &group_event(EventKind::GroupUpdated, &after)).await?;
+    }
+    sync_members(&mut tx, &after, &wanted.unwrap_or_default()).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(source = %source, group_id = %id, "SCIM group updated");
+    Ok(after)
+}
+
+pub async fn replace(
+    State(state): State<ScimState>,
+    Caller(source): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
+    let id = parse_id(&id, "group")?;
+    let change = |_: Map<String, Value>| Ok(body.clone());
+    let group = retry_transient!(update_tx(&state, &source, id, &headers, &change))?;
+    respond(
+        &state,
+        &group,
+        &headers,
+        StatusCode::OK,
+        &ListParams::default(),
+    )
+    .await
+}
+
+pub async fn patch(
+    State(state): State<ScimState>,
+    Caller(source): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
+    let id = parse_id(&id, "group")?;
+    let ops = patch::parse_ops(&body)?;
+    let change = |mut current: Map<String, Value>| {
+        patch::apply(&mut current, &ops)?;
+        Ok(current)
+    };
+    let group = retry_transient!(update_tx(&state, &source, id, &headers, &change))?;
+    if wants_minimal(&headers) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    respond(
+        &state,
+        &group,
+        &headers,
+        StatusCode::OK,
+        &ListParams::default(),
+    )
+    .await
+}
+
+async fn delete_tx(
+    state: &ScimState,
+    source: &SourceName,
+    id: Uuid,
+    headers: &HeaderMap,
+) -> Result<(), ScimError> {
+    let mut tx = state.store.begin().await?;
+    let group = identities::get_group(&mut tx, source, id)
+        .await?
+        .ok_or_else(|| ScimError::NotFound("group".into()))?;
+    check_if_match(headers, group.version)?;
+    let members = identities::list_members(&mut tx, id).await?;
+    identities::delete_group(&mut tx, source, id).await?;
+    events::append(&mut tx, &group_event(EventKind::GroupDeleted, &group)).await?;
+    for member in members {
+        membership_event(&mut tx, &group, member.id, "removed").await?;
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(source = %source, group_id = %id, "SCIM group deleted");
+    Ok(())
+}
+
+pub async fn delete(
+    State(state): State<ScimState>,
+    Caller(source): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ScimError> {
+    let id = parse_id(&id, "group")?;
+    retry_transient!(delete_tx(&state, &source, id, &headers))?;
+    Ok(StatusCode::NO_CONTENT)
+}

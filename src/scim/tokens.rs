@@ -1,0 +1,147 @@
+//! Bearer tokens for SCIM clients: HS256 JWTs issued per identity source,
+//! stored as a SHA-256 hash so they can be listed and revoked by id.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::domain::{SourceName, Timestamp};
+use crate::store::tokens::{self as token_store, StoredToken};
+use crate::store::{Store, StoreError};
+
+/// Claims of an issued token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenClaims {
+    /// The identity source the token acts for.
+    pub src: String,
+    pub sub: String,
+    /// The token's id (for revocation).
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// A freshly issued token: the secret string is shown once, never stored.
+pub struct IssuedToken {
+    pub id: Uuid,
+    pub token: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed or its signature is wrong")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was revoked or is unknown")]
+    Revoked,
+    #[error("the token's source {0:?} is not configured")]
+    UnknownSource(String),
+    #[error("cannot sign the token: {0}")]
+    Sign(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Issues a token for `source`, valid for `lifetime`.
+pub async fn create_token(
+    store: &Store,
+    signing_key: &[u8],
+    source: &SourceName,
+    lifetime: std::time::Duration,
+    description: Option<String>,
+) -> Result<IssuedToken, TokenError> {
+    let id = Uuid::new_v4();
+    let now = Timestamp::now();
+    let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 2);
+    let expires_at = Timestamp(now.0.saturating_add(lifetime_ms));
+    let claims = TokenClaims {
+        src: source.as_str().to_string(),
+        sub: source.as_str().to_string(),
+        jti: id.to_string(),
+        iat: now.0 / 1000,
+        exp: expires_at.0 / 1000,
+    };
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(signing_key),
+    )
+    .map_err(|e| TokenError::Sign(e.to_string()))?;
+    let stored = StoredToken {
+        id,
+        source: source.clone(),
+        token_hash: hash_token(&token),
+        description,
+        created_at: now,
+        expires_at: Some(expires_at),
+        revoked_at: None,
+    };
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    token_store::insert(&mut conn, &stored).await?;
+    Ok(IssuedToken {
+        id,
+        token,
+        expires_at,
+    })
+}
+
+/// Every token (no secrets), optionally of one source.
+pub async fn list_tokens(
+    store: &Store,
+    source: Option<&SourceName>,
+) -> Result<Vec<StoredToken>, TokenError> {
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    Ok(token_store::list(&mut conn, source).await?)
+}
+
+/// Revokes a token by id; false when there is no such token.
+pub async fn revoke_token(store: &Store, id: Uuid) -> Result<bool, TokenError> {
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    Ok(token_store::revoke(&mut conn, id).await?)
+}
+
+/// Checks signature, expiry, that the token is issued and not revoked (by
+/// a constant-time hash compare) and that its source is still configured.
+pub async fn validate_token(
+    store: &Store,
+    signing_key: &[u8],
+    token: &str,
+    is_configured: impl Fn(&str) -> bool,
+) -> Result<SourceName, TokenError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let data = jsonwebtoken::decode::<TokenClaims>(
+        token,
+        &DecodingKey::from_secret(signing_key),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+        _ => TokenError::Invalid,
+    })?;
+    let id = Uuid::parse_str(&data.claims.jti).map_err(|_| TokenError::Invalid)?;
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let stored = token_store::get(&mut conn, id)
+        .await?
+        .ok_or(TokenError::Revoked)?;
+    let same = stored
+        .token_hash
+        .as_bytes()
+        .ct_eq(hash_token(token).as_bytes());
+    if !bool::from(same) || stored.revoked_at.is_some() || stored.source.0 != data.claims.src {
+        return Err(TokenError::Revoked);
+    }
+    if !is_configured(&data.claims.src) {
+        return Err(TokenError::UnknownSource(data.claims.src));
+    }
+    Ok(stored.source)
+}

@@ -1,0 +1,51 @@
+//! SCIM on the wire: `application/scim+json` responses and request bodies
+//! read with a size limit and parsed into JSON with SCIM errors.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ScimState;
+use super::error::ScimError;
+
+pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
+pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+/// A JSON body sent as `application/scim+json`.
+pub struct ScimJson(pub serde_json::Value);
+
+impl IntoResponse for ScimJson {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.0.to_string()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(SCIM_CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+/// A request body parsed as a JSON object, bounded by the configured limit.
+pub struct ScimBody(pub serde_json::Map<String, serde_json::Value>);
+
+impl FromRequest<ScimState> for ScimBody {
+    type Rejection = ScimError;
+
+    async fn from_request(req: Request, state: &ScimState) -> Result<Self, Self::Rejection> {
+        let limit = state.max_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ScimError::TooLarge(limit))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ScimError::InvalidSyntax(format!("the body is not valid JSON: {e}")))?;
+        match value {
+            serde_json::Value::Object(map) => Ok(ScimBody(map)),
+            _ => Err(ScimError::InvalidSyntax(
+                "the body must be a JSON object".into(),
+            )),
+        }
+    }
+}

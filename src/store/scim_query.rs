@@ -1,0 +1,241 @@
+//! Indexed listing of users and groups: a small condition language the SCIM
+//! layer translates the common filters into, compiled to one SQL text that
+//! runs on both dialects, with paging in SQL.
+
+use sqlx::AnyConnection;
+
+use super::StoreError;
+use super::identities::{GROUP_COLUMNS, USER_COLUMNS, group_from_row, user_from_row};
+use crate::domain::{IdentityGroup, IdentityUser, SourceName};
+
+/// How a column is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// A condition on indexed columns. Text values for case-insensitive
+/// attributes are compared lower-cased.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Id(String),
+    /// `user_name_lc` (users) or `display_name_lc` (groups) equal to.
+    NameLcEq(String),
+    NameLcStartsWith(String),
+    NameLcContains(String),
+    NameLcEndsWith(String),
+    ExternalId(String),
+    /// Some stored e-mail of the user equals (lower-cased).
+    EmailLc(String),
+    /// User display name, compared lower-cased.
+    DisplayNameLc(String),
+    Active(bool),
+    Updated(Cmp, i64),
+    /// The group has this member id.
+    HasMember(String),
+    And(Box<Condition>, Box<Condition>),
+    Or(Box<Condition>, Box<Condition>),
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn compile(cond: &Condition, users: bool, binds: &mut Vec<Bind>) -> String {
+    let mut push = |b: Bind| {
+        binds.push(b);
+        format!("${}", binds.len() + 1)
+    };
+    let name_col = if users {
+        "user_name_lc"
+    } else {
+        "display_name_lc"
+    };
+    let like = |p: String| format!("{name_col} LIKE {p} ESCAPE '\\'");
+    match cond {
+        Condition::Id(id) => format!("id = {}", push(Bind::Text(id.clone()))),
+        Condition::NameLcEq(v) => format!("{name_col} = {}", push(Bind::Text(v.clone()))),
+        Condition::NameLcStartsWith(v) => like(push(Bind::Text(format!("{}%", like_escape(v))))),
+        Condition::NameLcContains(v) => like(push(Bind::Text(format!("%{}%", like_escape(v))))),
+        Condition::NameLcEndsWith(v) => like(push(Bind::Text(format!("%{}", like_escape(v))))),
+        Condition::ExternalId(v) => format!("external_id = {}", push(Bind::Text(v.clone()))),
+        Condition::EmailLc(v) => format!(
+            "id IN (SELECT user_id FROM identity_user_emails WHERE value_lc = {})",
+            push(Bind::Text(v.clone()))
+        ),
+        Condition::DisplayNameLc(v) => {
+            format!("LOWER(display_name) = {}", push(Bind::Text(v.clone())))
+        }
+        Condition::Active(v) => format!("active = {}", push(Bind::Int(i64::from(*v)))),
+        Condition::Updated(cmp, ms) => {
+            let op = match cmp {
+                Cmp::Eq => "=",
+                Cmp::Gt => ">",
+                Cmp::Ge => ">=",
+                Cmp::Lt => "<",
+                Cmp::Le => "<=",
+            };
+            format!("updated_at {op} {}", push(Bind::Int(*ms)))
+        }
+        Condition::HasMember(v) => format!(
+            "id IN (SELECT group_id FROM identity_group_members WHERE member_id = {})",
+            push(Bind::Text(v.clone()))
+        ),
+        Condition::And(a, b) => {
+            let (a, b) = (compile(a, users, binds), compile(b, users, binds));
+            format!("({a} AND {b})")
+        }
+        Condition::Or(a, b) => {
+            let (a, b) = (compile(a, users, binds), compile(b, users, binds));
+            format!("({a} OR {b})")
+        }
+    }
+}
+
+/// A page request: skip `offset` rows, return at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+fn select_sql(
+    table: &str,
+    columns: &str,
+    cond: Option<&Condition>,
+    users: bool,
+    page: Option<Page>,
+    binds: &mut Vec<Bind>,
+) -> String {
+    let mut sql = format!("SELECT {columns} FROM {table} WHERE source = $1");
+    if let Some(cond) = cond {
+        sql.push_str(" AND ");
+        sql.push_str(&compile(cond, users, binds));
+    }
+    sql.push_str(" ORDER BY created_at, id");
+    if let Some(page) = page {
+        binds.push(Bind::Int(page.limit));
+        binds.push(Bind::Int(page.offset));
+        sql.push_str(&format!(
+            " LIMIT ${} OFFSET ${}",
+            binds.len(),
+            binds.len() + 1
+        ));
+    }
+    sql
+}
+
+async fn fetch(
+    conn: &mut AnyConnection,
+    sql: &str,
+    source: &SourceName,
+    binds: Vec<Bind>,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut query = sqlx::query(sql).bind(source.as_str().to_string());
+    for bind in binds {
+        query = match bind {
+            Bind::Text(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    Ok(query.fetch_all(&mut *conn).await?)
+}
+
+/// Users of a source matching `cond`, oldest first, optionally one page.
+pub async fn query_users(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    cond: Option<&Condition>,
+    page: Option<Page>,
+) -> Result<Vec<IdentityUser>, StoreError> {
+    let mut binds = Vec::new();
+    let sql = select_sql("identity_users", USER_COLUMNS, cond, true, page, &mut binds);
+    fetch(conn, &sql, source, binds)
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
+}
+
+/// Groups of a source matching `cond`, oldest first, optionally one page.
+pub async fn query_groups(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    cond: Option<&Condition>,
+    page: Option<Page>,
+) -> Result<Vec<IdentityGroup>, StoreError> {
+    let mut binds = Vec::new();
+    let sql = select_sql(
+        "identity_groups",
+        GROUP_COLUMNS,
+        cond,
+        false,
+        page,
+        &mut binds,
+    );
+    fetch(conn, &sql, source, binds)
+        .await?
+        .iter()
+        .map(group_from_row)
+        .collect()
+}
+
+/// How many users or groups of a source match `cond`.
+pub async fn count(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    cond: Option<&Condition>,
+    users: bool,
+) -> Result<i64, StoreError> {
+    let mut binds = Vec::new();
+    let table = if users {
+        "identity_users"
+    } else {
+        "identity_groups"
+    };
+    let mut sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE source = $1");
+    if let Some(cond) = cond {
+        sql.push_str(" AND ");
+        sql.push_str(&compile(cond, users, &mut binds));
+    }
+    let rows = fetch(conn, &sql, source, binds).await?;
+    use sqlx::Row;
+    match rows.first() {
+        Some(row) => Ok(row.try_get("n")?),
+        None => Ok(0),
+    }
+}
+
+/// Display names of users and groups by id (for group member `display`).
+pub async fn display_names(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    group_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT m.member_id AS id, COALESCE(u.display_name, u.user_name, g.display_name, '') AS name \
+         FROM identity_group_members m \
+         LEFT JOIN identity_users u ON u.id = m.member_id AND u.source = $1 \
+         LEFT JOIN identity_groups g ON g.id = m.member_id AND g.source = $1 \
+         WHERE m.group_id = $2",
+    )
+    .bind(source.as_str().to_string())
+    .bind(group_id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .collect()
+}

@@ -3,4 +3,7 @@
 
 mod support;
 
+mod scim_api;
+mod scim_conformance;
+mod scim_replay;
 mod store_identities;

@@ -151,12 +151,22 @@ fn expired_token(server: &ScimServer) -> String {
     .expect("encode")
 }
 
+/// name, method, path, raw body, expected status, expected scimType.
+type BadRequestCase = (
+    &'static str,
+    Method,
+    &'static str,
+    String,
+    StatusCode,
+    Option<&'static str>,
+);
+
 async fn bad_requests_get_rfc_errors(db: Db) {
     let server = ScimServer::start(db).await;
     create_user(&server, "okta", "Taken@Example.org").await;
     let auth = Some(format!("Bearer {}", server.token("okta")));
     let huge = json!({"userName": "x", "title": "a".repeat(MAX_BODY)}).to_string();
-    let cases: Vec<(&str, Method, &str, String, StatusCode, Option<&str>)> = vec![
+    let cases: Vec<BadRequestCase> = vec![
         (
             "oversized",
             Method::POST,
@@ -214,11 +224,10 @@ async fn bad_requests_get_rfc_errors(db: Db) {
             Some("invalidValue"),
         ),
         (
-            "unknown member",
+            "member not an id",
             Method::POST,
             "/Groups",
-            json!({"displayName": "g", "members": [{"value": uuid::Uuid::new_v4().to_string()}]})
-                .to_string(),
+            json!({"displayName": "g", "members": [{"value": "not-a-uuid"}]}).to_string(),
             StatusCode::BAD_REQUEST,
             Some("invalidValue"),
         ),

@@ -43,6 +43,7 @@ async fn group_json(
             .await?
             .into_iter()
             .collect();
+    let refs = scim_query::member_refs(conn, &group.id.to_string()).await?;
     let mut obj = group.attributes.as_object().cloned().unwrap_or_default();
     obj.insert("schemas".into(), json!([GROUP_SCHEMA]));
     obj.insert("id".into(), json!(group.id.to_string()));
@@ -52,6 +53,11 @@ async fn group_json(
             .iter()
             .map(|m| {
                 let id = m.id.to_string();
+                if let Some(Value::Object(sent)) = refs.get(&id) {
+                    let mut v = sent.clone();
+                    v.insert("value".into(), json!(id));
+                    return Value::Object(v);
+                }
                 let endpoint = if m.kind == MemberKind::User {
                     "Users"
                 } else {
@@ -82,7 +88,7 @@ async fn group_json(
 }
 
 /// Member ids a client asked for, with the type it gave, if any.
-type WantedMembers = Vec<(Uuid, Option<MemberKind>)>;
+type WantedMembers = Vec<(Uuid, Option<MemberKind>, Value)>;
 
 /// Splits a client document into the group row and the wanted member ids.
 fn build_group(
@@ -147,33 +153,37 @@ fn build_group(
     Ok((group, members))
 }
 
-fn parse_member(item: &Value) -> Result<(Uuid, Option<MemberKind>), ScimError> {
+fn parse_member(item: &Value) -> Result<(Uuid, Option<MemberKind>, Value), ScimError> {
     let value = item
         .get("value")
         .and_then(Value::as_str)
         .ok_or_else(|| ScimError::InvalidValue("each member needs a string value".into()))?;
     let id = Uuid::parse_str(value)
-        .map_err(|_| ScimError::InvalidValue(format!("member {value:?} does not exist")))?;
+        .map_err(|_| ScimError::InvalidValue(format!("member value {value:?} is not an id")))?;
     let kind = item
         .get("type")
         .and_then(Value::as_str)
         .and_then(MemberKind::parse);
-    Ok((id, kind))
+    Ok((id, kind, item.clone()))
 }
 
-/// Resolves wanted members to existing users or groups of this source.
+/// Resolves a wanted member to a user or group of this source. An id this
+/// source does not know is kept as a reference of the type the client gave
+/// (clients may send members before the members themselves); it never
+/// reaches another source's data, as every lookup is scoped by source.
 async fn resolve_member(
     conn: &mut AnyConnection,
     source: &SourceName,
     id: Uuid,
-) -> Result<(GroupMember, Option<String>), ScimError> {
-    if let Some(user) = identities::get_user(conn, source, id).await? {
+    given: Option<MemberKind>,
+) -> Result<(GroupMember, bool), ScimError> {
+    if identities::get_user(conn, source, id).await?.is_some() {
         return Ok((
             GroupMember {
                 id,
                 kind: MemberKind::User,
             },
-            user.email,
+            true,
         ));
     }
     if identities::get_group(conn, source, id).await?.is_some() {
@@ -182,12 +192,16 @@ async fn resolve_member(
                 id,
                 kind: MemberKind::Group,
             },
-            None,
+            true,
         ));
     }
-    Err(ScimError::InvalidValue(format!(
-        "member {id} does not exist"
-    )))
+    Ok((
+        GroupMember {
+            id,
+            kind: given.unwrap_or(MemberKind::User),
+        },
+        false,
+    ))
 }
 
 fn group_event(kind: EventKind, group: &IdentityGroup) -> NewIdentityEvent {
@@ -225,17 +239,25 @@ async fn membership_event(
 async fn sync_members(
     conn: &mut AnyConnection,
     group: &IdentityGroup,
-    wanted: &[(Uuid, Option<MemberKind>)],
+    wanted: &[(Uuid, Option<MemberKind>, Value)],
 ) -> Result<(), ScimError> {
     let current: Vec<Uuid> = identities::list_members(conn, group.id)
         .await?
         .iter()
         .map(|m| m.id)
         .collect();
-    let wanted_ids: BTreeMap<Uuid, Option<MemberKind>> = wanted.iter().copied().collect();
+    let wanted_ids: BTreeMap<Uuid, (Option<MemberKind>, &Value)> = wanted
+        .iter()
+        .map(|(id, kind, body)| (*id, (*kind, body)))
+        .collect();
     let mut to_add = Vec::new();
-    for id in wanted_ids.keys().filter(|id| !current.contains(id)) {
-        to_add.push(resolve_member(conn, &group.source, *id).await?.0);
+    let group_id = group.id.to_string();
+    for (id, (given, body)) in wanted_ids.iter().filter(|(id, _)| !current.contains(id)) {
+        let (member, known) = resolve_member(conn, &group.source, *id, *given).await?;
+        if !known {
+            scim_query::set_member_ref(conn, &group_id, &id.to_string(), body).await?;
+        }
+        to_add.push(member);
     }
     let to_remove: Vec<Uuid> = current
         .iter()
@@ -246,6 +268,7 @@ async fn sync_members(
         membership_event(conn, group, member.id, "added").await?;
     }
     for id in identities::remove_members(conn, group.id, &to_remove).await? {
+        scim_query::delete_member_refs(conn, &group_id, Some(&id.to_string())).await?;
         membership_event(conn, group, id, "removed").await?;
     }
     Ok(())
@@ -506,6 +529,7 @@ async fn delete_tx(
     check_if_match(headers, group.version)?;
     let members = identities::list_members(&mut tx, id).await?;
     identities::delete_group(&mut tx, source, id).await?;
+    scim_query::delete_member_refs(&mut tx, &id.to_string(), None).await?;
     events::append(&mut tx, &group_event(EventKind::GroupDeleted, &group)).await?;
     for member in members {
         membership_event(&mut tx, &group, member.id, "removed").await?;

@@ -86,6 +86,28 @@ impl ScimState {
     }
 }
 
+/// The token signing key: the configured one, or one generated once and
+/// kept in the settings table (what `token create` and the server share).
+pub async fn signing_key(
+    store: &Store,
+    configured_key: Option<&secrecy::SecretString>,
+) -> Result<Vec<u8>, StoreError> {
+    if let Some(key) = configured_key {
+        return Ok(secrecy::ExposeSecret::expose_secret(key)
+            .as_bytes()
+            .to_vec());
+    }
+    let mut conn = store.pool().acquire().await?;
+    let key = settings::get_or_init(&mut conn, SIGNING_KEY_SETTING, || {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    })
+    .await?;
+    Ok(key.into_bytes())
+}
+
 /// The `/scim/v2` routes.
 pub fn router(state: ScimState) -> Router {
     let api = Router::new()

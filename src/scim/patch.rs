@@ -58,7 +58,7 @@ pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
         None => (text, None, None),
     };
     // A bare extension URN names the whole extension object.
-    if head.to_ascii_lowercase().starts_with("urn:") && !head.contains('.') && is_schema_urn(head) {
+    if is_schema_urn(head) {
         return Ok(PatchPath {
             uri: None,
             attr: head.to_string(),
@@ -78,8 +78,18 @@ pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
     })
 }
 
+/// Whether `text` names a whole schema (`urn:...:2.0:User`) rather than an
+/// attribute in one: known schemas, or a URN whose last segment is
+/// capitalised as resource names are and attribute names are not.
 fn is_schema_urn(text: &str) -> bool {
-    text.eq_ignore_ascii_case(super::schema::ENTERPRISE_SCHEMA) || is_core_schema(text)
+    text.eq_ignore_ascii_case(super::schema::ENTERPRISE_SCHEMA)
+        || is_core_schema(text)
+        || (text.to_ascii_lowercase().starts_with("urn:")
+            && text
+                .rsplit(':')
+                .next()
+                .and_then(|last| last.chars().next())
+                .is_some_and(|c| c.is_ascii_uppercase()))
 }
 
 /// Parses a PatchOp request body.

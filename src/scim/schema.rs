@@ -185,7 +185,7 @@ pub fn service_provider_config(base: &str, max_results: usize, max_body: usize) 
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/TykTechnologies/tyk-idsync",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": max_body},
         "filter": {"supported": true, "maxResults": max_results},
         "changePassword": {"supported": false},
         "sort": {"supported": true},
@@ -195,7 +195,6 @@ pub fn service_provider_config(base: &str, max_results: usize, max_body: usize) 
             "description": "A bearer token issued by tyk-idsync for one identity source"
         }],
         "meta": {"resourceType": "ServiceProviderConfig",
-                 "location": format!("{base}/ServiceProviderConfig")},
-        "maxPayloadSize": max_body
+                 "location": format!("{base}/ServiceProviderConfig")}
     })
 }

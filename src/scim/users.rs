@@ -38,7 +38,6 @@ pub fn user_json(user: &IdentityUser, base: &str, groups: Option<Vec<Value>>) ->
     }
     obj.insert("schemas".into(), Value::Array(schemas));
     obj.insert("id".into(), json!(user.id.to_string()));
-    obj.insert("active".into(), json!(user.active));
     let location = format!("{base}/Users/{}", user.id);
     obj.insert(
         "meta".into(),
@@ -84,6 +83,7 @@ fn coerce_bool(obj: &mut Map<String, Value>, key: &str) -> Result<Option<bool>, 
         _ => return Err(ScimError::InvalidValue(format!("{key} must be a boolean"))),
     };
     obj.remove(&k);
+    obj.insert(key.to_string(), Value::Bool(value));
     Ok(Some(value))
 }
 
@@ -344,8 +344,7 @@ async fn update_tx(
         .await?
         .ok_or_else(|| ScimError::NotFound("user".into()))?;
     check_if_match(headers, before.version)?;
-    let mut current = before.attributes.as_object().cloned().unwrap_or_default();
-    current.insert("active".into(), json!(before.active));
+    let current = before.attributes.as_object().cloned().unwrap_or_default();
     let document = change(Value::Object(current))?;
     let (after, emails) = build_user(source, document, Some(&before))?;
     identities::update_user(&mut tx, &after, &emails, Some(before.version))

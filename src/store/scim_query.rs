@@ -239,3 +239,58 @@ pub async fn display_names(
         .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
         .collect()
 }
+
+/// Keeps the member object a client sent for a member we cannot resolve.
+pub async fn set_member_ref(
+    conn: &mut AnyConnection,
+    group_id: &str,
+    member_id: &str,
+    body: &serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO scim_member_refs (group_id, member_id, body) VALUES ($1, $2, $3) \
+         ON CONFLICT (group_id, member_id) DO UPDATE SET body = $3",
+    )
+    .bind(group_id.to_string())
+    .bind(member_id.to_string())
+    .bind(body.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets kept member objects (all of the group's when `member_id` is None).
+pub async fn delete_member_refs(
+    conn: &mut AnyConnection,
+    group_id: &str,
+    member_id: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM scim_member_refs WHERE group_id = $1 AND ($2 IS NULL OR member_id = $2)",
+    )
+    .bind(group_id.to_string())
+    .bind(member_id.map(str::to_string))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Kept member objects of a group, by member id.
+pub async fn member_refs(
+    conn: &mut AnyConnection,
+    group_id: &str,
+) -> Result<std::collections::HashMap<String, serde_json::Value>, StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT member_id, body FROM scim_member_refs WHERE group_id = $1")
+        .bind(group_id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let body: String = r.try_get("body")?;
+            let value = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))?;
+            Ok((r.try_get("member_id")?, value))
+        })
+        .collect()
+}

@@ -4,6 +4,7 @@ pub mod app;
 pub mod postgres;
 pub mod prism;
 pub mod standin;
+pub mod scim;
 
 use std::net::TcpListener;
 

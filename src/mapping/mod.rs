@@ -27,12 +27,16 @@
 //! - Rules can never grant Tyk admin: `IsAdmin` and `ResetPassword` are
 //!   refused by validation, matching Tyk's own rule since 5.6.
 
+pub mod config;
 pub mod matcher;
 pub mod resolve;
 pub mod rule;
+pub mod service;
 
+pub use config::{ConfigRule, MappingConfig};
 pub use matcher::{GroupRef, SsoPattern};
 pub use resolve::{
     Explanation, PersonIdentity, ResolveOptions, UnmappedPolicy, desired_state, explain,
 };
 pub use rule::{MappingRule, RuleError, validate_permissions};
+pub use service::{MappingError, ReloadReport, apply_file, export, list, sync_config_rules};

@@ -11,6 +11,7 @@
 mod error;
 pub mod events;
 pub mod identities;
+pub mod mappings;
 mod migrate;
 pub mod settings;
 

@@ -28,6 +28,8 @@
 //!   refused by validation, matching Tyk's own rule since 5.6.
 
 pub mod config;
+pub mod explain;
+pub mod input;
 pub mod matcher;
 pub mod resolve;
 pub mod rule;

@@ -27,6 +27,7 @@
 //! - Rules can never grant Tyk admin: `IsAdmin` and `ResetPassword` are
 //!   refused by validation, matching Tyk's own rule since 5.6.
 
+pub mod api;
 pub mod config;
 pub mod explain;
 pub mod input;

@@ -3,4 +3,5 @@
 
 mod support;
 
+mod mapping_api;
 mod store_identities;

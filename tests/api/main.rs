@@ -4,4 +4,5 @@
 mod support;
 
 mod mapping_api;
+mod mapping_store;
 mod store_identities;

@@ -299,3 +299,42 @@ both_backends!(
     mapping_api_config_rules_are_read_only,
     config_rules_are_read_only
 );
+
+async fn explain_route(db: Db) {
+    let (store, _dir) = fresh_store(db).await;
+    let config = MappingConfig {
+        unmapped_policy: tyk_idsync::mapping::UnmappedPolicy::Deactivate,
+        default_org_id: Some("org1".into()),
+        ..MappingConfig::default()
+    };
+    let server = Server::start(store.clone(), config).await;
+    use reqwest::Method;
+    let mut tx = store.begin().await.expect("tx");
+    let now = tyk_idsync::domain::Timestamp(1_700_000_000_000);
+    let user = tyk_idsync::domain::IdentityUser {
+        id: uuid::Uuid::new_v4(),
+        source: tyk_idsync::domain::SourceName::new("okta"),
+        external_id: None,
+        user_name: "bob@example.org".into(),
+        email: Some("bob@example.org".into()),
+        given_name: Some("Bob".into()),
+        family_name: Some("Builder".into()),
+        display_name: None,
+        active: true,
+        attributes: json!({}),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    tyk_idsync::store::identities::insert_user(&mut tx, &user, &[])
+        .await
+        .expect("user");
+    tx.commit().await.expect("commit");
+
+    let (status, body) = server
+        .send(Method::GET, "/admin/v1/explain/BOB@example.org", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    insta::assert_json_snapshot!("explain_route_unmapped_deactivate", body);
+}
+both_backends!(mapping_api_explain_route, explain_route);

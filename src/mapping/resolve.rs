@@ -139,9 +139,7 @@ pub fn explain(
     };
     let compiled = compile(rules);
     let (users, matches, reasons) = if person.identities.is_empty() {
-        let reason = "no identity with this e-mail in any source; people without an \
-                      e-mail are never provisioned";
-        (Vec::new(), Vec::new(), vec![reason.to_string()])
+        (Vec::new(), Vec::new(), without_email(&email, people))
     } else {
         decide(&person, &compiled, options)
     };
@@ -152,6 +150,26 @@ pub fn explain(
         reasons,
         users,
     }
+}
+
+/// Reasons for a query no e-mail matched: identities with that user name
+/// but no e-mail exist yet can never be provisioned.
+fn without_email(query: &str, people: &[PersonIdentity]) -> Vec<String> {
+    let mut reasons: Vec<String> = people
+        .iter()
+        .filter(|p| p.email.is_none() && p.user_name.eq_ignore_ascii_case(query))
+        .map(|p| {
+            format!(
+                "identity {}/{} has no e-mail: Tyk keys users by e-mail, so it is not provisioned",
+                p.source, p.user_name
+            )
+        })
+        .collect();
+    reasons.sort();
+    if reasons.is_empty() {
+        reasons.push("no identity with this e-mail in any source: not provisioned".into());
+    }
+    reasons
 }
 
 fn summarise(identity: &PersonIdentity) -> IdentitySummary {

@@ -102,6 +102,7 @@ pub async fn create(
         .map_err(conflict)?;
     crate::store::events::append(&mut tx, &mapping_event("created", &[&rule.id])).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule created");
     Ok(rule)
 }
 
@@ -124,6 +125,7 @@ pub async fn update(
         .map_err(conflict)?;
     crate::store::events::append(&mut tx, &mapping_event("updated", &[&rule.id])).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule updated");
     Ok(rule)
 }
 
@@ -139,6 +141,7 @@ pub async fn delete(store: &Store, id: &str) -> Result<(), MappingError> {
     mappings::delete(&mut tx, id).await?;
     crate::store::events::append(&mut tx, &mapping_event("deleted", &[id])).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(rule = %id, "mapping rule deleted");
     Ok(())
 }
 
@@ -199,6 +202,13 @@ pub async fn sync_config_rules(
         crate::store::events::append(&mut tx, &mapping_event("config_reloaded", &ids)).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(
+        added = report.added.len(),
+        updated = report.updated.len(),
+        removed = report.removed.len(),
+        unchanged = report.unchanged,
+        "mapping rules from the config file applied"
+    );
     Ok(report)
 }
 

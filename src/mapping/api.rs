@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::config::MappingConfig;
 use super::explain::explain_email;
-use super::resolve::Explanation;
+use super::reasoning::Explanation;
 use super::rule::MappingRule;
 use super::service::{self, MappingError};
 use crate::store::Store;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::config::MappingConfig;
 use super::input::load_people;
-use super::resolve::{Explanation, explain};
+use super::reasoning::{Explanation, explain};
 use super::service::MappingError;
 use crate::store::mappings;
 use crate::store::{Store, StoreError};

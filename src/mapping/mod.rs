@@ -32,14 +32,14 @@ pub mod config;
 pub mod explain;
 pub mod input;
 pub mod matcher;
+pub mod reasoning;
 pub mod resolve;
 pub mod rule;
 pub mod service;
 
 pub use config::{ConfigRule, MappingConfig};
 pub use matcher::{GroupRef, SsoPattern};
-pub use resolve::{
-    Explanation, PersonIdentity, ResolveOptions, UnmappedPolicy, desired_state, explain,
-};
+pub use reasoning::{Explanation, IdentitySummary, explain};
+pub use resolve::{PersonIdentity, ResolveOptions, RuleMatch, UnmappedPolicy, desired_state};
 pub use rule::{MappingRule, RuleError, validate_permissions};
 pub use service::{MappingError, ReloadReport, apply_file, export, list, sync_config_rules};

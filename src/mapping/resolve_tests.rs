@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::mapping::reasoning::explain;
 
 fn g(source: &str, name: &str) -> GroupRef {
     GroupRef {

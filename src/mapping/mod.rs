@@ -3,7 +3,7 @@
 //! Each [`MappingRule`] names one Tyk user group (per Tyk organisation) and
 //! the identity-provider groups (`mappingsSSO`) that map onto it. The pure
 //! function [`resolve::desired_state`] turns every person's identities and
-//! the rules into the Tyk users and groups we want; [`resolve::explain`]
+//! the rules into the Tyk users and groups we want; [`reasoning::explain`]
 //! returns the same decision with its reasoning.
 //!
 //! Resolution rules (documented here because operators rely on them):
@@ -22,8 +22,13 @@
 //!   unmapped policy: `ignore` (not provisioned), `deactivate` (kept in the
 //!   default organisation, inactive, no group) or `default` (the default
 //!   group in the default organisation).
-//! - Names: the first source in `source_order` that has a non-empty name
-//!   wins; sources not listed come after, in name order.
+//! - Names: for the first and the last name separately, the first source in
+//!   `source_order` with a non-empty value wins; sources not listed come
+//!   after, in name order.
+//! - A person inactive in every source keeps their winning group but is
+//!   `active = false`, so the sync worker deactivates rather than deletes.
+//! - Rules from the config file (origin `config`) and from the API/CLI
+//!   (origin `api`) share one table; see [`service`] for how they coexist.
 //! - Rules can never grant Tyk admin: `IsAdmin` and `ResetPassword` are
 //!   refused by validation, matching Tyk's own rule since 5.6.
 

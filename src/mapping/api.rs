@@ -7,6 +7,7 @@
 //! [{"field", "message"}]}` with 400 (bad input), 404 (unknown id), 409
 //! (duplicate rule, or a rule owned by the config file).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::rejection::JsonRejection;
@@ -15,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::MappingConfig;
@@ -80,6 +81,41 @@ impl From<StoredRule> for RuleBody {
     }
 }
 
+/// A rule as the API accepts it: the rule fields, plus the read-only `id`
+/// and `origin` a client may send back unchanged from a GET (ignored).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuleRequest {
+    #[serde(default, rename = "id")]
+    _id: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "origin")]
+    _origin: Option<serde::de::IgnoredAny>,
+    org_id: String,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    priority: i64,
+    #[serde(rename = "mappingsSSO", default)]
+    mappings_sso: Vec<String>,
+    #[serde(default)]
+    permissions: BTreeMap<String, String>,
+}
+
+impl RuleRequest {
+    fn into_rule(self, id: String) -> MappingRule {
+        MappingRule {
+            id,
+            org_id: self.org_id,
+            name: self.name,
+            description: self.description,
+            priority: self.priority,
+            mappings_sso: self.mappings_sso,
+            permissions: self.permissions,
+        }
+    }
+}
+
 /// An error as the API returns it.
 pub struct ApiError(MappingError);
 
@@ -140,10 +176,10 @@ async fn show(
 
 async fn create(
     State(state): State<MappingApiState>,
-    body: Result<Json<MappingRule>, JsonRejection>,
+    body: Result<Json<RuleRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(rule) = match body {
-        Ok(body) => body,
+    let rule = match body {
+        Ok(Json(body)) => body.into_rule(String::new()),
         Err(rejection) => return Ok(bad_body(rejection)),
     };
     let extra = state.config().extra_permission_keys;
@@ -158,13 +194,12 @@ async fn create(
 async fn replace(
     State(state): State<MappingApiState>,
     Path(id): Path<String>,
-    body: Result<Json<MappingRule>, JsonRejection>,
+    body: Result<Json<RuleRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(mut rule) = match body {
-        Ok(body) => body,
+    let rule = match body {
+        Ok(Json(body)) => body.into_rule(id),
         Err(rejection) => return Ok(bad_body(rejection)),
     };
-    rule.id = id;
     let extra = state.config().extra_permission_keys;
     let rule = service::update(&state.store, rule, &extra).await?;
     Ok(Json(RuleBody {

@@ -8,6 +8,8 @@ mod cli;
 mod cluster;
 mod config_example;
 mod health;
+mod mapping_api;
+mod mapping_store;
 mod migrate_store;
 mod openapi;
 mod scim_api;

@@ -3,8 +3,8 @@
 pub mod app;
 pub mod postgres;
 pub mod prism;
-pub mod standin;
 pub mod scim;
+pub mod standin;
 
 use std::net::TcpListener;
 

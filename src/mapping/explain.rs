@@ -1,0 +1,189 @@
+//! `tyk-idsync explain <email>`: loads everything, runs the resolution for
+//! one person and renders the reasoning as text (CLI) or JSON (admin API).
+
+use std::fmt::Write;
+
+use super::config::MappingConfig;
+use super::input::load_people;
+use super::reasoning::{Explanation, explain};
+use super::service::MappingError;
+use crate::store::mappings;
+use crate::store::{Store, StoreError};
+
+/// The explanation for `email` from the current store contents.
+pub async fn explain_email(
+    store: &Store,
+    config: &MappingConfig,
+    email: &str,
+) -> Result<Explanation, MappingError> {
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let people = load_people(&mut conn).await?;
+    let rules: Vec<_> = mappings::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|s| s.rule)
+        .collect();
+    Ok(explain(email, &people, &rules, &config.resolve_options()))
+}
+
+/// Human-readable rendering for the terminal.
+pub fn render_text(explanation: &Explanation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Person: {}", explanation.email);
+    let _ = writeln!(out, "\nIdentities:");
+    if explanation.identities.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for identity in &explanation.identities {
+        let state = if identity.active {
+            "active"
+        } else {
+            "inactive"
+        };
+        let _ = writeln!(
+            out,
+            "  {} / {} ({state})",
+            identity.source, identity.user_name
+        );
+        for group in &identity.groups {
+            let _ = writeln!(out, "    group {group}");
+        }
+    }
+    let _ = writeln!(out, "\nMatching rules:");
+    if explanation.matches.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for m in &explanation.matches {
+        let mark = if m.won { "WINS" } else { "    " };
+        let _ = writeln!(
+            out,
+            "  {mark} org {} group {:?} priority {} (rule {})",
+            m.org_id, m.group, m.priority, m.rule_id
+        );
+        for (entry, group) in &m.matched_by {
+            let _ = writeln!(out, "         {entry:?} matched {group}");
+        }
+    }
+    let _ = writeln!(out, "\nDecision:");
+    for reason in &explanation.reasons {
+        let _ = writeln!(out, "  {reason}");
+    }
+    let _ = writeln!(out, "\nResulting Tyk users:");
+    if explanation.users.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for user in &explanation.users {
+        let sources: Vec<&str> = user.sources.iter().map(|s| s.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  org {}: {} {} <{}> group {} active {} sources [{}]",
+            user.org_id,
+            user.first_name,
+            user.last_name,
+            user.email,
+            user.group.as_deref().unwrap_or("(none)"),
+            user.active,
+            sources.join(", ")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::SourceName;
+    use crate::mapping::{GroupRef, MappingRule, PersonIdentity, ResolveOptions, UnmappedPolicy};
+
+    fn fixture() -> (Vec<PersonIdentity>, Vec<MappingRule>) {
+        let group = |source: &str, name: &str, id: Option<&str>| GroupRef {
+            source: SourceName::new(source),
+            display_name: name.into(),
+            external_id: id.map(str::to_string),
+        };
+        let people = vec![
+            PersonIdentity {
+                source: SourceName::new("okta"),
+                user_name: "alice@example.org".into(),
+                email: Some("alice@example.org".into()),
+                given_name: Some("Alice".into()),
+                family_name: Some("Liddell".into()),
+                active: true,
+                groups: vec![group("okta", "Platform Team", Some("00g1"))],
+            },
+            PersonIdentity {
+                source: SourceName::new("ldap-corp"),
+                user_name: "alice".into(),
+                email: Some("Alice@Example.org".into()),
+                given_name: Some("Al".into()),
+                family_name: None,
+                active: false,
+                groups: vec![group(
+                    "ldap-corp",
+                    "api-admins",
+                    Some("cn=api-admins,ou=groups,dc=example,dc=org"),
+                )],
+            },
+        ];
+        let rule = |id: &str, name: &str, priority, sso: &[&str]| MappingRule {
+            id: id.into(),
+            org_id: "org1".into(),
+            name: name.into(),
+            description: None,
+            priority,
+            mappings_sso: sso.iter().map(|s| s.to_string()).collect(),
+            permissions: BTreeMap::from([("apis".into(), "read".into())]),
+        };
+        let rules = vec![
+            rule("r-dev", "Developers", 10, &["okta:Platform*"]),
+            rule(
+                "r-admin",
+                "API Admins",
+                50,
+                &["ldap-corp:CN=API-Admins,OU=Groups,DC=example,DC=org"],
+            ),
+            rule("r-read", "Readers", 0, &["nobody"]),
+        ];
+        (people, rules)
+    }
+
+    #[test]
+    fn explain_text_snapshot() {
+        let (people, rules) = fixture();
+        let options = ResolveOptions {
+            source_order: vec!["okta".into()],
+            ..ResolveOptions::default()
+        };
+        let text = render_text(&explain("ALICE@example.org", &people, &rules, &options));
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn explain_json_snapshot() {
+        let (people, rules) = fixture();
+        let explanation = explain(
+            "alice@example.org",
+            &people,
+            &rules,
+            &ResolveOptions::default(),
+        );
+        insta::assert_json_snapshot!(explanation);
+    }
+
+    #[test]
+    fn explain_unmapped_and_unknown_snapshot() {
+        let (people, mut rules) = fixture();
+        rules.retain(|r| r.id == "r-read");
+        let options = ResolveOptions {
+            unmapped_policy: UnmappedPolicy::Default,
+            default_org_id: Some("org1".into()),
+            default_group: Some("Readers".into()),
+            source_order: vec![],
+        };
+        let unmapped = render_text(&explain("alice@example.org", &people, &rules, &options));
+        let unknown = render_text(&explain("bob@example.org", &people, &rules, &options));
+        insta::assert_snapshot!(format!("{unmapped}\n---\n{unknown}"));
+    }
+}

@@ -1,0 +1,288 @@
+//! Rule changes through the store, each with an `EventKind::MappingChanged`
+//! outbox event in the same transaction so the sync worker re-plans.
+//!
+//! Config and API rules coexist in one table; `(org, name)` is unique
+//! across both. The config file is authoritative for the rules it names: a
+//! reload takes over an API rule with the same (org, name), and the API and
+//! CLI refuse to change or delete config-owned rules (409). A reload removes
+//! only config-owned rules that left the file.
+
+use std::path::Path;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::config::MappingConfig;
+use super::rule::{MappingRule, RuleError};
+use crate::domain::{EventKind, NewIdentityEvent, SourceName};
+use crate::store::mappings::{self, RuleOrigin, StoredRule};
+use crate::store::{Store, StoreError};
+
+/// Errors of the mapping layer; the API maps them to HTTP statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("invalid rule: {}", .0.first().map(ToString::to_string).unwrap_or_default())]
+    Invalid(Vec<RuleError>),
+    #[error("mapping rule {0:?} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("mapping rule {0:?} is owned by the config file; change it there")]
+    ConfigOwned(String),
+    #[error("cannot read {path}: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a config reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl ReloadReport {
+    pub fn changed(&self) -> bool {
+        !(self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty())
+    }
+}
+
+fn mapping_event(action: &str, rules: &[&str]) -> NewIdentityEvent {
+    NewIdentityEvent {
+        source: SourceName::new("mapping"),
+        kind: EventKind::MappingChanged,
+        subject_id: None,
+        email: None,
+        detail: serde_json::json!({ "action": action, "rules": rules }),
+    }
+}
+
+fn check(rule: &MappingRule, extra_keys: &[String]) -> Result<(), MappingError> {
+    let errors = rule.validate(extra_keys);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(MappingError::Invalid(errors))
+    }
+}
+
+fn conflict(error: StoreError) -> MappingError {
+    match error {
+        StoreError::Conflict { detail, .. } => MappingError::Conflict(detail),
+        other => MappingError::Store(other),
+    }
+}
+
+pub async fn list(store: &Store) -> Result<Vec<StoredRule>, MappingError> {
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    Ok(mappings::list(&mut conn).await?)
+}
+
+pub async fn get(store: &Store, id: &str) -> Result<StoredRule, MappingError> {
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    mappings::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| MappingError::NotFound(id.to_string()))
+}
+
+/// Creates an API rule; the id is assigned here.
+pub async fn create(
+    store: &Store,
+    mut rule: MappingRule,
+    extra_keys: &[String],
+) -> Result<MappingRule, MappingError> {
+    check(&rule, extra_keys)?;
+    rule.id = Uuid::new_v4().to_string();
+    let mut tx = store.begin().await?;
+    mappings::insert(&mut tx, &rule, RuleOrigin::Api)
+        .await
+        .map_err(conflict)?;
+    crate::store::events::append(&mut tx, &mapping_event("created", &[&rule.id])).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule created");
+    Ok(rule)
+}
+
+/// Replaces an API rule.
+pub async fn update(
+    store: &Store,
+    rule: MappingRule,
+    extra_keys: &[String],
+) -> Result<MappingRule, MappingError> {
+    check(&rule, extra_keys)?;
+    let mut tx = store.begin().await?;
+    let existing = mappings::get(&mut tx, &rule.id)
+        .await?
+        .ok_or_else(|| MappingError::NotFound(rule.id.clone()))?;
+    if existing.origin == RuleOrigin::Config {
+        return Err(MappingError::ConfigOwned(rule.id));
+    }
+    mappings::update(&mut tx, &rule, RuleOrigin::Api)
+        .await
+        .map_err(conflict)?;
+    crate::store::events::append(&mut tx, &mapping_event("updated", &[&rule.id])).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule updated");
+    Ok(rule)
+}
+
+/// Deletes an API rule.
+pub async fn delete(store: &Store, id: &str) -> Result<(), MappingError> {
+    let mut tx = store.begin().await?;
+    let existing = mappings::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| MappingError::NotFound(id.to_string()))?;
+    if existing.origin == RuleOrigin::Config {
+        return Err(MappingError::ConfigOwned(id.to_string()));
+    }
+    mappings::delete(&mut tx, id).await?;
+    crate::store::events::append(&mut tx, &mapping_event("deleted", &[id])).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(rule = %id, "mapping rule deleted");
+    Ok(())
+}
+
+/// Makes the store's config-owned rules equal to the config file's rules.
+/// Idempotent; writes an event only when something changed. Validate the
+/// config first (`MappingConfig::validate`); invalid rules are refused here
+/// too, and then nothing is changed.
+pub async fn sync_config_rules(
+    store: &Store,
+    config: &MappingConfig,
+) -> Result<ReloadReport, MappingError> {
+    let wanted: Vec<MappingRule> = config.rules.iter().map(|r| r.to_rule()).collect();
+    for rule in &wanted {
+        check(rule, &config.extra_permission_keys)?;
+    }
+    let mut tx = store.begin().await?;
+    let existing = mappings::list(&mut tx).await?;
+    let mut report = ReloadReport::default();
+    for mut rule in wanted {
+        let current = existing
+            .iter()
+            .find(|s| s.rule.org_id == rule.org_id && s.rule.name == rule.name);
+        match current {
+            Some(stored) => {
+                rule.id = stored.rule.id.clone();
+                if stored.origin == RuleOrigin::Config && stored.rule == rule {
+                    report.unchanged += 1;
+                } else {
+                    mappings::update(&mut tx, &rule, RuleOrigin::Config).await?;
+                    report.updated.push(rule.id);
+                }
+            }
+            None => {
+                rule.id = Uuid::new_v4().to_string();
+                mappings::insert(&mut tx, &rule, RuleOrigin::Config).await?;
+                report.added.push(rule.id);
+            }
+        }
+    }
+    for stored in existing.iter().filter(|s| s.origin == RuleOrigin::Config) {
+        let kept = config
+            .rules
+            .iter()
+            .any(|r| r.org_id == stored.rule.org_id && r.name == stored.rule.name);
+        if !kept {
+            mappings::delete(&mut tx, &stored.rule.id).await?;
+            report.removed.push(stored.rule.id.clone());
+        }
+    }
+    if report.changed() {
+        let ids: Vec<&str> = report
+            .added
+            .iter()
+            .chain(&report.updated)
+            .chain(&report.removed)
+            .map(String::as_str)
+            .collect();
+        crate::store::events::append(&mut tx, &mapping_event("config_reloaded", &ids)).await?;
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(
+        added = report.added.len(),
+        updated = report.updated.len(),
+        removed = report.removed.len(),
+        unchanged = report.unchanged,
+        "mapping rules from the config file applied"
+    );
+    Ok(report)
+}
+
+/// `tyk-idsync mappings export`: every rule as a JSON array in the API
+/// shape (ids included, so the output can be applied back).
+pub async fn export(store: &Store) -> Result<String, MappingError> {
+    let rules: Vec<MappingRule> = list(store).await?.into_iter().map(|s| s.rule).collect();
+    serde_json::to_string_pretty(&rules).map_err(|e| MappingError::File {
+        path: "-".into(),
+        message: e.to_string(),
+    })
+}
+
+/// `tyk-idsync mappings apply FILE`: upserts the rules of a JSON array (the
+/// `export` format) by (org, name) as API rules. Rules not in the file are
+/// kept. All rules are validated first; nothing is written if one is bad.
+pub async fn apply_file(
+    store: &Store,
+    path: &Path,
+    extra_keys: &[String],
+) -> Result<ReloadReport, MappingError> {
+    let file_error = |message: String| MappingError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let rules: Vec<MappingRule> =
+        serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+    for (index, rule) in rules.iter().enumerate() {
+        let errors: Vec<RuleError> = rule
+            .validate(extra_keys)
+            .into_iter()
+            .map(|e| RuleError::new(format!("[{index}].{}", e.field), e.message))
+            .collect();
+        if !errors.is_empty() {
+            return Err(MappingError::Invalid(errors));
+        }
+    }
+    let mut tx = store.begin().await?;
+    let mut report = ReloadReport::default();
+    for mut rule in rules {
+        match mappings::find_by_name(&mut tx, &rule.org_id, &rule.name).await? {
+            Some(stored) if stored.origin == RuleOrigin::Config => {
+                return Err(MappingError::ConfigOwned(stored.rule.id));
+            }
+            Some(stored) => {
+                rule.id = stored.rule.id.clone();
+                if stored.rule == rule {
+                    report.unchanged += 1;
+                } else {
+                    mappings::update(&mut tx, &rule, RuleOrigin::Api)
+                        .await
+                        .map_err(conflict)?;
+                    report.updated.push(rule.id);
+                }
+            }
+            None => {
+                rule.id = Uuid::new_v4().to_string();
+                mappings::insert(&mut tx, &rule, RuleOrigin::Api)
+                    .await
+                    .map_err(conflict)?;
+                report.added.push(rule.id);
+            }
+        }
+    }
+    if report.changed() {
+        let ids: Vec<&str> = report
+            .added
+            .iter()
+            .chain(&report.updated)
+            .map(String::as_str)
+            .collect();
+        crate::store::events::append(&mut tx, &mapping_event("applied", &ids)).await?;
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(report)
+}

@@ -264,3 +264,71 @@ async fn nested_groups_from_store(db: Db) {
     assert_eq!(explanation.users.len(), 1);
 }
 both_backends!(mapping_nested_groups_from_store, nested_groups_from_store);
+
+#[derive(serde::Deserialize)]
+struct FileWithMapping {
+    mapping: MappingConfig,
+}
+
+fn read_mapping_section(path: &std::path::Path) -> MappingConfig {
+    let text = std::fs::read_to_string(path).expect("read config");
+    let file: FileWithMapping = toml::from_str(&text).expect("valid TOML");
+    assert_eq!(file.mapping.validate("mapping"), vec![]);
+    file.mapping
+}
+
+/// What the service does at start and on SIGHUP: read the file, apply it.
+async fn config_file_reload(db: Db) {
+    let (store, _dir) = fresh_store(db).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tyk-idsync.toml");
+    let version_one = r#"
+[mapping]
+unmapped_policy = "ignore"
+
+[[mapping.rules]]
+org_id = "org1"
+name = "Developers"
+priority = 10
+mappings_sso = ["okta:Platform Team"]
+permissions = { apis = "write" }
+"#;
+    std::fs::write(&path, version_one).expect("write");
+    let report = sync_config_rules(&store, &read_mapping_section(&path))
+        .await
+        .expect("start");
+    assert_eq!(report.added.len(), 1);
+
+    let version_two = version_one.replace("priority = 10", "priority = 30")
+        + r#"
+[[mapping.rules]]
+org_id = "org1"
+name = "Readers"
+mappings_sso = ["ldap-corp:cn=*,ou=groups,dc=example,dc=org"]
+permissions = { apis = "read" }
+"#;
+    std::fs::write(&path, version_two).expect("rewrite");
+    let report = sync_config_rules(&store, &read_mapping_section(&path))
+        .await
+        .expect("SIGHUP");
+    assert_eq!(
+        (
+            report.added.len(),
+            report.updated.len(),
+            report.removed.len()
+        ),
+        (1, 1, 0)
+    );
+    let stored: Vec<_> = list(&store)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| (s.rule.name, s.rule.priority))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![("Developers".into(), 30), ("Readers".into(), 0)]
+    );
+    assert_eq!(mapping_events(&store).await, 2);
+}
+both_backends!(mapping_config_file_reload, config_file_reload);

@@ -93,10 +93,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    runtime.block_on(dispatch(cli.command, config))
+    runtime.block_on(dispatch(cli.command, config, cli.config))
 }
 
-async fn dispatch(command: Command, config: Config) -> ExitCode {
+async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>) -> ExitCode {
     match command {
         Command::CheckConfig => {
             print_stdout(&format!(
@@ -134,7 +134,7 @@ async fn dispatch(command: Command, config: Config) -> ExitCode {
         }
         Command::Serve => {
             telemetry::init(&config.log);
-            match serve(config).await {
+            match serve(config, config_file).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
@@ -162,8 +162,8 @@ async fn migrate_store(
     Ok(report)
 }
 
-async fn serve(config: Config) -> Result<(), StartupError> {
-    let app = Application::build(config).await?;
+async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), StartupError> {
+    let app = Application::build_with_config_file(config, config_file).await?;
     tracing::info!(addr = %app.local_addr(), "Listening.");
     app.run_until(startup::shutdown_signal()).await
 }
@@ -201,7 +201,9 @@ fn fail(error: StartupError) -> ExitCode {
     eprintln!("error: {error}");
     tracing::error!(error = %error, "Exiting on error.");
     ExitCode::from(match error {
-        StartupError::Config(_) => EXIT_CONFIG,
+        StartupError::Config(_) | StartupError::Wiring(crate::wiring::WiringError::Tyk(_)) => {
+            EXIT_CONFIG
+        }
         StartupError::Store(_) => EXIT_DATABASE,
         _ => EXIT_RUNTIME,
     })

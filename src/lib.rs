@@ -21,3 +21,4 @@ pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 pub mod tyk;
+pub mod wiring;

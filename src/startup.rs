@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -13,10 +14,13 @@ use crate::cluster::{self, Leadership};
 use crate::config::{Config, ConfigProblem};
 use crate::http::{self, AppState, SharedState};
 use crate::store::{Backend, Store, StoreError, StoreOptions};
-use crate::tasks::{self, Task};
+use crate::tasks::{self, Shutdown, Task};
+use crate::wiring::{self, LiveMapping, PlainRoutes};
 
 #[derive(Debug, Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Wiring(#[from] wiring::WiringError),
     #[error("config error: {0}")]
     Config(#[from] ConfigProblem),
     #[error(transparent)]
@@ -35,6 +39,7 @@ pub struct Application {
     listener: TcpListener,
     state: SharedState,
     tasks: Vec<Task>,
+    plain_routes: Option<PlainRoutes>,
 }
 
 /// Opens the store described by the config (without migrating).
@@ -47,6 +52,15 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_config_file(config, None).await
+    }
+
+    /// As [`Application::build`]; `config_file` is re-read on SIGHUP to
+    /// reload the mapping section.
+    pub async fn build_with_config_file(
+        config: Config,
+        config_file: Option<PathBuf>,
+    ) -> Result<Self, StartupError> {
         let store = open_store(&config).await?;
         if config.database.run_migrations {
             store.migrate().await?;
@@ -55,7 +69,25 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let sync_wakeup = Arc::new(tokio::sync::Notify::new());
+
+        let mapping = wiring::live_mapping(&config);
+        if store.migration_status().await?.is_current() {
+            crate::mapping::sync_config_rules(&store, &config.mapping)
+                .await
+                .map_err(wiring::WiringError::from)?;
+        } else {
+            // Not ready (see /readyz); `migrate` then SIGHUP applies the rules.
+            tracing::warn!(
+                "Migrations are pending; mapping rules from the config are not applied yet."
+            );
+        }
+        let scim = wiring::scim_state(&config, &store).await?;
+        let sync = wiring::sync_worker(&config, &store, &mapping)?;
+        let sync_wakeup = match &sync {
+            Some(worker) => worker.waker(),
+            None => Arc::new(tokio::sync::Notify::new()),
+        };
+
         let mut tasks = Vec::new();
         let leadership = match store.backend() {
             Backend::Sqlite => Leadership::always(),
@@ -74,16 +106,32 @@ impl Application {
                 leadership
             }
         };
+        if let Some(worker) = &sync {
+            let (worker, leadership) = (worker.clone(), leadership.clone());
+            tasks.push(Task::new("sync-worker", move |shutdown| {
+                crate::sync::service::run(worker, leadership, shutdown)
+            }));
+        }
+        if let Some(path) = config_file {
+            let (store, mapping) = (store.clone(), mapping.clone());
+            tasks.push(Task::new("config-reload", move |shutdown| {
+                reload_on_sighup(path, store, mapping, shutdown)
+            }));
+        }
+        let plain_routes = wiring::plain_routes(&store, scim, &mapping, sync.clone());
         let state = Arc::new(AppState {
             store,
             config,
             sync_wakeup,
             leadership,
+            mapping,
+            sync,
         });
         Ok(Self {
             listener,
             state,
             tasks,
+            plain_routes: Some(plain_routes),
         })
     }
 
@@ -114,11 +162,14 @@ impl Application {
     ) -> Result<(), StartupError> {
         let server_config = self.state.config.server.clone();
         let admin_auth = AdminAuth::new(self.state.config.admin.token_hash()?);
+        let plain = self.plain_routes.unwrap_or_else(|| PlainRoutes {
+            public: axum::Router::new(),
+            admin: axum::Router::new(),
+        });
         let router = http::router(
             self.state.clone(),
             admin_auth,
-            http::ApiRouter::new(),
-            http::ApiRouter::new(),
+            plain,
             server_config.request_timeout,
         );
         let (trigger, task_shutdown) = tasks::shutdown_pair();
@@ -168,5 +219,55 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+/// On SIGHUP: re-reads the config file and applies its mapping section (the
+/// declarative rules and the resolution settings). A file that no longer
+/// validates changes nothing and is reported.
+async fn reload_on_sighup(
+    path: PathBuf,
+    store: Store,
+    mapping: LiveMapping,
+    mut shutdown: Shutdown,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP; config reload is off.");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.requested() => return,
+                _ = hangups.recv() => reload_mapping(&path, &store, &mapping).await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, store, mapping);
+        shutdown.requested().await;
+    }
+}
+
+pub async fn reload_mapping(path: &std::path::Path, store: &Store, mapping: &LiveMapping) {
+    let config = match crate::config::load(Some(path)) {
+        Ok(config) => config,
+        Err(errors) => {
+            tracing::error!(%errors, "Config reload refused; keeping the running configuration.");
+            return;
+        }
+    };
+    match crate::mapping::sync_config_rules(store, &config.mapping).await {
+        Ok(report) => {
+            wiring::replace(mapping, config.mapping);
+            tracing::info!(
+                changed = report.changed(),
+                "Mapping configuration reloaded."
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "Mapping reload failed; nothing changed."),
     }
 }

@@ -27,6 +27,8 @@ pub struct Config {
     /// The Tyk Dashboard to keep in step. Without it identities are still
     /// accepted and queued, but nothing is applied to Tyk.
     pub tyk: Option<crate::tyk::TykConfig>,
+    pub scim: crate::scim::ScimConfig,
+    pub mapping: crate::mapping::MappingConfig,
     pub sync: crate::sync::config::SyncConfig,
 }
 
@@ -40,6 +42,8 @@ impl Config {
         if let Some(tyk) = &self.tyk {
             problems.extend(tyk.validate("tyk"));
         }
+        problems.extend(self.scim.validate("scim"));
+        problems.extend(self.mapping.validate("mapping"));
         problems.extend(self.sync.validate("sync"));
         problems
     }

@@ -4,18 +4,20 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-pub async fn render() -> Response {
+pub async fn render(State(state): State<super::SharedState>) -> Response {
     match crate::telemetry::metrics_handle() {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            let mut text = handle.render();
+            if let Some(worker) = &state.sync {
+                text.push_str(&worker.metrics().prometheus());
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics recorder unavailable",

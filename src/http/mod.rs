@@ -16,7 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use openapi::{ADMIN_TOKEN, SCIM_TOKEN};
+pub use openapi::{ADMIN_TOKEN, SCIM_TOKEN, plain_route_list};
 
 /// A router that documents its routes in the OpenAPI document.
 pub type ApiRouter = utoipa_axum::router::OpenApiRouter<SharedState>;
@@ -26,7 +26,6 @@ use crate::config::Config;
 use crate::store::Store;
 
 /// State shared by every handler.
-#[derive(Debug)]
 pub struct AppState {
     pub store: Store,
     pub config: Config,
@@ -35,29 +34,49 @@ pub struct AppState {
     pub sync_wakeup: Arc<tokio::sync::Notify>,
     /// Whether this replica runs the pollers and the sync worker.
     pub leadership: crate::cluster::Leadership,
+    /// The mapping section in force (SIGHUP replaces it).
+    pub mapping: crate::wiring::LiveMapping,
+    /// The sync worker, when a Tyk Dashboard is configured.
+    pub sync: Option<Arc<crate::sync::service::ServiceWorker>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("leadership", &self.leadership)
+            .field("sync", &self.sync.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 pub type SharedState = Arc<AppState>;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole application router. `admin_routes` and `public_routes` are the
-/// boundaries' documented routes (admin ones relative to `/admin/v1`).
+/// The whole application router: the documented routes, plus the plain
+/// routes of the boundaries (`plain.admin` behind the admin token too).
 pub fn router(
     state: SharedState,
     admin_auth: AdminAuth,
-    admin_routes: ApiRouter,
-    public_routes: ApiRouter,
+    plain: crate::wiring::PlainRoutes,
     request_timeout: Duration,
 ) -> Router {
     // Installing the recorder here makes every counter below it count.
     let _ = crate::telemetry::metrics_handle();
-    let (router, doc) = ApiRouter::with_openapi(openapi::base())
+    let auth = Arc::new(admin_auth.clone());
+    let (router, mut doc) = ApiRouter::with_openapi(openapi::base())
         .merge(health::router())
-        .merge(crate::admin::router(admin_auth, admin_routes))
-        .merge(public_routes)
+        .merge(crate::admin::router(admin_auth, ApiRouter::new()))
         .split_for_parts();
+    openapi::add_plain_routes(&mut doc, state.config.scim.enabled, state.sync.is_some());
     let doc = Arc::new(doc);
+    let admin_plain = plain
+        .admin
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::admin::require_admin_token,
+        ));
     router
         .route("/metrics", axum::routing::get(metrics::render))
         .route(
@@ -68,6 +87,8 @@ pub fn router(
             }),
         )
         .with_state(state)
+        .merge(admin_plain)
+        .merge(plain.public)
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -47,4 +47,6 @@ pub use matcher::{GroupRef, SsoPattern};
 pub use reasoning::{Explanation, IdentitySummary, explain};
 pub use resolve::{PersonIdentity, ResolveOptions, RuleMatch, UnmappedPolicy, desired_state};
 pub use rule::{MappingRule, RuleError, validate_permissions};
-pub use service::{MappingError, ReloadReport, apply_file, export, list, sync_config_rules};
+pub use service::{
+    MappingError, ReloadReport, apply_file, export, list, load_desired, sync_config_rules,
+};

@@ -286,3 +286,23 @@ pub async fn apply_file(
     tx.commit().await.map_err(StoreError::from)?;
     Ok(report)
 }
+
+/// The desired Tyk state right now: every identity in the store, resolved
+/// through the stored rules with the configured options.
+pub async fn load_desired(
+    store: &Store,
+    config: &super::MappingConfig,
+) -> Result<crate::domain::DesiredState, MappingError> {
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let people = super::input::load_people(&mut conn).await?;
+    let rules: Vec<_> = crate::store::mappings::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|stored| stored.rule)
+        .collect();
+    Ok(super::resolve::desired_state(
+        &people,
+        &rules,
+        &config.resolve_options(),
+    ))
+}

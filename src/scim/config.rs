@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, resolve_secret};
+use crate::config::{ConfigProblem, resolve_secret, serialize_redacted};
 
 /// `[scim]`: the SCIM 2.0 endpoint and the identity sources that push to it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScimConfig {
     /// Serve `/scim/v2`.
@@ -21,6 +21,7 @@ pub struct ScimConfig {
     /// HMAC key that signs the bearer tokens `token create` issues. When
     /// neither this nor the file is set, a key is generated and kept in the
     /// database settings.
+    #[serde(serialize_with = "serialize_redacted")]
     pub token_signing_key: Option<SecretString>,
     /// File holding the signing key (instead of `token_signing_key`).
     pub token_signing_key_file: Option<PathBuf>,
@@ -29,7 +30,7 @@ pub struct ScimConfig {
 }
 
 /// `[scim.sources.<name>]`: one identity source.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScimSourceConfig {
     /// A free-text note shown in logs and `token list`.

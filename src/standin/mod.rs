@@ -207,6 +207,16 @@ impl StandIn {
     }
 
     /// Creates an organisation and returns it.
+    /// Every user, in id order (what a test inspects after a sync).
+    pub fn users(&self) -> Vec<User> {
+        self.with_directory(|d| d.users.values().cloned().collect())
+    }
+
+    /// Every user group, in id order.
+    pub fn groups(&self) -> Vec<crate::tyk::UserGroup> {
+        self.with_directory(|d| d.groups.values().cloned().collect())
+    }
+
     pub fn seed_org(&self, owner_name: &str) -> Organisation {
         self.with_directory(|d| d.create_org(owner_name, serde_json::Map::new()))
     }

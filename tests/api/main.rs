@@ -16,6 +16,7 @@ mod scim_api;
 mod scim_conformance;
 mod scim_replay;
 mod store_identities;
+mod sync_e2e;
 mod sync_store;
 mod tyk_client;
 mod tyk_standin;

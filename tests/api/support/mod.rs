@@ -4,6 +4,7 @@ pub mod app;
 pub mod postgres;
 pub mod prism;
 pub mod scim;
+pub mod stack;
 pub mod standin;
 
 use std::net::TcpListener;

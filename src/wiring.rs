@@ -1,0 +1,133 @@
+//! Builds the boundaries' runtime parts from the configuration: the SCIM
+//! state, the mapping's live config, the sync worker over the Tyk client,
+//! and the routes each contributes. `startup` and `cli` both use it, so
+//! `serve` and the one-shot commands see the same objects.
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+
+use crate::config::Config;
+use crate::mapping::MappingConfig;
+use crate::scim::ScimState;
+use crate::store::{Store, StoreError};
+use crate::sync::SyncWorker;
+use crate::sync::service::{DesiredLoader, ServiceSource, ServiceWorker};
+use crate::sync::tyk_gateway::TykGateway;
+use crate::sync::worker::LoadError;
+use crate::tyk::{TykClient, TykError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the Tyk client: {0}")]
+    Tyk(#[from] TykError),
+    #[error("mapping: {0}")]
+    Mapping(#[from] crate::mapping::MappingError),
+}
+
+/// The mapping section as the running service sees it; SIGHUP replaces it.
+pub type LiveMapping = Arc<RwLock<MappingConfig>>;
+
+pub fn live_mapping(config: &Config) -> LiveMapping {
+    Arc::new(RwLock::new(config.mapping.clone()))
+}
+
+fn read(mapping: &LiveMapping) -> MappingConfig {
+    mapping
+        .read()
+        .map(|c| c.clone())
+        .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+}
+
+/// Replaces the live mapping config (after the store took its rules).
+pub fn replace(mapping: &LiveMapping, config: MappingConfig) {
+    match mapping.write() {
+        Ok(mut guard) => *guard = config,
+        Err(poisoned) => *poisoned.into_inner() = config,
+    }
+}
+
+/// The desired state from the store through the live mapping config.
+pub fn desired_loader(mapping: LiveMapping) -> DesiredLoader {
+    Arc::new(move |store: Store| {
+        let config = read(&mapping);
+        Box::pin(async move {
+            crate::mapping::load_desired(&store, &config)
+                .await
+                .map_err(|e| LoadError(format!("mapping: {e}")))
+        })
+    })
+}
+
+/// The sync worker, when a Tyk Dashboard is configured.
+pub fn sync_worker(
+    config: &Config,
+    store: &Store,
+    mapping: &LiveMapping,
+) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
+    let Some(tyk) = &config.tyk else {
+        return Ok(None);
+    };
+    let gateway = TykGateway::new(TykClient::new(tyk)?);
+    let source = ServiceSource::new(
+        store.clone(),
+        gateway.clone(),
+        desired_loader(mapping.clone()),
+    );
+    Ok(Some(Arc::new(SyncWorker::new(
+        store.clone(),
+        gateway,
+        source,
+        config.sync.clone(),
+    ))))
+}
+
+/// The SCIM state, when SCIM is enabled.
+pub async fn scim_state(config: &Config, store: &Store) -> Result<Option<ScimState>, WiringError> {
+    if !config.scim.enabled {
+        return Ok(None);
+    }
+    let key = crate::config::resolve_secret(
+        "scim.token_signing_key",
+        config.scim.token_signing_key.as_ref(),
+        config.scim.token_signing_key_file.as_deref(),
+    )
+    .ok()
+    .flatten();
+    Ok(Some(
+        ScimState::new(store.clone(), &config.scim, key.as_ref()).await?,
+    ))
+}
+
+/// Routes that are not documented through utoipa (they come as plain axum
+/// routers from their modules), listed in the OpenAPI document by hand in
+/// [`crate::http::openapi`].
+pub struct PlainRoutes {
+    /// Public routes (SCIM has its own bearer-token authentication).
+    pub public: Router,
+    /// Admin routes, full paths under `/admin/v1`; the admin token guards them.
+    pub admin: Router,
+}
+
+pub fn plain_routes(
+    store: &Store,
+    scim: Option<ScimState>,
+    mapping: &LiveMapping,
+    worker: Option<Arc<ServiceWorker>>,
+) -> PlainRoutes {
+    let public = match scim {
+        Some(state) => crate::scim::router(state),
+        None => Router::new(),
+    };
+    let mapping_state = crate::mapping::api::MappingApiState {
+        store: store.clone(),
+        config: mapping.clone(),
+    };
+    let mut admin = crate::mapping::api::router(mapping_state);
+    if let Some(worker) = worker {
+        admin = admin.nest("/admin/v1", crate::sync::admin::router(worker));
+    }
+    PlainRoutes { public, admin }
+}

@@ -9,9 +9,14 @@ function init(args)
 end
 function request()
   n = n + 1
-  local op = (n % 2 == 1) and "add" or "remove"
-  local body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"' ..
-    op .. '","path":"members","value":[{"value":"' .. os.getenv("SCIM_MEMBER") .. '"}]}]}'
+  local member = os.getenv("SCIM_MEMBER")
+  local op
+  if n % 2 == 1 then
+    op = '{"op":"add","path":"members","value":[{"value":"' .. member .. '"}]}'
+  else
+    op = '{"op":"remove","path":"members[value eq \\"' .. member .. '\\"]"}'
+  end
+  local body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[' .. op .. ']}'
   return wrk.format(nil, nil, nil, body)
 end
 done = function(summary, latency, requests)

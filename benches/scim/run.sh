@@ -15,7 +15,10 @@ if [ "$target" = reference ]; then
   base=""; port=8199; export SCIM_TOKEN=benchtoken
   # The reference server keeps users in memory and has no bulk load: seed it
   # over HTTP first with seed_users.lua until it holds $users users.
-  export SCIM_USER="seed-0-1@bench.example"
+  SCIM_USER=$(curl -s -H "Authorization: Bearer $SCIM_TOKEN" \
+    "http://127.0.0.1:$port/Users?count=1&startIndex=$((users / 2))&attributes=userName" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Resources"][0]["userName"])')
+  export SCIM_USER
   group=$(curl -s -XPOST -H "Authorization: Bearer $SCIM_TOKEN" -H 'Content-Type: application/scim+json' \
     -d '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"bench-group"}' \
     "http://127.0.0.1:$port/Groups" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')

@@ -444,6 +444,7 @@ async fn update_tx(
     change: &(dyn Fn(Map<String, Value>) -> Result<Map<String, Value>, ScimError> + Sync),
 ) -> Result<IdentityGroup, ScimError> {
     let mut tx = state.store.begin().await?;
+    scim_query::lock_for_update(&mut tx, source, &id.to_string(), false).await?;
     let before = identities::get_group(&mut tx, source, id)
         .await?
         .ok_or_else(|| ScimError::NotFound("group".into()))?;

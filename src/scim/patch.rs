@@ -312,6 +312,8 @@ fn apply_filtered(
             obj.insert(key.to_string(), Value::Array(Vec::new()));
             return apply_filtered_new(obj, key, sub, value);
         }
+        // Removing what is already gone succeeds: clients retry removals.
+        _ if kind == OpKind::Remove => return Ok(()),
         _ => return Err(ScimError::NoTarget(format!("{key} has no values"))),
     };
     let hits: Vec<usize> = (0..items.len())
@@ -319,7 +321,8 @@ fn apply_filtered(
         .collect();
     if hits.is_empty() {
         return match kind {
-            OpKind::Remove | OpKind::Replace => Err(ScimError::NoTarget(format!(
+            OpKind::Remove => Ok(()),
+            OpKind::Replace => Err(ScimError::NoTarget(format!(
                 "no {key} value matches the filter"
             ))),
             OpKind::Add => apply_filtered_new(obj, key, sub, value),
@@ -436,7 +439,7 @@ mod tests {
             json!([{"op": "jump", "path": "a", "value": 1}]),
             json!([{"op": "remove"}]),
             json!([{"op": "replace", "path": "emails[type eq]", "value": 1}]),
-            json!([{"op": "remove", "path": "emails[type eq \"home\"]"}]),
+            json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "x"}]),
             json!([{"op": "add", "path": "x"}]),
         ];
         for ops in bad {

@@ -340,6 +340,7 @@ async fn update_tx(
     change: &(dyn Fn(Value) -> Result<Map<String, Value>, ScimError> + Sync),
 ) -> Result<IdentityUser, ScimError> {
     let mut tx = state.store.begin().await?;
+    scim_query::lock_for_update(&mut tx, source, &id.to_string(), true).await?;
     let before = identities::get_user(&mut tx, source, id)
         .await?
         .ok_or_else(|| ScimError::NotFound("user".into()))?;

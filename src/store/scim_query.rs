@@ -294,3 +294,27 @@ pub async fn member_refs(
         })
         .collect()
 }
+
+/// Takes the write lock on a user or group row before reading it, so that
+/// concurrent changes to one resource queue up instead of failing: a row
+/// lock on PostgreSQL, the database write lock on SQLite (taken before any
+/// read, so no stale-snapshot `SQLITE_BUSY`). Returns whether the row exists.
+pub async fn lock_for_update(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    id: &str,
+    users: bool,
+) -> Result<bool, StoreError> {
+    let table = if users {
+        "identity_users"
+    } else {
+        "identity_groups"
+    };
+    let sql = format!("UPDATE {table} SET version = version WHERE id = $1 AND source = $2");
+    let result = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(source.as_str().to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected() > 0)
+}

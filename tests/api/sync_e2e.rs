@@ -122,6 +122,12 @@ async fn a_scim_user_in_a_mapped_group_becomes_a_tyk_user_in_that_group(db: Db) 
             matches!((group, user), (Some(g), Some(u)) if u.group_id == g.id && u.active)
         })
         .await;
+    // Another source's token cannot see Okta's user.
+    let path = format!("/Users/{}", user["id"].as_str().expect("id"));
+    let (status, _) = stack
+        .scim(&stack.entra_token, Method::GET, &path, Value::Null)
+        .await;
+    assert_eq!(status, 404);
     let ada = stack.tyk_user("ada@example.org").expect("ada");
     assert_eq!(
         (ada.first_name.as_str(), ada.last_name.as_str()),

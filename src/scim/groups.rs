@@ -3,7 +3,7 @@
 //! the group row's version check serialises concurrent PATCHes, so two
 //! clients adding different members never lose one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::ScimState;
 use super::auth::Caller;
 use super::error::ScimError;
+use super::members::{WantedMembers, membership_event, parse_member, sync_members};
 use super::params::{list_params, parse_id, wants_minimal};
 use super::query::{Kind, translate};
 use super::resource::{
@@ -25,7 +26,7 @@ use super::schema::GROUP_SCHEMA;
 use super::wire::{ScimBody, ScimJson};
 use super::{filter, patch};
 use crate::domain::{
-    EventKind, GroupMember, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
+    EventKind, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
 };
 use crate::retry_transient;
 use crate::store::scim_query::{self, Page};
@@ -86,9 +87,6 @@ async fn group_json(
     );
     Ok(Value::Object(obj))
 }
-
-/// Member ids a client asked for, with the type it gave, if any.
-type WantedMembers = Vec<(Uuid, Option<MemberKind>, Value)>;
 
 /// Splits a client document into the group row and the wanted member ids.
 fn build_group(
@@ -153,57 +151,6 @@ fn build_group(
     Ok((group, members))
 }
 
-fn parse_member(item: &Value) -> Result<(Uuid, Option<MemberKind>, Value), ScimError> {
-    let value = item
-        .get("value")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ScimError::InvalidValue("each member needs a string value".into()))?;
-    let id = Uuid::parse_str(value)
-        .map_err(|_| ScimError::InvalidValue(format!("member value {value:?} is not an id")))?;
-    let kind = item
-        .get("type")
-        .and_then(Value::as_str)
-        .and_then(MemberKind::parse);
-    Ok((id, kind, item.clone()))
-}
-
-/// Resolves a wanted member to a user or group of this source. An id this
-/// source does not know is kept as a reference of the type the client gave
-/// (clients may send members before the members themselves); it never
-/// reaches another source's data, as every lookup is scoped by source.
-async fn resolve_member(
-    conn: &mut AnyConnection,
-    source: &SourceName,
-    id: Uuid,
-    given: Option<MemberKind>,
-) -> Result<(GroupMember, bool), ScimError> {
-    if identities::get_user(conn, source, id).await?.is_some() {
-        return Ok((
-            GroupMember {
-                id,
-                kind: MemberKind::User,
-            },
-            true,
-        ));
-    }
-    if identities::get_group(conn, source, id).await?.is_some() {
-        return Ok((
-            GroupMember {
-                id,
-                kind: MemberKind::Group,
-            },
-            true,
-        ));
-    }
-    Ok((
-        GroupMember {
-            id,
-            kind: given.unwrap_or(MemberKind::User),
-        },
-        false,
-    ))
-}
-
 fn group_event(kind: EventKind, group: &IdentityGroup) -> NewIdentityEvent {
     NewIdentityEvent {
         source: group.source.clone(),
@@ -212,66 +159,6 @@ fn group_event(kind: EventKind, group: &IdentityGroup) -> NewIdentityEvent {
         email: None,
         detail: json!({"displayName": group.display_name}),
     }
-}
-
-async fn membership_event(
-    conn: &mut AnyConnection,
-    group: &IdentityGroup,
-    member: Uuid,
-    change: &str,
-) -> Result<(), ScimError> {
-    let email = identities::get_user(conn, &group.source, member)
-        .await?
-        .and_then(|u| u.email);
-    let event = NewIdentityEvent {
-        source: group.source.clone(),
-        kind: EventKind::MembershipChanged,
-        subject_id: Some(member),
-        email,
-        detail: json!({"group": group.id.to_string(), "change": change}),
-    };
-    events::append(conn, &event).await?;
-    Ok(())
-}
-
-/// Brings the member rows to `wanted` by inserting and deleting the
-/// difference, with one membership event per affected member.
-async fn sync_members(
-    conn: &mut AnyConnection,
-    group: &IdentityGroup,
-    wanted: &[(Uuid, Option<MemberKind>, Value)],
-) -> Result<(), ScimError> {
-    let current: Vec<Uuid> = identities::list_members(conn, group.id)
-        .await?
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    let wanted_ids: BTreeMap<Uuid, (Option<MemberKind>, &Value)> = wanted
-        .iter()
-        .map(|(id, kind, body)| (*id, (*kind, body)))
-        .collect();
-    let mut to_add = Vec::new();
-    let group_id = group.id.to_string();
-    for (id, (given, body)) in wanted_ids.iter().filter(|(id, _)| !current.contains(id)) {
-        let (member, known) = resolve_member(conn, &group.source, *id, *given).await?;
-        if !known {
-            scim_query::set_member_ref(conn, &group_id, &id.to_string(), body).await?;
-        }
-        to_add.push(member);
-    }
-    let to_remove: Vec<Uuid> = current
-        .iter()
-        .filter(|id| !wanted_ids.contains_key(id))
-        .copied()
-        .collect();
-    for member in identities::add_members(conn, group.id, &to_add).await? {
-        membership_event(conn, group, member.id, "added").await?;
-    }
-    for id in identities::remove_members(conn, group.id, &to_remove).await? {
-        scim_query::delete_member_refs(conn, &group_id, Some(&id.to_string())).await?;
-        membership_event(conn, group, id, "removed").await?;
-    }
-    Ok(())
 }
 
 fn map_conflict(e: StoreError) -> ScimError {

@@ -9,6 +9,7 @@ mod discovery;
 pub mod error;
 pub mod filter;
 mod groups;
+mod members;
 mod params;
 pub mod patch;
 pub mod query;

@@ -12,6 +12,7 @@ mod mapping_api;
 mod mapping_store;
 mod migrate_store;
 mod openapi;
+mod reload;
 mod scim_api;
 mod scim_conformance;
 mod scim_replay;

@@ -3,4 +3,5 @@
 
 mod support;
 
+mod ldap_slapd;
 mod store_identities;

@@ -1,6 +1,7 @@
 //! Real components for the integration tests: PostgreSQL, slapd, the app.
 
 pub mod postgres;
+pub mod slapd;
 
 use std::net::TcpListener;
 

@@ -7,5 +7,6 @@
 pub mod config;
 pub mod escape;
 pub mod nested;
+pub mod translate;
 
 pub use config::{LdapConfig, LdapSourceConfig};

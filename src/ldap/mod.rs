@@ -4,7 +4,9 @@
 //! nested-group expansion with cycle detection) are in place; the client,
 //! translation, diff and poller are still to be written.
 
+pub mod client;
 pub mod config;
+pub mod error;
 pub mod escape;
 pub mod nested;
 pub mod translate;

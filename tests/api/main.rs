@@ -3,5 +3,6 @@
 
 mod support;
 
+mod ldap_client;
 mod ldap_slapd;
 mod store_identities;

@@ -4,5 +4,6 @@
 mod support;
 
 mod ldap_client;
+mod ldap_poll;
 mod ldap_slapd;
 mod store_identities;

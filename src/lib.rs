@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ldap;
 pub mod mapping;
 pub mod scim;
 pub mod standin;

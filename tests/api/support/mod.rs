@@ -4,6 +4,7 @@ pub mod app;
 pub mod postgres;
 pub mod prism;
 pub mod scim;
+pub mod slapd;
 pub mod stack;
 pub mod standin;
 

@@ -1,0 +1,215 @@
+//! Directory snapshot vs stored users → the changes to apply, and the
+//! mass-removal guard. Pure. Users are matched by stable id (`external_id`).
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::translate::DirectoryUser;
+use crate::domain::IdentityUser;
+
+/// One change to a user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserChange {
+    Create(DirectoryUser),
+    /// Attributes changed; `active` is unchanged.
+    Update {
+        id: Uuid,
+        user: DirectoryUser,
+    },
+    Deactivate {
+        id: Uuid,
+        user: DirectoryUser,
+    },
+    Reactivate {
+        id: Uuid,
+        user: DirectoryUser,
+    },
+    /// Gone from the directory (full polls only).
+    Delete {
+        id: Uuid,
+        email: Option<String>,
+    },
+}
+
+/// Compares `found` with `stored`. `full` allows deletions: an incremental
+/// poll sees only changed entries, so absence means nothing there.
+pub fn diff_users(stored: &[IdentityUser], found: &[DirectoryUser], full: bool) -> Vec<UserChange> {
+    let by_id: BTreeMap<&str, &IdentityUser> = stored
+        .iter()
+        .filter_map(|u| u.external_id.as_deref().map(|x| (x, u)))
+        .collect();
+    let mut changes = Vec::new();
+    for user in found {
+        match by_id.get(user.stable_id.as_str()) {
+            None => changes.push(UserChange::Create(user.clone())),
+            Some(old) => {
+                let (id, user) = (old.id, user.clone());
+                match (old.active, user.active) {
+                    (true, false) => changes.push(UserChange::Deactivate { id, user }),
+                    (false, true) => changes.push(UserChange::Reactivate { id, user }),
+                    _ if differs(old, &user) => changes.push(UserChange::Update { id, user }),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if full {
+        let seen: std::collections::BTreeSet<&str> =
+            found.iter().map(|u| u.stable_id.as_str()).collect();
+        for (ext, old) in &by_id {
+            if !seen.contains(ext) {
+                changes.push(UserChange::Delete {
+                    id: old.id,
+                    email: old.email.clone(),
+                });
+            }
+        }
+    }
+    changes
+}
+
+fn differs(old: &IdentityUser, new: &DirectoryUser) -> bool {
+    old.user_name != new.login
+        || old.email != new.email
+        || old.given_name != new.given_name
+        || old.family_name != new.family_name
+        || old.display_name != new.display_name
+}
+
+/// Why a poll was held instead of applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub removals: usize,
+    pub stored: usize,
+    pub max_percent: u8,
+}
+
+/// The guard: more than `max_percent` of `stored` users deleted or
+/// deactivated, and more than `min` of them, holds the poll.
+pub fn check_removals(
+    changes: &[UserChange],
+    stored: usize,
+    max_percent: u8,
+    min: u32,
+) -> Result<(), Held> {
+    let removals = changes
+        .iter()
+        .filter(|c| matches!(c, UserChange::Delete { .. } | UserChange::Deactivate { .. }))
+        .count();
+    let over_share = removals * 100 > stored * usize::from(max_percent);
+    if over_share && removals > min as usize {
+        return Err(Held {
+            removals,
+            stored,
+            max_percent,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SourceName;
+
+    fn dir_user(id: &str, active: bool) -> DirectoryUser {
+        DirectoryUser {
+            dn: format!("uid={id},dc=x"),
+            stable_id: id.into(),
+            login: id.into(),
+            email: Some(format!("{id}@x.org")),
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            active,
+        }
+    }
+
+    fn stored(id: &str, active: bool) -> IdentityUser {
+        IdentityUser {
+            id: Uuid::new_v4(),
+            source: SourceName::new("ldap"),
+            external_id: Some(id.into()),
+            user_name: id.into(),
+            email: Some(format!("{id}@x.org")),
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            active,
+            attributes: serde_json::json!({}),
+            version: 1,
+            created_at: crate::domain::Timestamp(0),
+            updated_at: crate::domain::Timestamp(0),
+        }
+    }
+
+    fn kinds(changes: &[UserChange]) -> Vec<&'static str> {
+        changes
+            .iter()
+            .map(|c| match c {
+                UserChange::Create(_) => "create",
+                UserChange::Update { .. } => "update",
+                UserChange::Deactivate { .. } => "deactivate",
+                UserChange::Reactivate { .. } => "reactivate",
+                UserChange::Delete { .. } => "delete",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_of_change_is_detected() {
+        let old = [
+            stored("same", true),
+            stored("off", true),
+            stored("on", false),
+            stored("gone", true),
+            stored("mail", true),
+        ];
+        let mut changed_mail = dir_user("mail", true);
+        changed_mail.email = Some("new@x.org".into());
+        let found = [
+            dir_user("same", true),
+            dir_user("off", false),
+            dir_user("on", true),
+            dir_user("new", true),
+            changed_mail,
+        ];
+        assert_eq!(
+            kinds(&diff_users(&old, &found, true)),
+            ["deactivate", "reactivate", "create", "update", "delete"]
+        );
+        assert_eq!(
+            kinds(&diff_users(&old, &found, false)),
+            ["deactivate", "reactivate", "create", "update"]
+        );
+    }
+
+    #[test]
+    fn the_guard_holds_large_removals_only() {
+        let deletes = |n: usize| {
+            (0..n)
+                .map(|_| UserChange::Delete {
+                    id: Uuid::nil(),
+                    email: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            check_removals(&deletes(20), 100, 20, 5).is_ok(),
+            "exactly 20% is allowed"
+        );
+        assert_eq!(
+            check_removals(&deletes(21), 100, 20, 5),
+            Err(Held {
+                removals: 21,
+                stored: 100,
+                max_percent: 20
+            })
+        );
+        assert!(
+            check_removals(&deletes(3), 4, 20, 5).is_ok(),
+            "below the absolute minimum"
+        );
+    }
+}

@@ -1,0 +1,350 @@
+//! Directory entries → a [`DirectorySnapshot`]: users, groups and direct
+//! membership edges, keyed by normalised DN. Pure; no LDAP types leak out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::config::{DisabledRule, LdapSourceConfig, MembershipMode};
+
+/// One entry as read: DN plus attributes with lower-cased names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawEntry {
+    pub dn: String,
+    pub attrs: BTreeMap<String, Vec<String>>,
+}
+
+impl RawEntry {
+    pub fn new(
+        dn: impl Into<String>,
+        attrs: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> Self {
+        let attrs = attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        Self {
+            dn: dn.into(),
+            attrs,
+        }
+    }
+
+    fn all(&self, name: &str) -> &[String] {
+        self.attrs
+            .get(&name.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    fn first(&self, name: &str) -> Option<&str> {
+        self.all(name).first().map(String::as_str)
+    }
+}
+
+/// A user as the directory describes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectoryUser {
+    pub dn: String,
+    pub stable_id: String,
+    pub login: String,
+    /// Lower-cased.
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub active: bool,
+}
+
+/// A group: its DN and common name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectoryGroup {
+    pub dn: String,
+    pub name: String,
+}
+
+/// Everything one poll read, keyed by normalised DN.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectorySnapshot {
+    pub users: BTreeMap<String, DirectoryUser>,
+    pub groups: BTreeMap<String, DirectoryGroup>,
+    /// Group key → direct member user keys.
+    pub user_members: BTreeMap<String, BTreeSet<String>>,
+    /// Group key → direct member group keys.
+    pub group_members: BTreeMap<String, BTreeSet<String>>,
+    /// DNs of entries skipped for lacking the id or login attribute.
+    pub skipped: Vec<String>,
+}
+
+/// Normalises a DN for comparison: lower-case, no spaces around `,` and `=`.
+pub fn dn_key(dn: &str) -> String {
+    dn.split(',')
+        .map(|rdn| {
+            rdn.split('=')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("=")
+                .to_lowercase()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Builds the snapshot from user and group entries.
+pub fn translate(
+    cfg: &LdapSourceConfig,
+    users: &[RawEntry],
+    groups: &[RawEntry],
+) -> DirectorySnapshot {
+    let mut snap = DirectorySnapshot::default();
+    for entry in users {
+        match user_from(cfg, entry) {
+            Some(user) => {
+                snap.users.insert(dn_key(&entry.dn), user);
+            }
+            None => snap.skipped.push(entry.dn.clone()),
+        }
+    }
+    for entry in groups {
+        let name = entry.first("cn").unwrap_or(entry.dn.as_str()).to_string();
+        snap.groups.insert(
+            dn_key(&entry.dn),
+            DirectoryGroup {
+                dn: entry.dn.clone(),
+                name,
+            },
+        );
+    }
+    match cfg.membership {
+        MembershipMode::GroupAttributes => members_from_groups(groups, &mut snap),
+        MembershipMode::MemberOf => members_from_member_of(users, &mut snap),
+    }
+    snap
+}
+
+fn user_from(cfg: &LdapSourceConfig, e: &RawEntry) -> Option<DirectoryUser> {
+    let owned = |name: &str| e.first(name).map(str::to_string);
+    Some(DirectoryUser {
+        dn: e.dn.clone(),
+        stable_id: owned(&cfg.id_attribute)?,
+        login: owned(&cfg.login_attribute)?,
+        email: e.first(&cfg.mail_attribute).map(str::to_lowercase),
+        given_name: owned(&cfg.given_name_attribute),
+        family_name: owned(&cfg.family_name_attribute),
+        display_name: owned(&cfg.display_name_attribute).or_else(|| owned("cn")),
+        active: !is_disabled(cfg.disabled, e),
+    })
+}
+
+/// Whether an entry is a disabled account under `rule`.
+pub fn is_disabled(rule: DisabledRule, e: &RawEntry) -> bool {
+    match rule {
+        DisabledRule::None => false,
+        DisabledRule::OpenLdap => {
+            e.first("nsAccountLock")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                || e.first("pwdAccountLockedTime").is_some()
+        }
+        DisabledRule::ActiveDirectory => e
+            .first("userAccountControl")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .is_some_and(|uac| uac & 2 != 0),
+    }
+}
+
+fn members_from_groups(groups: &[RawEntry], snap: &mut DirectorySnapshot) {
+    let by_login: BTreeMap<&str, &String> = snap
+        .users
+        .iter()
+        .map(|(key, u)| (u.login.as_str(), key))
+        .collect();
+    let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut nested: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for g in groups {
+        let key = dn_key(&g.dn);
+        let dns = g.all("member").iter().chain(g.all("uniqueMember"));
+        for dn in dns {
+            // uniqueMember may carry an optional `#'bits'B` UID suffix.
+            let member = dn_key(dn.split('#').next().unwrap_or(dn));
+            if snap.users.contains_key(&member) {
+                users.entry(key.clone()).or_default().insert(member);
+            } else if snap.groups.contains_key(&member) {
+                nested.entry(key.clone()).or_default().insert(member);
+            }
+        }
+        for uid in g.all("memberUid") {
+            if let Some(user_key) = by_login.get(uid.as_str()) {
+                users
+                    .entry(key.clone())
+                    .or_default()
+                    .insert((*user_key).clone());
+            }
+        }
+    }
+    snap.user_members = users;
+    snap.group_members = nested;
+}
+
+fn members_from_member_of(users: &[RawEntry], snap: &mut DirectorySnapshot) {
+    for u in users {
+        let user_key = dn_key(&u.dn);
+        if !snap.users.contains_key(&user_key) {
+            continue;
+        }
+        for group_dn in u.all("memberOf") {
+            let group_key = dn_key(group_dn);
+            if snap.groups.contains_key(&group_key) {
+                snap.user_members
+                    .entry(group_key)
+                    .or_default()
+                    .insert(user_key.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> RawEntry {
+        RawEntry::new(
+            dn,
+            attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())),
+        )
+    }
+
+    fn user(uid: &str, extra: &[(&str, &[&str])]) -> RawEntry {
+        let mut attrs: Vec<(&str, &[&str])> =
+            vec![("entryUUID", &["id"]), ("uid", std::slice::from_ref(&uid))];
+        attrs.extend_from_slice(extra);
+        let mut e = entry(&format!("uid={uid},ou=people,dc=x"), &attrs);
+        e.attrs
+            .insert("entryuuid".into(), vec![format!("id-{uid}")]);
+        e
+    }
+
+    #[test]
+    fn users_are_mapped_with_lower_cased_mail() {
+        let cfg = LdapSourceConfig::default();
+        let alice = user(
+            "alice",
+            &[
+                ("mail", &["Alice@Example.ORG"]),
+                ("givenName", &["Alice"]),
+                ("cn", &["Alice A"]),
+            ],
+        );
+        let snap = translate(
+            &cfg,
+            &[alice, entry("uid=nobody,dc=x", &[("uid", &["n"])])],
+            &[],
+        );
+        let u = &snap.users["uid=alice,ou=people,dc=x"];
+        assert_eq!(u.stable_id, "id-alice");
+        assert_eq!(u.email.as_deref(), Some("alice@example.org"));
+        assert_eq!(u.display_name.as_deref(), Some("Alice A"));
+        assert!(u.active);
+        assert_eq!(snap.skipped, vec!["uid=nobody,dc=x".to_string()]);
+    }
+
+    #[test]
+    fn disabled_rules() {
+        type Attrs<'a> = &'a [(&'a str, &'a [&'a str])];
+        let cases: &[(DisabledRule, Attrs, bool)] = &[
+            (DisabledRule::OpenLdap, &[], false),
+            (
+                DisabledRule::OpenLdap,
+                &[("nsAccountLock", &["TRUE"])],
+                true,
+            ),
+            (
+                DisabledRule::OpenLdap,
+                &[("pwdAccountLockedTime", &["000001010000Z"])],
+                true,
+            ),
+            (
+                DisabledRule::ActiveDirectory,
+                &[("userAccountControl", &["512"])],
+                false,
+            ),
+            (
+                DisabledRule::ActiveDirectory,
+                &[("userAccountControl", &["514"])],
+                true,
+            ),
+            (
+                DisabledRule::ActiveDirectory,
+                &[("userAccountControl", &["junk"])],
+                false,
+            ),
+            (DisabledRule::None, &[("nsAccountLock", &["true"])], false),
+        ];
+        for (rule, attrs, expected) in cases {
+            assert_eq!(
+                is_disabled(*rule, &entry("cn=x", attrs)),
+                *expected,
+                "{rule:?} {attrs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_three_group_kinds_and_nesting_give_direct_edges() {
+        let cfg = LdapSourceConfig::default();
+        let users = [user("alice", &[]), user("bob", &[])];
+        let groups = [
+            entry(
+                "cn=eng,dc=x",
+                &[
+                    ("cn", &["eng"]),
+                    (
+                        "member",
+                        &["UID=alice, ou=people,dc=x", "cn=ops,dc=x", "uid=gone,dc=x"],
+                    ),
+                ],
+            ),
+            entry(
+                "cn=ops,dc=x",
+                &[
+                    ("cn", &["ops"]),
+                    ("uniqueMember", &["uid=bob,ou=people,dc=x#'0101'B"]),
+                ],
+            ),
+            entry(
+                "cn=posix,dc=x",
+                &[("cn", &["posix"]), ("memberUid", &["alice", "ghost"])],
+            ),
+        ];
+        let snap = translate(&cfg, &users, &groups);
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            snap.user_members["cn=eng,dc=x"],
+            set(&["uid=alice,ou=people,dc=x"])
+        );
+        assert_eq!(snap.group_members["cn=eng,dc=x"], set(&["cn=ops,dc=x"]));
+        assert_eq!(
+            snap.user_members["cn=ops,dc=x"],
+            set(&["uid=bob,ou=people,dc=x"])
+        );
+        assert_eq!(
+            snap.user_members["cn=posix,dc=x"],
+            set(&["uid=alice,ou=people,dc=x"])
+        );
+        assert_eq!(snap.groups["cn=ops,dc=x"].name, "ops");
+    }
+
+    #[test]
+    fn member_of_mode_reads_users() {
+        let cfg = LdapSourceConfig {
+            membership: MembershipMode::MemberOf,
+            ..Default::default()
+        };
+        let users = [user(
+            "alice",
+            &[("memberOf", &["cn=eng,dc=x", "cn=elsewhere,dc=y"])],
+        )];
+        let snap = translate(&cfg, &users, &[entry("cn=eng,dc=x", &[("cn", &["eng"])])]);
+        assert_eq!(snap.user_members.len(), 1);
+        assert!(snap.user_members["cn=eng,dc=x"].contains("uid=alice,ou=people,dc=x"));
+    }
+}

@@ -17,19 +17,19 @@ use super::auth::Caller;
 use super::error::ScimError;
 use super::members::{WantedMembers, membership_event, parse_member, sync_members};
 use super::params::{list_params, parse_id, wants_minimal};
-use super::query::{Kind, translate};
+use super::patch;
+use super::query::{Kind, ListPlan};
 use super::resource::{
     ListParams, base_url, check_if_match, check_if_none_match, list_response, meta, page_in_memory,
     project, resource_response,
 };
 use super::schema::GROUP_SCHEMA;
 use super::wire::{ScimBody, ScimJson};
-use super::{filter, patch};
 use crate::domain::{
     EventKind, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
 };
 use crate::retry_transient;
-use crate::store::scim_query::{self, Page};
+use crate::store::scim_query;
 use crate::store::{StoreError, events, identities};
 
 /// The SCIM representation of a stored group and its members.
@@ -281,28 +281,16 @@ pub async fn list_groups(
     base: &str,
     params: &ListParams,
 ) -> Result<Value, ScimError> {
-    let parsed = params.parsed_filter()?;
-    let translated = parsed.as_ref().map(|f| translate(f, Kind::Group));
-    let condition = translated
-        .as_ref()
-        .and_then(|t| t.as_ref().map(|t| &t.condition));
-    let exact = match &translated {
-        None => true,
-        Some(t) => t.as_ref().is_some_and(|t| t.exact),
-    };
+    let plan = ListPlan::new(params, Kind::Group, state.max_page_size)?;
+    let condition = plan.condition.as_ref();
     let mut conn = state
         .store
         .pool()
         .acquire()
         .await
         .map_err(StoreError::from)?;
-    if exact && params.sort_by.is_none() {
-        let (start, count) = params.window(state.max_page_size);
+    if let Some((start, page)) = plan.sql_page {
         let total = scim_query::count(&mut conn, source, condition, false).await?;
-        let page = Page {
-            offset: start - 1,
-            limit: count,
-        };
         let groups = scim_query::query_groups(&mut conn, source, condition, Some(page)).await?;
         let mut resources = Vec::new();
         for g in &groups {
@@ -314,7 +302,7 @@ pub async fn list_groups(
     let mut resources = Vec::new();
     for g in &groups {
         let json = group_json(&mut conn, g, base).await?;
-        if parsed.as_ref().is_none_or(|f| filter::matches(f, &json)) {
+        if plan.keeps(&json) {
             resources.push(json);
         }
     }

@@ -7,13 +7,62 @@ use serde_json::Value;
 use super::filter::{AttrPath, CompareOp, Filter};
 use super::schema::is_core_schema;
 use crate::domain::Timestamp;
-use crate::store::scim_query::{Cmp, Condition};
+use crate::store::scim_query::{Cmp, Condition, Page};
+
+use super::error::ScimError;
+use super::filter;
+use super::resource::ListParams;
 
 /// Which resource a filter runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     User,
     Group,
+}
+
+/// How a list or search request is served, for Users and Groups alike:
+/// entirely in SQL with paging when the filter translates exactly and no
+/// sort is asked for, otherwise narrowed in SQL and finished in memory.
+#[derive(Debug)]
+pub struct ListPlan {
+    /// The whole filter, for the in-memory pass.
+    pub filter: Option<Filter>,
+    /// The indexed part of the filter, run as SQL.
+    pub condition: Option<Condition>,
+    /// `(startIndex, page)` when SQL alone answers the request.
+    pub sql_page: Option<(i64, Page)>,
+}
+
+impl ListPlan {
+    pub fn new(params: &ListParams, kind: Kind, max_page_size: usize) -> Result<Self, ScimError> {
+        let filter = params.parsed_filter()?;
+        let translated = filter.as_ref().map(|f| translate(f, kind));
+        let exact = match &translated {
+            None => true,
+            Some(t) => t.as_ref().is_some_and(|t| t.exact),
+        };
+        let condition = translated.flatten().map(|t| t.condition);
+        let sql_page = (exact && params.sort_by.is_none()).then(|| {
+            let (start, count) = params.window(max_page_size);
+            let page = Page {
+                offset: start - 1,
+                limit: count,
+            };
+            (start, page)
+        });
+        Ok(Self {
+            filter,
+            condition,
+            sql_page,
+        })
+    }
+
+    /// Whether a resource passes the whole filter (the in-memory pass).
+    pub fn keeps(&self, resource: &Value) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| filter::matches(f, resource))
+    }
 }
 
 /// A store condition that selects at least the matching rows, and whether

@@ -13,17 +13,17 @@ use super::ScimState;
 use super::auth::Caller;
 use super::error::ScimError;
 use super::params::{list_params, parse_id, wants_minimal};
-use super::query::{Kind, translate};
+use super::patch;
+use super::query::{Kind, ListPlan};
 use super::resource::{
     ListParams, base_url, check_if_match, check_if_none_match, list_response, meta, page_in_memory,
     project, resource_response,
 };
 use super::schema::{ENTERPRISE_SCHEMA, USER_SCHEMA};
 use super::wire::{ScimBody, ScimJson};
-use super::{filter, patch};
 use crate::domain::{EventKind, IdentityUser, NewIdentityEvent, SourceName, Timestamp};
 use crate::retry_transient;
-use crate::store::scim_query::{self, Page};
+use crate::store::scim_query;
 use crate::store::{StoreError, events, identities};
 
 /// The SCIM representation of a stored user.
@@ -293,28 +293,16 @@ pub async fn list_users(
     base: &str,
     params: &ListParams,
 ) -> Result<Value, ScimError> {
-    let parsed = params.parsed_filter()?;
-    let translated = parsed.as_ref().map(|f| translate(f, Kind::User));
-    let condition = translated
-        .as_ref()
-        .and_then(|t| t.as_ref().map(|t| &t.condition));
-    let exact = match &translated {
-        None => true,
-        Some(t) => t.as_ref().is_some_and(|t| t.exact),
-    };
+    let plan = ListPlan::new(params, Kind::User, state.max_page_size)?;
+    let condition = plan.condition.as_ref();
     let mut conn = state
         .store
         .pool()
         .acquire()
         .await
         .map_err(StoreError::from)?;
-    if exact && params.sort_by.is_none() {
-        let (start, count) = params.window(state.max_page_size);
+    if let Some((start, page)) = plan.sql_page {
         let total = scim_query::count(&mut conn, source, condition, true).await?;
-        let page = Page {
-            offset: start - 1,
-            limit: count,
-        };
         let users = scim_query::query_users(&mut conn, source, condition, Some(page)).await?;
         let resources = users
             .iter()
@@ -326,7 +314,7 @@ pub async fn list_users(
     let resources: Vec<Value> = users
         .iter()
         .map(|u| user_json(u, base, None))
-        .filter(|json| parsed.as_ref().is_none_or(|f| filter::matches(f, json)))
+        .filter(|json| plan.keeps(json))
         .collect();
     Ok(page_in_memory(resources, params, state.max_page_size))
 }

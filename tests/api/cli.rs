@@ -102,6 +102,12 @@ fn bad_configuration_fails_with_one_line_naming_the_key() {
             "config error: database.url: \"mysql://u:REDACTED@h/db\" is not a supported database URL",
         ),
         (
+            "missing secret",
+            "[tyk]\ndashboard_url = \"http://127.0.0.1:3000\"\n",
+            &[],
+            "config error: tyk.api_key: is required but not set (hint: set `tyk.api_key` or `tyk.api_key_file`, or the environment variable TYK_IDSYNC__TYK__API_KEY)",
+        ),
+        (
             "missing secret file",
             "[database]\nurl_file = \"/nonexistent/db-url\"\n",
             &[],

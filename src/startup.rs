@@ -118,7 +118,8 @@ impl Application {
                 reload_on_sighup(path, store, mapping, shutdown)
             }));
         }
-        let plain_routes = wiring::plain_routes(&store, scim, &mapping, sync.clone());
+        let plain_routes =
+            wiring::plain_routes(&store, scim, &mapping, sync.clone(), sync_wakeup.clone());
         let state = Arc::new(AppState {
             store,
             config,

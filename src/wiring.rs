@@ -6,6 +6,11 @@
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::mapping::MappingConfig;
@@ -104,6 +109,17 @@ pub async fn scim_state(config: &Config, store: &Store) -> Result<Option<ScimSta
 /// Routes that are not documented through utoipa (they come as plain axum
 /// routers from their modules), listed in the OpenAPI document by hand in
 /// [`crate::http::openapi`].
+/// After an accepted write (SCIM, mapping rules), wakes the sync worker so the change
+/// reaches Tyk at once rather than at the next outbox poll.
+async fn wake_after_write(request: Request, next: Next, wakeup: Arc<Notify>) -> Response {
+    let writes = request.method() != Method::GET && request.method() != Method::HEAD;
+    let response = next.run(request).await;
+    if writes && response.status().is_success() {
+        wakeup.notify_one();
+    }
+    response
+}
+
 pub struct PlainRoutes {
     /// Public routes (SCIM has its own bearer-token authentication).
     pub public: Router,
@@ -116,9 +132,19 @@ pub fn plain_routes(
     scim: Option<ScimState>,
     mapping: &LiveMapping,
     worker: Option<Arc<ServiceWorker>>,
+    sync_wakeup: Arc<Notify>,
 ) -> PlainRoutes {
+    let waking = |router: Router| {
+        let wakeup = sync_wakeup.clone();
+        router.layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let wakeup = wakeup.clone();
+                async move { wake_after_write(request, next, wakeup).await }
+            },
+        ))
+    };
     let public = match scim {
-        Some(state) => crate::scim::router(state),
+        Some(state) => waking(crate::scim::router(state)),
         None => Router::new(),
     };
     let mapping_state = crate::mapping::api::MappingApiState {
@@ -129,5 +155,8 @@ pub fn plain_routes(
     if let Some(worker) = worker {
         admin = admin.nest("/admin/v1", crate::sync::admin::router(worker));
     }
-    PlainRoutes { public, admin }
+    PlainRoutes {
+        public,
+        admin: waking(admin),
+    }
 }

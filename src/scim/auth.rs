@@ -31,6 +31,9 @@ impl FromRequestParts<ScimState> for Caller {
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or_else(|| ScimError::Unauthorized("use the Bearer scheme".into()))?;
+        if !super::oauth::is_own_token(token) && !state.oauth.is_empty() {
+            return oauth_caller(state, token).await;
+        }
         let sources = &state.sources;
         match validate_token(&state.store, &state.signing_key, token, |s| {
             sources.iter().any(|c| c.as_str() == s)
@@ -45,4 +48,19 @@ impl FromRequestParts<ScimState> for Caller {
             }
         }
     }
+}
+
+/// An identity provider's access token: the first configured source whose
+/// issuer, audience and keys accept it.
+async fn oauth_caller(state: &ScimState, token: &str) -> Result<Caller, ScimError> {
+    let mut last = None;
+    for verifier in state.oauth.iter() {
+        match verifier.verify(token).await {
+            Ok(()) => return Ok(Caller(verifier.source().clone())),
+            Err(e) => last = Some(e),
+        }
+    }
+    let reason = last.map(|e| e.to_string()).unwrap_or_default();
+    tracing::info!(%reason, "SCIM access token rejected");
+    Err(ScimError::Unauthorized(reason))
 }

@@ -35,6 +35,9 @@ pub struct ScimConfig {
 pub struct ScimSourceConfig {
     /// A free-text note shown in logs and `token list`.
     pub description: Option<String>,
+    /// Also accept OAuth 2 access tokens from this source's identity
+    /// provider (validated against its JWKS, issuer and audience).
+    pub oauth: Option<super::oauth::OAuthConfig>,
 }
 
 impl Default for ScimConfig {
@@ -79,7 +82,10 @@ impl ScimConfig {
                     .hint("add e.g. [scim.sources.okta]"),
             );
         }
-        for name in self.sources.keys() {
+        for (name, source) in &self.sources {
+            if let Some(oauth) = &source.oauth {
+                problems.extend(oauth.validate(&format!("{prefix}.sources.{name}.oauth")));
+            }
             let ok = !name.is_empty()
                 && name
                     .chars()

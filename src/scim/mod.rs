@@ -10,6 +10,7 @@ pub mod error;
 pub mod filter;
 mod groups;
 mod members;
+pub mod oauth;
 mod params;
 pub mod patch;
 pub mod query;
@@ -40,6 +41,8 @@ pub struct ScimState {
     pub signing_key: Arc<Vec<u8>>,
     /// The configured identity sources.
     pub sources: Arc<Vec<SourceName>>,
+    /// Sources that also accept their identity provider's access tokens.
+    pub oauth: oauth::Verifiers,
     pub max_page_size: usize,
     pub max_body_bytes: usize,
 }
@@ -81,6 +84,16 @@ impl ScimState {
             store,
             signing_key: Arc::new(key),
             sources: Arc::new(config.sources.keys().map(SourceName::new).collect()),
+            oauth: Arc::new(
+                config
+                    .sources
+                    .iter()
+                    .filter_map(|(name, source)| {
+                        let oauth = source.oauth.clone()?;
+                        Some(oauth::OAuthVerifier::new(SourceName::new(name), oauth))
+                    })
+                    .collect(),
+            ),
             max_page_size: config.max_page_size,
             max_body_bytes: config.max_body_bytes,
         })

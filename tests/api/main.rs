@@ -18,6 +18,7 @@ mod openapi;
 mod reload;
 mod scim_api;
 mod scim_conformance;
+mod scim_oauth;
 mod scim_replay;
 mod store_identities;
 mod sync_e2e;

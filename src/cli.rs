@@ -56,12 +56,38 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Manage the mapping table (identity-provider groups → Tyk user groups).
+    Mappings {
+        #[command(subcommand)]
+        action: MappingsAction,
+    },
+    /// Show how a person is mapped: identities, groups, matching rules, the winner and why.
+    Explain {
+        /// The person's e-mail address.
+        email: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 if the service at URL answers 200 (for container health checks).
     Healthcheck {
         /// What to probe.
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
         url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingsAction {
+    /// List every rule with its origin (config or api).
+    List,
+    /// Add or update the rules of a JSON file (as `export` writes it).
+    Apply {
+        /// JSON array of rules.
+        file: PathBuf,
+    },
+    /// Print every rule as JSON.
+    Export,
 }
 
 /// Parses the command line, runs the command and maps the outcome to an
@@ -116,6 +142,14 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
             }
         }
         Command::Healthcheck { url } => healthcheck(&url),
+        Command::Mappings { action } => {
+            telemetry::init(&config.log);
+            finish(mappings(&config, action).await)
+        }
+        Command::Explain { email, json } => {
+            telemetry::init(&config.log);
+            finish(explain(&config, &email, json).await)
+        }
         Command::MigrateStore { from, to } => {
             telemetry::init(&config.log);
             match migrate_store(&from, &to).await {
@@ -166,6 +200,87 @@ async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), Start
     let app = Application::build_with_config_file(config, config_file).await?;
     tracing::info!(addr = %app.local_addr(), "Listening.");
     app.run_until(startup::shutdown_signal()).await
+}
+
+/// Errors of the one-shot commands, with their exit codes.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error(transparent)]
+    Mapping(#[from] crate::mapping::MappingError),
+}
+
+fn finish(result: Result<String, CommandError>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(CommandError::Startup(e)) => fail(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Opens and migrates the configured store for a one-shot command.
+async fn command_store(config: &Config) -> Result<Store, StartupError> {
+    let store = startup::open_store(config).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn mappings(config: &Config, action: MappingsAction) -> Result<String, CommandError> {
+    let store = command_store(config).await?;
+    let text = match action {
+        MappingsAction::List => {
+            let mut text = String::new();
+            for stored in crate::mapping::list(&store).await? {
+                let rule = &stored.rule;
+                text.push_str(&format!(
+                    "{}\t{}\t{}\tpriority {}\t{:?}\t{}\n",
+                    rule.id,
+                    rule.org_id,
+                    rule.name,
+                    rule.priority,
+                    stored.origin,
+                    rule.mappings_sso.join(", ")
+                ));
+            }
+            text
+        }
+        MappingsAction::Apply { file } => {
+            let report =
+                crate::mapping::apply_file(&store, &file, &config.mapping.extra_permission_keys)
+                    .await?;
+            format!(
+                "added {}, updated {}, unchanged {}\n",
+                report.added.len(),
+                report.updated.len(),
+                report.unchanged
+            )
+        }
+        MappingsAction::Export => format!("{}\n", crate::mapping::export(&store).await?),
+    };
+    store.close().await;
+    Ok(text)
+}
+
+async fn explain(config: &Config, email: &str, json: bool) -> Result<String, CommandError> {
+    let store = command_store(config).await?;
+    let explanation =
+        crate::mapping::explain::explain_email(&store, &config.mapping, email).await?;
+    store.close().await;
+    Ok(if json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&explanation).unwrap_or_default()
+        )
+    } else {
+        crate::mapping::explain::render_text(&explanation)
+    })
 }
 
 fn healthcheck(url: &str) -> ExitCode {

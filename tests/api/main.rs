@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod cli;
+mod cli_mappings;
 mod cluster;
 mod config_example;
 mod health;

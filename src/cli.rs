@@ -69,6 +69,45 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the plan a full reconcile would apply, without applying it.
+    Plan {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply one full reconcile and exit: 0 applied, 1 some steps failed
+    /// (or the run could not start), 2 held by the mass-change guard.
+    Sync {
+        /// Run once and exit (the only mode; `serve` runs continuously).
+        #[arg(long, required = true)]
+        once: bool,
+    },
+    /// Sync runs: list them, approve a held one.
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
+    },
+    /// The audit log of applied steps.
+    Audit {
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        run: Option<uuid::Uuid>,
+        /// Step kind, e.g. create_user.
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// SCIM bearer tokens of the identity sources.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Exit 0 if the service at URL answers 200 (for container health checks).
     Healthcheck {
         /// What to probe.
@@ -88,6 +127,41 @@ pub enum MappingsAction {
     },
     /// Print every rule as JSON.
     Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// Newest first.
+    List {
+        /// Only runs in this status (e.g. held).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Apply a run held by the mass-change guard.
+    Approve { id: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Issue a token for a configured source; it is printed once.
+    Create {
+        #[arg(long)]
+        source: String,
+        /// Lifetime, e.g. 365d.
+        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Every token (never the secret).
+    List {
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Revoke a token by id.
+    Revoke { id: uuid::Uuid },
 }
 
 /// Parses the command line, runs the command and maps the outcome to an
@@ -145,6 +219,42 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
         Command::Mappings { action } => {
             telemetry::init(&config.log);
             finish(mappings(&config, action).await)
+        }
+        Command::Plan { json } => {
+            telemetry::init(&config.log);
+            finish(plan(&config, json).await)
+        }
+        Command::Sync { .. } => {
+            telemetry::init(&config.log);
+            sync_once(&config).await
+        }
+        Command::Runs { action } => {
+            telemetry::init(&config.log);
+            finish(runs(&config, action).await)
+        }
+        Command::Audit {
+            email,
+            org,
+            run,
+            step,
+            limit,
+            json,
+        } => {
+            telemetry::init(&config.log);
+            let filter = crate::store::sync_audit::AuditFilter {
+                run_id: run,
+                email,
+                org_id: org,
+                step_kind: step,
+                since: None,
+                before_id: None,
+                limit,
+            };
+            finish(audit(&config, &filter, json).await)
+        }
+        Command::Token { action } => {
+            telemetry::init(&config.log);
+            finish(token(&config, action).await)
         }
         Command::Explain { email, json } => {
             telemetry::init(&config.log);
@@ -209,6 +319,16 @@ enum CommandError {
     Startup(#[from] StartupError),
     #[error(transparent)]
     Mapping(#[from] crate::mapping::MappingError),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::worker::SyncError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Token(#[from] crate::scim::tokens::TokenError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 fn finish(result: Result<String, CommandError>) -> ExitCode {
@@ -218,6 +338,10 @@ fn finish(result: Result<String, CommandError>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(CommandError::Startup(e)) => fail(e),
+        Err(CommandError::Usage(message)) => {
+            eprintln!("config error: {message}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_RUNTIME)
@@ -281,6 +405,132 @@ async fn explain(config: &Config, email: &str, json: bool) -> Result<String, Com
     } else {
         crate::mapping::explain::render_text(&explanation)
     })
+}
+
+/// The sync worker for a one-shot command; `[tyk]` must be configured.
+async fn command_worker(
+    config: &Config,
+) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
+    let store = command_store(config).await?;
+    let mapping = crate::wiring::live_mapping(config);
+    crate::mapping::sync_config_rules(&store, &config.mapping).await?;
+    crate::wiring::sync_worker(config, &store, &mapping)
+        .map_err(StartupError::from)?
+        .ok_or_else(|| {
+            CommandError::Usage(
+                "tyk: no [tyk] section is configured (hint: set tyk.dashboard_url and tyk.api_key)"
+                    .into(),
+            )
+        })
+}
+
+async fn plan(config: &Config, json: bool) -> Result<String, CommandError> {
+    let worker = command_worker(config).await?;
+    Ok(crate::sync::cli::plan_command(&worker, json).await?)
+}
+
+async fn sync_once(config: &Config) -> ExitCode {
+    let worker = match command_worker(config).await {
+        Ok(worker) => worker,
+        Err(e) => return finish(Err(e)),
+    };
+    match crate::sync::cli::sync_once_command(&worker).await {
+        Ok(status) => {
+            print_stdout(&format!("{}\n", status.describe()));
+            ExitCode::from(u8::try_from(status.exit_code()).unwrap_or(EXIT_RUNTIME))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+async fn runs(config: &Config, action: RunsAction) -> Result<String, CommandError> {
+    match action {
+        RunsAction::List { status, limit } => {
+            let status = match status {
+                Some(text) => Some(crate::store::sync_runs::RunStatus::parse(&text).ok_or_else(
+                    || CommandError::Usage(format!("--status: unknown run status {text:?}")),
+                )?),
+                None => None,
+            };
+            let store = command_store(config).await?;
+            Ok(crate::sync::cli::runs_list_command(&store, status, limit).await?)
+        }
+        RunsAction::Approve { id } => {
+            let worker = command_worker(config).await?;
+            let status = crate::sync::cli::runs_approve_command(&worker, id).await?;
+            Ok(format!("{}\n", status.describe()))
+        }
+    }
+}
+
+async fn audit(
+    config: &Config,
+    filter: &crate::store::sync_audit::AuditFilter,
+    json: bool,
+) -> Result<String, CommandError> {
+    let store = command_store(config).await?;
+    Ok(crate::sync::cli::audit_command(&store, filter, json).await?)
+}
+
+async fn token(config: &Config, action: TokenAction) -> Result<String, CommandError> {
+    use crate::scim::tokens;
+    let store = command_store(config).await?;
+    match action {
+        TokenAction::Create {
+            source,
+            expires,
+            description,
+        } => {
+            if !config.scim.sources.contains_key(&source) {
+                return Err(CommandError::Usage(format!(
+                    "scim.sources.{source}: no such source is configured (hint: add [scim.sources.{source}])"
+                )));
+            }
+            let key = crate::config::resolve_secret(
+                "scim.token_signing_key",
+                config.scim.token_signing_key.as_ref(),
+                config.scim.token_signing_key_file.as_deref(),
+            )
+            .map_err(|p| CommandError::Usage(p.to_string()))?;
+            let key = crate::scim::signing_key(&store, key.as_ref()).await?;
+            let source = crate::domain::SourceName::new(source);
+            let issued = tokens::create_token(&store, &key, &source, expires, description).await?;
+            Ok(format!(
+                "{}\n# id {} for source {source}, expires {}; shown only once\n",
+                issued.token,
+                issued.id,
+                issued.expires_at.to_rfc3339()
+            ))
+        }
+        TokenAction::List { source } => {
+            let source = source.map(crate::domain::SourceName::new);
+            let mut text = String::new();
+            for t in tokens::list_tokens(&store, source.as_ref()).await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                text.push_str(&format!(
+                    "{}\t{}\t{state}\texpires {}\t{}\n",
+                    t.id,
+                    t.source,
+                    t.expires_at
+                        .map(|e| e.to_rfc3339())
+                        .unwrap_or_else(|| "never".into()),
+                    t.description.unwrap_or_default()
+                ));
+            }
+            Ok(text)
+        }
+        TokenAction::Revoke { id } => match tokens::revoke_token(&store, id).await? {
+            true => Ok(format!("revoked {id}\n")),
+            false => Err(CommandError::NotFound(format!("token {id}: no such token"))),
+        },
+    }
 }
 
 fn healthcheck(url: &str) -> ExitCode {

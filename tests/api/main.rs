@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod cli;
 mod cli_mappings;
+mod cli_sync;
 mod cluster;
 mod config_example;
 mod health;

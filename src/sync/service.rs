@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::actual::ActualState;
 use super::tyk_gateway::TykGateway;
-use super::worker::{ActualScope, LoadError, Outcome, StateSource, SyncWorker, Trigger};
+use super::worker::{ActualScope, LoadError, StateSource, SyncWorker};
 use crate::cluster::Leadership;
 use crate::domain::DesiredState;
 use crate::store::Store;
@@ -54,30 +54,9 @@ impl StateSource for ServiceSource {
 /// The worker the service runs.
 pub type ServiceWorker = SyncWorker<TykGateway, ServiceSource>;
 
-/// Runs the worker until shutdown: outbox events as soon as `wakeup` fires
-/// (or every `poll_interval`), a full reconcile every `interval` — but only
-/// while this replica leads; a replica that loses the lead stops at once.
+/// Runs the worker until shutdown, applying only while this replica leads.
 pub async fn run(worker: Arc<ServiceWorker>, leadership: Leadership, mut shutdown: Shutdown) {
-    let config = worker.config().clone();
-    let wakeup = worker.waker();
-    let mut full = tokio::time::interval(config.interval);
-    full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let trigger = tokio::select! {
-            () = shutdown.requested() => return,
-            _ = full.tick() => Trigger::Full,
-            () = wakeup.notified() => Trigger::Events,
-            () = tokio::time::sleep(config.poll_interval) => Trigger::Events,
-        };
-        while leadership.is_leader() && !shutdown.is_requested() {
-            match worker.run_once(trigger).await {
-                Ok(status) if trigger == Trigger::Events && status.outcome != Outcome::Idle => {}
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, ?trigger, "Sync run failed; retrying later.");
-                    break;
-                }
-            }
-        }
-    }
+    worker
+        .run(shutdown.requested(), || leadership.is_leader())
+        .await;
 }

@@ -137,8 +137,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     /// Runs until `shutdown` resolves: events on a signal (or every
-    /// `poll_interval`), a full reconcile every `interval`.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+    /// `poll_interval`), a full reconcile every `interval` — but only while
+    /// `is_leader()` holds (a replica that loses the lead stops at once).
+    pub async fn run(&self, shutdown: impl Future<Output = ()>, is_leader: impl Fn() -> bool) {
         let mut full = tokio::time::interval(self.config.interval);
         full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -149,7 +150,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 () = self.wake.notified() => Trigger::Events,
                 () = tokio::time::sleep(self.config.poll_interval) => Trigger::Events,
             };
-            loop {
+            while is_leader() {
                 match self.run_once(trigger).await {
                     Ok(s) if trigger == Trigger::Events && s.outcome != Outcome::Idle => continue,
                     Ok(_) => break,

@@ -351,9 +351,12 @@ async fn the_run_loop_applies_signalled_events_and_stops_on_shutdown() {
     let running = Arc::clone(&worker);
     let task = tokio::spawn(async move {
         running
-            .run(async {
-                let _ = stopped.await;
-            })
+            .run(
+                async {
+                    let _ = stopped.await;
+                },
+                || true,
+            )
             .await
     });
     // The first full reconcile runs at start; wait for it, then remove a

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 pub async fn render(State(state): State<super::SharedState>) -> Response {
     match crate::telemetry::metrics_handle() {
         Some(handle) => {
+            record_outbox(&state).await;
             let mut text = handle.render();
             if let Some(worker) = &state.sync {
                 text.push_str(&worker.metrics().prometheus());
@@ -41,4 +42,19 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!("tyk_idsync_http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// Outbox depth and the age of the oldest pending event, read at scrape
+/// time so they are always current.
+async fn record_outbox(state: &super::SharedState) {
+    let Ok(mut conn) = state.store.pool().acquire().await else {
+        return;
+    };
+    if let Ok((depth, oldest)) = crate::store::events::depth(&mut conn).await {
+        metrics::gauge!("tyk_idsync_outbox_depth").set(depth as f64);
+        let age = oldest.map_or(0.0, |t| {
+            (crate::domain::Timestamp::now().0 - t.0).max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("tyk_idsync_outbox_oldest_age_seconds").set(age);
+    }
 }

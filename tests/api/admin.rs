@@ -83,4 +83,9 @@ async fn metrics_count_requests_by_route_template_and_status() {
         .expect("value");
     assert!(count >= 3.0, "{line}");
     assert!(text.contains("tyk_idsync_http_request_duration_seconds_bucket"));
+    assert!(text.contains("tyk_idsync_outbox_depth "), "{text}");
+    assert!(
+        text.contains("tyk_idsync_outbox_oldest_age_seconds "),
+        "{text}"
+    );
 }

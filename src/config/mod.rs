@@ -29,6 +29,8 @@ pub struct Config {
     pub tyk: Option<crate::tyk::TykConfig>,
     pub scim: crate::scim::ScimConfig,
     pub mapping: crate::mapping::MappingConfig,
+    /// LDAP directories to poll, by source name.
+    pub ldap: crate::ldap::LdapConfig,
     pub sync: crate::sync::config::SyncConfig,
 }
 
@@ -44,6 +46,7 @@ impl Config {
         }
         problems.extend(self.scim.validate("scim"));
         problems.extend(self.mapping.validate("mapping"));
+        problems.extend(self.ldap.validate("ldap"));
         problems.extend(self.sync.validate("sync"));
         problems
     }

@@ -9,18 +9,21 @@ use crate::domain::{EventKind, IdentityUser, NewIdentityEvent, SourceName, Times
 use crate::store::{StoreError, events, identities};
 
 /// Writes `changes` for `source`; `stored` supplies the rows being changed.
+/// Returns the ids given to created users, by their DN.
 pub async fn apply_user_changes(
     conn: &mut AnyConnection,
     source: &SourceName,
     stored: &[IdentityUser],
     changes: &[UserChange],
-) -> Result<(), StoreError> {
+) -> Result<Vec<(String, uuid::Uuid)>, StoreError> {
     let now = Timestamp::now();
+    let mut created = Vec::new();
     for change in changes {
         let (kind, subject, email) = match change {
             UserChange::Create(user) => {
                 let row = new_row(source, user, now);
                 identities::insert_user(conn, &row, &emails(user)).await?;
+                created.push((user.dn.clone(), row.id));
                 (EventKind::UserCreated, row.id, row.email)
             }
             UserChange::Update { id, user }
@@ -52,7 +55,7 @@ pub async fn apply_user_changes(
         };
         events::append(conn, &event).await?;
     }
-    Ok(())
+    Ok(created)
 }
 
 fn event_kind(change: &UserChange) -> EventKind {

@@ -26,13 +26,15 @@ impl LdapClient {
             url: cfg.url.clone(),
             detail,
         };
-        if cfg.ca_file.is_some() {
-            return Err(LdapError::Config("ca_file is not supported yet".into()));
-        }
-        let settings = LdapConnSettings::new()
+        let mut settings = LdapConnSettings::new()
             .set_conn_timeout(cfg.connect_timeout)
             .set_starttls(cfg.starttls)
             .set_no_tls_verify(!cfg.tls_verify);
+        if let Some(path) = &cfg.ca_file
+            && cfg.tls_verify
+        {
+            settings = settings.set_config(tls_config(path)?);
+        }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &cfg.url)
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -60,10 +62,10 @@ impl LdapClient {
             base: base.to_string(),
             detail,
         };
-        let scope = if scope == "one" {
-            Scope::OneLevel
-        } else {
-            Scope::Subtree
+        let scope = match scope {
+            "one" => Scope::OneLevel,
+            "base" => Scope::Base,
+            _ => Scope::Subtree,
         };
         let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
             Box::new(EntriesOnly::new()),
@@ -93,10 +95,93 @@ impl LdapClient {
         Ok(entries)
     }
 
+    /// The DNs of entries matching `filter` (no attributes transferred).
+    pub async fn search_dns(
+        &mut self,
+        base: &str,
+        scope: &str,
+        filter: &str,
+    ) -> Result<Vec<String>, LdapError> {
+        let entries = self.search_all(base, scope, filter, &["1.1"]).await?;
+        Ok(entries.into_iter().map(|e| e.dn).collect())
+    }
+
+    /// Active Directory returns at most 1,500 values of a large attribute,
+    /// as `member;range=0-1499`; reads the remaining ranges of every such
+    /// attribute of `entry` and stores the whole list under the plain name.
+    pub async fn complete_ranged(&mut self, entry: &mut RawEntry) -> Result<(), LdapError> {
+        let ranged: Vec<String> = entry
+            .attrs
+            .keys()
+            .filter(|k| parse_range(k).is_some())
+            .cloned()
+            .collect();
+        for name in ranged {
+            let Some(mut values) = entry.attrs.remove(&name) else {
+                continue;
+            };
+            let Some((attr, _, mut end)) = parse_range(&name) else {
+                continue;
+            };
+            while let Some(last) = end {
+                let wanted = format!("{attr};range={}-*", last + 1);
+                let found = self
+                    .search_all(&entry.dn, "base", "(objectClass=*)", &[&wanted])
+                    .await?;
+                let next = found.into_iter().next().and_then(|e| {
+                    e.attrs
+                        .into_iter()
+                        .find(|(k, _)| parse_range(k).is_some_and(|(a, _, _)| a == attr))
+                });
+                let Some((next_name, more)) = next else { break };
+                values.extend(more);
+                end = parse_range(&next_name).and_then(|(_, _, e)| e);
+            }
+            entry.attrs.entry(attr).or_default().extend(values);
+        }
+        Ok(())
+    }
+
     /// Unbinds; errors are irrelevant once the data is read.
     pub async fn close(mut self) {
         let _ = self.ldap.unbind().await;
     }
+}
+
+/// `member;range=0-1499` → (`member`, 0, Some(1499)); `;range=1500-*` →
+/// (`member`, 1500, None). Names are lower-cased already.
+pub fn parse_range(name: &str) -> Option<(String, u64, Option<u64>)> {
+    let (attr, range) = name.split_once(";range=")?;
+    let (start, end) = range.split_once('-')?;
+    let start = start.parse().ok()?;
+    let end = if end == "*" {
+        None
+    } else {
+        Some(end.parse().ok()?)
+    };
+    Some((attr.to_string(), start, end))
+}
+
+/// A rustls client configuration trusting only the CAs in `path` (PEM).
+fn tls_config(path: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>, LdapError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let problem = |detail: String| LdapError::Config(format!("ca_file {}: {detail}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| problem(e.to_string()))? {
+        let cert = cert.map_err(|e| problem(e.to_string()))?;
+        roots.add(cert).map_err(|e| problem(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(problem("holds no certificate".into()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| problem(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 /// Converts an entry; a binary stable id (AD objectGUID) becomes a UUID.
@@ -131,5 +216,28 @@ mod tests {
         ];
         assert_eq!(guid_text(&bytes), "00112233-4455-6677-8899-aabbccddeeff");
         assert_eq!(guid_text(&[1, 2]), "0102");
+    }
+
+    #[test]
+    fn range_attribute_names_are_parsed() {
+        assert_eq!(
+            parse_range("member;range=0-1499"),
+            Some(("member".into(), 0, Some(1499)))
+        );
+        assert_eq!(
+            parse_range("member;range=1500-*"),
+            Some(("member".into(), 1500, None))
+        );
+        assert_eq!(parse_range("member"), None);
+        assert_eq!(parse_range("member;range=x-1"), None);
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_a_config_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").expect("write");
+        let err = tls_config(&path).expect_err("no certificate");
+        assert!(err.to_string().contains("ca.pem"), "{err}");
     }
 }

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, check_readable_file, require_secret};
+use crate::config::{ConfigProblem, check_readable_file, require_secret, serialize_redacted};
 
 /// `[ldap]`: the LDAP sources to poll, by name (the identity source name).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
     /// `[ldap.sources.<name>]`, one table per directory.
@@ -19,7 +19,7 @@ pub struct LdapConfig {
 }
 
 /// Where an account's "disabled" state is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DisabledRule {
     /// Never disabled.
@@ -32,7 +32,7 @@ pub enum DisabledRule {
 }
 
 /// How group membership is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MembershipMode {
     /// `member` / `uniqueMember` DN lists and posixGroup `memberUid` on groups.
@@ -40,10 +40,14 @@ pub enum MembershipMode {
     GroupAttributes,
     /// The users' `memberOf` (operational; requested by name).
     MemberOf,
+    /// Active Directory: for each group, the users matching the in-chain
+    /// rule `memberOf:1.2.840.113556.1.4.1941:=<group DN>` (nesting is
+    /// resolved by the server).
+    AdInChain,
 }
 
 /// One directory. Defaults suit OpenLDAP; AD equivalents are in the docs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LdapSourceConfig {
     /// `ldap://host:389` or `ldaps://host:636`.
@@ -57,6 +61,7 @@ pub struct LdapSourceConfig {
     /// DN to bind as.
     pub bind_dn: String,
     /// Bind password, inline (prefer the env variable or `bind_password_file`).
+    #[serde(serialize_with = "serialize_redacted")]
     pub bind_password: Option<SecretString>,
     /// File holding the bind password.
     pub bind_password_file: Option<PathBuf>,
@@ -106,6 +111,13 @@ pub struct LdapSourceConfig {
     pub jitter: Duration,
     /// Every Nth poll is full (detects deletions); the others incremental.
     pub full_every: u32,
+    /// Generalized-time attribute incremental polls filter on
+    /// (`modifyTimestamp`; `whenChanged` on Active Directory).
+    pub incremental_attribute: String,
+    /// How far back before the previous poll's start an incremental poll
+    /// looks, to absorb clock skew and replication delay.
+    #[serde(with = "humantime_serde")]
+    pub incremental_overlap: Duration,
     /// Hold a full poll that would remove more than this share of users.
     pub max_removal_percent: u8,
     /// ...unless it removes at most this many users.
@@ -145,6 +157,8 @@ impl Default for LdapSourceConfig {
             interval: Duration::from_secs(300),
             jitter: Duration::from_secs(30),
             full_every: 12,
+            incremental_attribute: "modifyTimestamp".into(),
+            incremental_overlap: Duration::from_secs(300),
             max_removal_percent: 20,
             max_removal_min: 10,
         }
@@ -162,6 +176,15 @@ impl LdapConfig {
 }
 
 impl LdapSourceConfig {
+    /// The bind password from `bind_password` or `bind_password_file`.
+    pub fn password(&self, prefix: &str) -> Result<SecretString, ConfigProblem> {
+        require_secret(
+            &format!("{prefix}.bind_password"),
+            self.bind_password.as_ref(),
+            self.bind_password_file.as_deref(),
+        )
+    }
+
     /// Problems with this source, keys prefixed with `prefix`.
     pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -210,6 +233,14 @@ impl LdapSourceConfig {
         }
         if self.full_every < 1 {
             problems.push(ConfigProblem::new(key("full_every"), "must be at least 1"));
+        }
+        if let Some(filter) = &self.disabled_filter
+            && !(filter.starts_with('(') && filter.ends_with(')'))
+        {
+            problems.push(
+                ConfigProblem::new(key("disabled_filter"), "must be an LDAP filter in parentheses")
+                    .hint("e.g. (employeeType=former)"),
+            );
         }
         if self.max_removal_percent > 100 {
             problems.push(ConfigProblem::new(

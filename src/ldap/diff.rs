@@ -75,10 +75,17 @@ fn differs(old: &IdentityUser, new: &DirectoryUser) -> bool {
         || old.given_name != new.given_name
         || old.family_name != new.family_name
         || old.display_name != new.display_name
+        || stored_dn(old).is_some_and(|dn| dn != new.dn)
+}
+
+/// The DN a user was stored with (LDAP users keep it in `attributes.dn`).
+pub fn stored_dn(user: &IdentityUser) -> Option<&str> {
+    user.attributes.get("dn").and_then(|v| v.as_str())
 }
 
 /// Why a poll was held instead of applied.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Held {
     pub removals: usize,
     pub stored: usize,

@@ -14,4 +14,10 @@ pub enum LdapError {
     /// The source is not configured correctly.
     #[error("configuration: {0}")]
     Config(String),
+    /// Reading or writing the store failed; nothing was applied.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// No LDAP source of that name is configured.
+    #[error("no LDAP source named {0:?} is configured")]
+    UnknownSource(String),
 }

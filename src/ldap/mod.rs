@@ -11,6 +11,7 @@
 //! and group→group edges); [`nested::expand`] resolves nesting cycle-safely.
 
 pub mod apply;
+pub mod apply_groups;
 pub mod client;
 pub mod config;
 pub mod diff;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod escape;
 pub mod nested;
 pub mod poller;
+pub mod read;
 pub mod translate;
 
 pub use config::{LdapConfig, LdapSourceConfig};

@@ -1,35 +1,68 @@
-//! One poll of one source: read, diff against the store, guard, apply in
-//! one transaction. Users only for now (groups and memberships: TODO).
+//! One poll of one source: read the directory, compare with the store,
+//! apply the differences (users, groups, memberships) with their events in
+//! one transaction — or, when the mass-removal guard trips, nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use secrecy::SecretString;
+use serde::Serialize;
+use uuid::Uuid;
 
 use super::apply::apply_user_changes;
-use super::client::LdapClient;
-use super::config::LdapSourceConfig;
-use super::diff::{Held, check_removals, diff_users};
+use super::apply_groups::{GroupReport, UserRef, apply_groups};
+use super::config::{LdapSourceConfig, MembershipMode};
+use super::diff::{Held, UserChange, check_removals, diff_users, stored_dn};
 use super::error::LdapError;
-use super::translate::translate;
-use crate::domain::SourceName;
-use crate::store::{Store, identities};
+use super::nested::{DirectMembers, expand};
+use super::read::{DirectoryRead, read_directory};
+use super::translate::{DirectorySnapshot, dn_key, translate};
+use crate::domain::{IdentityUser, SourceName, Timestamp};
+use crate::store::{Store, StoreError, identities};
 
-/// Full polls may delete; incremental ones never do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Full polls may delete users; incremental ones read only changed users
+/// and never delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PollKind {
     Full,
     Incremental,
 }
 
+/// How to poll.
+#[derive(Debug, Clone, Copy)]
+pub struct PollOptions {
+    pub kind: PollKind,
+    /// Apply even if the mass-removal guard trips (operator approval).
+    pub force: bool,
+    /// Incremental polls: read users changed at or after this time.
+    pub since: Option<Timestamp>,
+}
+
 /// What a poll did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PollReport {
+    pub kind: PollKind,
     pub users_read: usize,
+    pub groups_read: usize,
+    /// User changes (created, updated, deactivated, reactivated, deleted).
     pub changes: usize,
+    pub groups: GroupReport,
+    /// Groups found on a membership cycle (tolerated, reported).
+    pub cycles: Vec<String>,
     /// Set when the mass-removal guard held the poll: nothing was applied.
     pub held: Option<Held>,
 }
 
-/// Polls `source` once. `force` bypasses the mass-removal guard (operator
-/// approval). Any LDAP error fails the poll before anything is written.
+impl PollReport {
+    /// Whether anything was written (so the sync worker has work).
+    pub fn wrote(&self) -> bool {
+        self.held.is_none() && (self.changes > 0 || self.groups.changes() > 0)
+    }
+}
+
+/// Polls `source` once, reading every user (`kind` decides whether users
+/// missing from the directory are deleted). See [`run_poll`].
 pub async fn run_once(
     store: &Store,
     source: &SourceName,
@@ -38,58 +71,146 @@ pub async fn run_once(
     kind: PollKind,
     force: bool,
 ) -> Result<PollReport, LdapError> {
-    let mut client = LdapClient::connect(cfg, password).await?;
-    let attrs = user_attributes(cfg);
-    let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-    let entries = client
-        .search_all(&cfg.user_base, &cfg.user_scope, &cfg.user_filter, &attrs)
-        .await?;
-    client.close().await;
-    let snapshot = translate(cfg, &entries, &[]);
-    let found: Vec<_> = snapshot.users.into_values().collect();
-    let store_err = |e: crate::store::StoreError| LdapError::Config(format!("store: {e}"));
-    let mut tx = store.begin().await.map_err(store_err)?;
-    let stored = identities::list_users(&mut tx, source)
-        .await
-        .map_err(store_err)?;
-    let changes = diff_users(&stored, &found, kind == PollKind::Full);
+    let options = PollOptions {
+        kind,
+        force,
+        since: None,
+    };
+    run_poll(store, source, cfg, password, options).await
+}
+
+/// Polls `source` once. Any LDAP error fails the poll before anything is
+/// written; the store is changed in one transaction or not at all.
+pub async fn run_poll(
+    store: &Store,
+    source: &SourceName,
+    cfg: &LdapSourceConfig,
+    password: &SecretString,
+    options: PollOptions,
+) -> Result<PollReport, LdapError> {
+    let since = match options.kind {
+        PollKind::Full => None,
+        PollKind::Incremental => options.since,
+    };
+    let read = read_directory(cfg, password, since).await?;
+    let mut tx = store.begin().await?;
+    let stored = identities::list_users(&mut tx, source).await?;
+    let snap = snapshot(cfg, &read, &stored);
+    let found: Vec<_> = snap.users.values().cloned().collect();
+    let full = options.kind == PollKind::Full;
+    let changes = diff_users(&stored, &found, full);
+    let cycles = expand(&DirectMembers {
+        users: snap.user_members.clone(),
+        groups: snap.group_members.clone(),
+    })
+    .cycles;
+    if !cycles.is_empty() {
+        tracing::warn!(source = %source, groups = ?cycles, "LDAP groups nest in a cycle; each is counted once");
+    }
+    let mut report = PollReport {
+        kind: options.kind,
+        users_read: found.len(),
+        groups_read: snap.groups.len(),
+        changes: changes.len(),
+        groups: GroupReport::default(),
+        cycles: cycles.into_iter().collect(),
+        held: None,
+    };
     let guard = check_removals(
         &changes,
         stored.len(),
         cfg.max_removal_percent,
         cfg.max_removal_min,
     );
-    let mut report = PollReport {
-        users_read: found.len(),
-        changes: changes.len(),
-        held: None,
-    };
-    if let (Err(held), false) = (guard, force) {
+    if let (Err(held), false) = (guard, options.force) {
         tracing::warn!(source = %source, removals = held.removals, stored = held.stored, "LDAP poll held by the mass-removal guard");
         report.held = Some(held);
         return Ok(report);
     }
-    apply_user_changes(&mut tx, source, &stored, &changes)
-        .await
-        .map_err(store_err)?;
-    tx.commit().await.map_err(|e| store_err(e.into()))?;
+    let created = apply_user_changes(&mut tx, source, &stored, &changes).await?;
+    let users = user_refs(&stored, &snap, &created, &changes);
+    let only_users = (cfg.membership == MembershipMode::MemberOf && !full).then(|| {
+        snap.users
+            .keys()
+            .filter_map(|key| users.get(key).map(|u| u.id))
+            .collect::<BTreeSet<Uuid>>()
+    });
+    report.groups = apply_groups(&mut tx, source, &snap, &users, only_users.as_ref()).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     Ok(report)
 }
 
-fn user_attributes(cfg: &LdapSourceConfig) -> Vec<String> {
-    let mut attrs = vec![
-        cfg.id_attribute.clone(),
-        cfg.login_attribute.clone(),
-        cfg.mail_attribute.clone(),
-        cfg.given_name_attribute.clone(),
-        cfg.family_name_attribute.clone(),
-        cfg.display_name_attribute.clone(),
-        "cn".into(),
-        "memberOf".into(),
-        "nsAccountLock".into(),
-        "pwdAccountLockedTime".into(),
-        "userAccountControl".into(),
-    ];
-    attrs.dedup();
-    attrs
+/// The read translated, with what the config adds: users matched by the
+/// disabled filter are inactive; in-chain members replace member lists.
+fn snapshot(
+    cfg: &LdapSourceConfig,
+    read: &DirectoryRead,
+    stored: &[IdentityUser],
+) -> DirectorySnapshot {
+    let known: Vec<(String, String)> = stored
+        .iter()
+        .filter_map(|u| stored_dn(u).map(|dn| (dn_key(dn), u.user_name.clone())))
+        .collect();
+    let mut snap = translate(cfg, &read.users, &read.groups, &known);
+    for key in &read.disabled {
+        if let Some(user) = snap.users.get_mut(key) {
+            user.active = false;
+        }
+    }
+    if cfg.membership == MembershipMode::AdInChain {
+        snap.user_members = read.in_chain.clone();
+        snap.group_members.clear();
+    }
+    snap
+}
+
+/// Every user of the source after the changes, by DN key.
+fn user_refs(
+    stored: &[IdentityUser],
+    snap: &DirectorySnapshot,
+    created: &[(String, Uuid)],
+    changes: &[UserChange],
+) -> BTreeMap<String, UserRef> {
+    let deleted: BTreeSet<Uuid> = changes
+        .iter()
+        .filter_map(|c| match c {
+            UserChange::Delete { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let mut refs: BTreeMap<String, UserRef> = stored
+        .iter()
+        .filter(|u| !deleted.contains(&u.id))
+        .filter_map(|u| {
+            let r = UserRef {
+                id: u.id,
+                email: u.email.clone(),
+            };
+            stored_dn(u).map(|dn| (dn_key(dn), r))
+        })
+        .collect();
+    let by_stable: BTreeMap<&str, Uuid> = stored
+        .iter()
+        .filter_map(|u| u.external_id.as_deref().map(|x| (x, u.id)))
+        .collect();
+    let created: BTreeMap<String, Uuid> = created
+        .iter()
+        .map(|(dn, id)| (dn_key(dn), *id))
+        .collect();
+    for (key, user) in &snap.users {
+        let id = by_stable
+            .get(user.stable_id.as_str())
+            .or_else(|| created.get(key))
+            .copied();
+        if let Some(id) = id {
+            refs.insert(
+                key.clone(),
+                UserRef {
+                    id,
+                    email: user.email.clone(),
+                },
+            );
+        }
+    }
+    refs
 }

@@ -87,11 +87,17 @@ pub fn dn_key(dn: &str) -> String {
         .join(",")
 }
 
-/// Builds the snapshot from user and group entries.
+/// Users already stored but not read by this (incremental) poll, so that
+/// group member lists naming them still resolve: (DN key, login).
+pub type KnownUsers = [(String, String)];
+
+/// Builds the snapshot from user and group entries. `known` supplies users
+/// an incremental poll did not read (see [`KnownUsers`]).
 pub fn translate(
     cfg: &LdapSourceConfig,
     users: &[RawEntry],
     groups: &[RawEntry],
+    known: &KnownUsers,
 ) -> DirectorySnapshot {
     let mut snap = DirectorySnapshot::default();
     for entry in users {
@@ -113,10 +119,33 @@ pub fn translate(
         );
     }
     match cfg.membership {
-        MembershipMode::GroupAttributes => members_from_groups(groups, &mut snap),
-        MembershipMode::MemberOf => members_from_member_of(users, &mut snap),
+        MembershipMode::GroupAttributes => members_from_groups(groups, known, &mut snap),
+        MembershipMode::MemberOf => members_from_member_of(users, groups, &mut snap),
+        // The poller asks the server for each group's members.
+        MembershipMode::AdInChain => {}
     }
     snap
+}
+
+/// Display names must be unique per source, but two groups in different
+/// OUs may share a `cn`: such groups are named by their full DN instead
+/// (map them with a DN pattern). Deterministic, so names do not flap.
+pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap<String, String> {
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for g in groups.values() {
+        *count.entry(g.name.to_lowercase()).or_default() += 1;
+    }
+    groups
+        .iter()
+        .map(|(key, g)| {
+            let name = if count[&g.name.to_lowercase()] > 1 {
+                g.dn.clone()
+            } else {
+                g.name.clone()
+            };
+            (key.clone(), name)
+        })
+        .collect()
 }
 
 fn user_from(cfg: &LdapSourceConfig, e: &RawEntry) -> Option<DirectoryUser> {
@@ -149,12 +178,11 @@ pub fn is_disabled(rule: DisabledRule, e: &RawEntry) -> bool {
     }
 }
 
-fn members_from_groups(groups: &[RawEntry], snap: &mut DirectorySnapshot) {
-    let by_login: BTreeMap<&str, &String> = snap
-        .users
-        .iter()
-        .map(|(key, u)| (u.login.as_str(), key))
-        .collect();
+fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut DirectorySnapshot) {
+    let mut by_login: BTreeMap<&str, &String> =
+        known.iter().map(|(key, login)| (login.as_str(), key)).collect();
+    by_login.extend(snap.users.iter().map(|(key, u)| (u.login.as_str(), key)));
+    let known_keys: BTreeSet<&str> = known.iter().map(|(key, _)| key.as_str()).collect();
     let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut nested: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for g in groups {
@@ -163,7 +191,7 @@ fn members_from_groups(groups: &[RawEntry], snap: &mut DirectorySnapshot) {
         for dn in dns {
             // uniqueMember may carry an optional `#'bits'B` UID suffix.
             let member = dn_key(dn.split('#').next().unwrap_or(dn));
-            if snap.users.contains_key(&member) {
+            if snap.users.contains_key(&member) || known_keys.contains(member.as_str()) {
                 users.entry(key.clone()).or_default().insert(member);
             } else if snap.groups.contains_key(&member) {
                 nested.entry(key.clone()).or_default().insert(member);
@@ -182,7 +210,7 @@ fn members_from_groups(groups: &[RawEntry], snap: &mut DirectorySnapshot) {
     snap.group_members = nested;
 }
 
-fn members_from_member_of(users: &[RawEntry], snap: &mut DirectorySnapshot) {
+fn members_from_member_of(users: &[RawEntry], groups: &[RawEntry], snap: &mut DirectorySnapshot) {
     for u in users {
         let user_key = dn_key(&u.dn);
         if !snap.users.contains_key(&user_key) {
@@ -195,6 +223,19 @@ fn members_from_member_of(users: &[RawEntry], snap: &mut DirectorySnapshot) {
                     .entry(group_key)
                     .or_default()
                     .insert(user_key.clone());
+            }
+        }
+    }
+    // Nested groups: a group's own memberOf names its parents.
+    for g in groups {
+        let child = dn_key(&g.dn);
+        for parent_dn in g.all("memberOf") {
+            let parent = dn_key(parent_dn);
+            if snap.groups.contains_key(&parent) && parent != child {
+                snap.group_members
+                    .entry(parent)
+                    .or_default()
+                    .insert(child.clone());
             }
         }
     }
@@ -237,6 +278,7 @@ mod tests {
         let snap = translate(
             &cfg,
             &[alice, entry("uid=nobody,dc=x", &[("uid", &["n"])])],
+            &[],
             &[],
         );
         let u = &snap.users["uid=alice,ou=people,dc=x"];
@@ -315,7 +357,7 @@ mod tests {
                 &[("cn", &["posix"]), ("memberUid", &["alice", "ghost"])],
             ),
         ];
-        let snap = translate(&cfg, &users, &groups);
+        let snap = translate(&cfg, &users, &groups, &[]);
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
         assert_eq!(
             snap.user_members["cn=eng,dc=x"],
@@ -343,8 +385,61 @@ mod tests {
             "alice",
             &[("memberOf", &["cn=eng,dc=x", "cn=elsewhere,dc=y"])],
         )];
-        let snap = translate(&cfg, &users, &[entry("cn=eng,dc=x", &[("cn", &["eng"])])]);
+        let snap = translate(
+            &cfg,
+            &users,
+            &[entry("cn=eng,dc=x", &[("cn", &["eng"])])],
+            &[],
+        );
         assert_eq!(snap.user_members.len(), 1);
         assert!(snap.user_members["cn=eng,dc=x"].contains("uid=alice,ou=people,dc=x"));
+    }
+
+    #[test]
+    fn members_not_read_by_an_incremental_poll_resolve_through_known_users() {
+        let cfg = LdapSourceConfig::default();
+        let groups = [entry(
+            "cn=eng,dc=x",
+            &[
+                ("cn", &["eng"]),
+                ("member", &["uid=carol,ou=people,dc=x"]),
+                ("memberUid", &["dave"]),
+            ],
+        )];
+        let known = [
+            ("uid=carol,ou=people,dc=x".to_string(), "carol".to_string()),
+            ("uid=dave,ou=people,dc=x".to_string(), "dave".to_string()),
+        ];
+        let snap = translate(&cfg, &[], &groups, &known);
+        assert_eq!(snap.user_members["cn=eng,dc=x"].len(), 2);
+    }
+
+    #[test]
+    fn clashing_common_names_fall_back_to_the_dn() {
+        let cfg = LdapSourceConfig::default();
+        let groups = [
+            entry("cn=ops,ou=a,dc=x", &[("cn", &["ops"])]),
+            entry("cn=Ops,ou=b,dc=x", &[("cn", &["Ops"])]),
+            entry("cn=eng,ou=a,dc=x", &[("cn", &["eng"])]),
+        ];
+        let snap = translate(&cfg, &[], &groups, &[]);
+        let names = unique_group_names(&snap.groups);
+        assert_eq!(names["cn=eng,ou=a,dc=x"], "eng");
+        assert_eq!(names["cn=ops,ou=a,dc=x"], "cn=ops,ou=a,dc=x");
+        assert_eq!(names["cn=ops,ou=b,dc=x"], "cn=Ops,ou=b,dc=x");
+    }
+
+    #[test]
+    fn member_of_mode_reads_nested_groups_from_groups() {
+        let cfg = LdapSourceConfig {
+            membership: MembershipMode::MemberOf,
+            ..Default::default()
+        };
+        let groups = [
+            entry("cn=eng,dc=x", &[("cn", &["eng"])]),
+            entry("cn=ops,dc=x", &[("cn", &["ops"]), ("memberOf", &["cn=eng,dc=x"])]),
+        ];
+        let snap = translate(&cfg, &[], &groups, &[]);
+        assert!(snap.group_members["cn=eng,dc=x"].contains("cn=ops,dc=x"));
     }
 }

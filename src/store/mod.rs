@@ -12,6 +12,7 @@ pub mod copy;
 mod error;
 pub mod events;
 pub mod identities;
+pub mod ldap_state;
 pub mod mappings;
 mod migrate;
 pub mod scim_query;

@@ -1,0 +1,213 @@
+//! Brings a source's stored groups and direct memberships to what the
+//! directory says, on the caller's transaction, with one outbox event per
+//! change. Groups are read in full on every poll, so a group missing from
+//! a successful read is gone; member lists are compared per group.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use super::translate::{DirectorySnapshot, dn_key, unique_group_names};
+use crate::domain::{
+    EventKind, GroupMember, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
+};
+use crate::store::{StoreError, events, identities};
+
+/// A user of the source as memberships see them.
+#[derive(Debug, Clone)]
+pub struct UserRef {
+    pub id: Uuid,
+    pub email: Option<String>,
+}
+
+/// What changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupReport {
+    pub groups_created: usize,
+    pub groups_renamed: usize,
+    pub groups_deleted: usize,
+    pub members_added: usize,
+    pub members_removed: usize,
+}
+
+impl GroupReport {
+    pub fn changes(&self) -> usize {
+        self.groups_created
+            + self.groups_renamed
+            + self.groups_deleted
+            + self.members_added
+            + self.members_removed
+    }
+}
+
+/// `users` maps user DN keys to stored users. With `only_users`, member
+/// edges to other users are left as stored (an incremental `memberOf`
+/// poll knows the memberships of the users it read, not of the others).
+pub async fn apply_groups(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    snap: &DirectorySnapshot,
+    users: &BTreeMap<String, UserRef>,
+    only_users: Option<&BTreeSet<Uuid>>,
+) -> Result<GroupReport, StoreError> {
+    let mut report = GroupReport::default();
+    let group_ids = sync_groups(conn, source, snap, &mut report).await?;
+    let emails: BTreeMap<Uuid, Option<String>> =
+        users.values().map(|u| (u.id, u.email.clone())).collect();
+    let stored = stored_members(conn, source).await?;
+    for (key, group_id) in &group_ids {
+        let mut wanted: BTreeMap<Uuid, MemberKind> = BTreeMap::new();
+        for user in snap.user_members.get(key).into_iter().flatten() {
+            if let Some(u) = users.get(user) {
+                wanted.insert(u.id, MemberKind::User);
+            }
+        }
+        for group in snap.group_members.get(key).into_iter().flatten() {
+            if let Some(id) = group_ids.get(group).filter(|id| *id != group_id) {
+                wanted.insert(*id, MemberKind::Group);
+            }
+        }
+        let current = stored.get(group_id).cloned().unwrap_or_default();
+        let managed = |id: &Uuid, kind: MemberKind| match (only_users, kind) {
+            (Some(set), MemberKind::User) => set.contains(id),
+            _ => true,
+        };
+        let add: Vec<GroupMember> = wanted
+            .iter()
+            .filter(|(id, _)| !current.contains_key(*id))
+            .map(|(id, kind)| GroupMember { id: *id, kind: *kind })
+            .collect();
+        let remove: Vec<(Uuid, MemberKind)> = current
+            .iter()
+            .filter(|(id, kind)| !wanted.contains_key(*id) && managed(id, **kind))
+            .map(|(id, kind)| (*id, *kind))
+            .collect();
+        let added = identities::add_members(conn, *group_id, &add).await?;
+        let ids: Vec<Uuid> = remove.iter().map(|(id, _)| *id).collect();
+        let removed = identities::remove_members(conn, *group_id, &ids).await?;
+        report.members_added += added.len();
+        report.members_removed += removed.len();
+        let changes = added
+            .iter()
+            .map(|m| (m.id, m.kind, "added"))
+            .chain(remove.iter().map(|(id, kind)| (*id, *kind, "removed")));
+        for (member, kind, change) in changes {
+            // A nested group's members are many people: let the sync
+            // worker look at everyone (no e-mail on the event).
+            let email = match kind {
+                MemberKind::User => emails.get(&member).cloned().flatten(),
+                MemberKind::Group => None,
+            };
+            let event = NewIdentityEvent {
+                source: source.clone(),
+                kind: EventKind::MembershipChanged,
+                subject_id: Some(member),
+                email,
+                detail: json!({"group": group_id.to_string(), "change": change}),
+            };
+            events::append(conn, &event).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// Creates, renames and deletes groups; returns every group's id by DN key.
+async fn sync_groups(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    snap: &DirectorySnapshot,
+    report: &mut GroupReport,
+) -> Result<BTreeMap<String, Uuid>, StoreError> {
+    let names = unique_group_names(&snap.groups);
+    let stored: BTreeMap<String, IdentityGroup> = identities::list_groups(conn, source)
+        .await?
+        .into_iter()
+        .map(|g| (dn_key(g.external_id.as_deref().unwrap_or_default()), g))
+        .collect();
+    let now = Timestamp::now();
+    let mut ids = BTreeMap::new();
+    for (key, group) in &stored {
+        if !snap.groups.contains_key(key) {
+            identities::delete_group(conn, source, group.id).await?;
+            group_event(conn, EventKind::GroupDeleted, group).await?;
+            report.groups_deleted += 1;
+        }
+    }
+    // Renames go through the (unique) DN first, so two groups swapping
+    // names never collide on the per-source unique display name.
+    let mut renamed = Vec::new();
+    for (key, group) in &stored {
+        let (Some(found), Some(name)) = (snap.groups.get(key), names.get(key)) else {
+            continue;
+        };
+        ids.insert(key.clone(), group.id);
+        if group.display_name != *name || group.external_id.as_deref() != Some(&found.dn) {
+            let mut row = IdentityGroup {
+                display_name: found.dn.clone(),
+                external_id: Some(found.dn.clone()),
+                version: group.version + 1,
+                updated_at: now,
+                ..group.clone()
+            };
+            identities::update_group(conn, &row, None).await?;
+            row.display_name = name.clone();
+            renamed.push(row);
+        }
+    }
+    for row in renamed {
+        identities::update_group(conn, &row, None).await?;
+        group_event(conn, EventKind::GroupUpdated, &row).await?;
+        report.groups_renamed += 1;
+    }
+    for (key, found) in &snap.groups {
+        if stored.contains_key(key) {
+            continue;
+        }
+        let row = IdentityGroup {
+            id: Uuid::new_v4(),
+            source: source.clone(),
+            external_id: Some(found.dn.clone()),
+            display_name: names.get(key).cloned().unwrap_or_else(|| found.dn.clone()),
+            attributes: json!({ "dn": found.dn, "cn": found.name }),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        identities::insert_group(conn, &row).await?;
+        group_event(conn, EventKind::GroupCreated, &row).await?;
+        ids.insert(key.clone(), row.id);
+        report.groups_created += 1;
+    }
+    Ok(ids)
+}
+
+async fn stored_members(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+) -> Result<BTreeMap<Uuid, BTreeMap<Uuid, MemberKind>>, StoreError> {
+    let mut out: BTreeMap<Uuid, BTreeMap<Uuid, MemberKind>> = BTreeMap::new();
+    for (group, member) in identities::list_memberships(conn, source).await? {
+        out.entry(group).or_default().insert(member.id, member.kind);
+    }
+    Ok(out)
+}
+
+async fn group_event(
+    conn: &mut AnyConnection,
+    kind: EventKind,
+    group: &IdentityGroup,
+) -> Result<(), StoreError> {
+    let event = NewIdentityEvent {
+        source: group.source.clone(),
+        kind,
+        subject_id: Some(group.id),
+        email: None,
+        detail: json!({"displayName": group.display_name}),
+    };
+    events::append(conn, &event).await?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Reading one source: users (all, or changed since a time), all groups,
+//! and what the configuration adds (the disabled filter, AD range
+//! retrieval, AD in-chain membership). Any failure fails the whole read:
+//! a partial directory must never look like one that lost entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use secrecy::SecretString;
+
+use super::client::LdapClient;
+use super::config::{LdapSourceConfig, MembershipMode};
+use super::error::LdapError;
+use super::escape::filter_value;
+use super::translate::{RawEntry, dn_key};
+use crate::domain::Timestamp;
+
+/// AD's LDAP_MATCHING_RULE_IN_CHAIN: transitive membership, server-side.
+const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+
+/// Everything one poll read.
+#[derive(Debug, Default)]
+pub struct DirectoryRead {
+    pub users: Vec<RawEntry>,
+    pub groups: Vec<RawEntry>,
+    /// DN keys of users the `disabled_filter` matched.
+    pub disabled: BTreeSet<String>,
+    /// AD in-chain mode: group DN key → DN keys of its (transitive) users.
+    pub in_chain: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Reads the directory; `since` restricts users to those changed after it.
+pub async fn read_directory(
+    cfg: &LdapSourceConfig,
+    password: &SecretString,
+    since: Option<Timestamp>,
+) -> Result<DirectoryRead, LdapError> {
+    let mut client = LdapClient::connect(cfg, password).await?;
+    let result = read_with(&mut client, cfg, since).await;
+    client.close().await;
+    result
+}
+
+async fn read_with(
+    client: &mut LdapClient,
+    cfg: &LdapSourceConfig,
+    since: Option<Timestamp>,
+) -> Result<DirectoryRead, LdapError> {
+    let user_filter = match since {
+        Some(t) => changed_since_filter(&cfg.user_filter, &cfg.incremental_attribute, t),
+        None => cfg.user_filter.clone(),
+    };
+    let attrs = user_attributes(cfg);
+    let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+    let users = client
+        .search_all(&cfg.user_base, &cfg.user_scope, &user_filter, &attrs)
+        .await?;
+    let group_attrs = [
+        "cn",
+        "member",
+        "uniqueMember",
+        "memberUid",
+        "memberOf",
+        cfg.id_attribute.as_str(),
+    ];
+    let mut groups = client
+        .search_all(&cfg.group_base, &cfg.group_scope, &cfg.group_filter, &group_attrs)
+        .await?;
+    for group in &mut groups {
+        client.complete_ranged(group).await?;
+    }
+    let mut read = DirectoryRead {
+        users,
+        groups,
+        ..DirectoryRead::default()
+    };
+    if let Some(filter) = &cfg.disabled_filter {
+        let filter = format!("(&{}{filter})", cfg.user_filter);
+        let dns = client
+            .search_dns(&cfg.user_base, &cfg.user_scope, &filter)
+            .await?;
+        read.disabled = dns.iter().map(|dn| dn_key(dn)).collect();
+    }
+    if cfg.membership == MembershipMode::AdInChain {
+        for group in &read.groups {
+            let filter = in_chain_filter(&cfg.user_filter, &group.dn);
+            let dns = client
+                .search_dns(&cfg.user_base, &cfg.user_scope, &filter)
+                .await?;
+            read.in_chain
+                .insert(dn_key(&group.dn), dns.iter().map(|dn| dn_key(dn)).collect());
+        }
+    }
+    Ok(read)
+}
+
+/// `(&<filter>(<attr>>=<generalized time>))`.
+pub fn changed_since_filter(filter: &str, attribute: &str, since: Timestamp) -> String {
+    let time = since.as_datetime().format("%Y%m%d%H%M%SZ");
+    format!("(&{filter}({attribute}>={time}))")
+}
+
+/// Users whose transitive membership includes `group_dn` (AD only).
+pub fn in_chain_filter(user_filter: &str, group_dn: &str) -> String {
+    format!(
+        "(&{user_filter}(memberOf:{IN_CHAIN}:={}))",
+        filter_value(group_dn)
+    )
+}
+
+fn user_attributes(cfg: &LdapSourceConfig) -> Vec<String> {
+    let mut attrs = vec![
+        cfg.id_attribute.clone(),
+        cfg.login_attribute.clone(),
+        cfg.mail_attribute.clone(),
+        cfg.given_name_attribute.clone(),
+        cfg.family_name_attribute.clone(),
+        cfg.display_name_attribute.clone(),
+        "cn".into(),
+        "memberOf".into(),
+        "nsAccountLock".into(),
+        "pwdAccountLockedTime".into(),
+        "userAccountControl".into(),
+    ];
+    attrs.sort();
+    attrs.dedup();
+    attrs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incremental_filters_use_generalized_time() {
+        let t = Timestamp::parse_rfc3339("2026-11-30T02:03:04.500Z").expect("time");
+        assert_eq!(
+            changed_since_filter("(objectClass=person)", "modifyTimestamp", t),
+            "(&(objectClass=person)(modifyTimestamp>=20261130020304Z))"
+        );
+    }
+
+    #[test]
+    fn in_chain_filters_escape_the_group_dn() {
+        assert_eq!(
+            in_chain_filter("(objectClass=user)", "CN=R&D (EU),DC=corp"),
+            "(&(objectClass=user)(memberOf:1.2.840.113556.1.4.1941:=CN=R&D \\28EU\\29,DC=corp))"
+        );
+    }
+}

@@ -103,6 +103,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// LDAP sources: poll one now, or show every source's poll state.
+    Ldap {
+        #[command(subcommand)]
+        action: LdapAction,
+    },
     /// SCIM bearer tokens of the identity sources.
     Token {
         #[command(subcommand)]
@@ -127,6 +132,25 @@ pub enum MappingsAction {
     },
     /// Print every rule as JSON.
     Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LdapAction {
+    /// Poll one source now and print the report: exit 0 applied, 1 failed,
+    /// 2 held by the mass-removal guard (re-run with --force to apply).
+    Poll {
+        /// The source name (`[ldap.sources.<name>]`).
+        #[arg(long)]
+        source: String,
+        /// Full poll (finds deleted users) even if an incremental one is due.
+        #[arg(long)]
+        full: bool,
+        /// Apply even if the mass-removal guard would hold the poll.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every source's last poll, as JSON.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +275,10 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
                 limit,
             };
             finish(audit(&config, &filter, json).await)
+        }
+        Command::Ldap { action } => {
+            telemetry::init(&config.log);
+            ldap(&config, action).await
         }
         Command::Token { action } => {
             telemetry::init(&config.log);
@@ -442,6 +470,62 @@ async fn sync_once(config: &Config) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+async fn ldap(config: &Config, action: LdapAction) -> ExitCode {
+    let pollers = async {
+        let store = command_store(config).await?;
+        let wakeup = std::sync::Arc::new(tokio::sync::Notify::new());
+        crate::ldap::schedule::pollers(&config.ldap, &store, wakeup)
+            .map_err(|e| CommandError::Startup(e.into()))
+    };
+    let pollers = match pollers.await {
+        Ok(p) => p,
+        Err(e) => return finish(Err(e)),
+    };
+    match action {
+        LdapAction::Status => {
+            let mut out = serde_json::Map::new();
+            for (name, poller) in pollers.iter() {
+                match poller.state().await {
+                    Ok(state) => {
+                        out.insert(name.to_string(), serde_json::json!(state));
+                    }
+                    Err(e) => return finish(Err(CommandError::Usage(e.to_string()))),
+                }
+            }
+            finish(Ok(format!("{:#}\n", serde_json::Value::Object(out))))
+        }
+        LdapAction::Poll {
+            source,
+            full,
+            force,
+        } => {
+            let Some(poller) = pollers.get(&crate::domain::SourceName::new(&source)) else {
+                return finish(Err(CommandError::NotFound(format!(
+                    "no LDAP source named {source:?} is configured"
+                ))));
+            };
+            let request = crate::ldap::schedule::PollRequest { full, force };
+            match poller.poll(request).await {
+                Ok(report) => {
+                    print_stdout(&format!("{:#}\n", serde_json::json!(report)));
+                    if report.held.is_some() {
+                        eprintln!(
+                            "held: the poll would remove too many users; re-run with --force to apply"
+                        );
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
         }
     }
 }

@@ -106,6 +106,14 @@ impl Application {
                 leadership
             }
         };
+        let ldap = crate::ldap::schedule::pollers(&config.ldap, &store, sync_wakeup.clone())?;
+        for poller in ldap.values() {
+            let (poller, leadership) = (poller.clone(), leadership.clone());
+            let name = format!("ldap-poller-{}", poller.source);
+            tasks.push(Task::new(name, move |shutdown| {
+                poller.run(leadership, shutdown)
+            }));
+        }
         if let Some(worker) = &sync {
             let (worker, leadership) = (worker.clone(), leadership.clone());
             tasks.push(Task::new("sync-worker", move |shutdown| {
@@ -118,8 +126,14 @@ impl Application {
                 reload_on_sighup(path, store, mapping, shutdown)
             }));
         }
-        let plain_routes =
-            wiring::plain_routes(&store, scim, &mapping, sync.clone(), sync_wakeup.clone());
+        let plain_routes = wiring::plain_routes(
+            &store,
+            scim,
+            &mapping,
+            sync.clone(),
+            sync_wakeup.clone(),
+            ldap,
+        );
         let state = Arc::new(AppState {
             store,
             config,

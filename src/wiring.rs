@@ -133,6 +133,7 @@ pub fn plain_routes(
     mapping: &LiveMapping,
     worker: Option<Arc<ServiceWorker>>,
     sync_wakeup: Arc<Notify>,
+    ldap: crate::ldap::schedule::LdapPollers,
 ) -> PlainRoutes {
     let waking = |router: Router| {
         let wakeup = sync_wakeup.clone();
@@ -151,7 +152,8 @@ pub fn plain_routes(
         store: store.clone(),
         config: mapping.clone(),
     };
-    let mut admin = crate::mapping::api::router(mapping_state);
+    let mut admin = crate::mapping::api::router(mapping_state)
+        .nest("/admin/v1", crate::ldap::api::router(ldap));
     if let Some(worker) = worker {
         admin = admin.nest("/admin/v1", crate::sync::admin::router(worker));
     }

@@ -47,6 +47,16 @@ impl Config {
         problems.extend(self.scim.validate("scim"));
         problems.extend(self.mapping.validate("mapping"));
         problems.extend(self.ldap.validate("ldap"));
+        for name in self.ldap.sources.keys() {
+            if self.scim.sources.contains_key(name) {
+                // One source, one writer: a SCIM token must never be able
+                // to change what a directory poll owns, or the reverse.
+                problems.push(ConfigProblem::new(
+                    format!("ldap.sources.{name}"),
+                    "is also a SCIM source; each identity source needs its own name",
+                ));
+            }
+        }
         problems.extend(self.sync.validate("sync"));
         problems
     }

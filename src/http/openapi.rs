@@ -95,9 +95,23 @@ const SYNC_ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/admin/v1/sync/audit", "The audit log"),
 ];
 
+const LDAP_ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "get",
+        "/admin/v1/ldap/sources",
+        "LDAP sources and their last poll",
+    ),
+    (
+        "post",
+        "/admin/v1/ldap/sources/{source}/poll",
+        "Poll an LDAP source now (body: {full, force})",
+    ),
+];
+
 /// Every plain route's (method, path), for tests.
 pub fn plain_route_list(with_scim: bool, with_sync: bool) -> Vec<(&'static str, &'static str)> {
     let mut all: Vec<_> = MAPPING_ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect();
+    all.extend(LDAP_ROUTES.iter().map(|(m, p, _)| (*m, *p)));
     if with_scim {
         all.extend(SCIM_ROUTES.iter().map(|(m, p, _)| (*m, *p)));
     }
@@ -137,6 +151,7 @@ pub fn add_plain_routes(doc: &mut OpenApi, with_scim: bool, with_sync: bool) {
         add(doc, SCIM_ROUTES, "scim", SCIM_TOKEN);
     }
     add(doc, MAPPING_ROUTES, "mappings", ADMIN_TOKEN);
+    add(doc, LDAP_ROUTES, "ldap", ADMIN_TOKEN);
     if with_sync {
         add(doc, SYNC_ROUTES, "sync", ADMIN_TOKEN);
     }

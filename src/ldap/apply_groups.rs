@@ -79,7 +79,10 @@ pub async fn apply_groups(
         let add: Vec<GroupMember> = wanted
             .iter()
             .filter(|(id, _)| !current.contains_key(*id))
-            .map(|(id, kind)| GroupMember { id: *id, kind: *kind })
+            .map(|(id, kind)| GroupMember {
+                id: *id,
+                kind: *kind,
+            })
             .collect();
         let remove: Vec<(Uuid, MemberKind)> = current
             .iter()

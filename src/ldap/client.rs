@@ -166,7 +166,8 @@ pub fn parse_range(name: &str) -> Option<(String, u64, Option<u64>)> {
 fn tls_config(path: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>, LdapError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let problem = |detail: String| LdapError::Config(format!("ca_file {}: {detail}", path.display()));
+    let problem =
+        |detail: String| LdapError::Config(format!("ca_file {}: {detail}", path.display()));
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(path).map_err(|e| problem(e.to_string()))? {
         let cert = cert.map_err(|e| problem(e.to_string()))?;

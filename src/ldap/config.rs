@@ -238,8 +238,11 @@ impl LdapSourceConfig {
             && !(filter.starts_with('(') && filter.ends_with(')'))
         {
             problems.push(
-                ConfigProblem::new(key("disabled_filter"), "must be an LDAP filter in parentheses")
-                    .hint("e.g. (employeeType=former)"),
+                ConfigProblem::new(
+                    key("disabled_filter"),
+                    "must be an LDAP filter in parentheses",
+                )
+                .hint("e.g. (employeeType=former)"),
             );
         }
         if self.max_removal_percent > 100 {

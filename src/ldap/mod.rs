@@ -10,6 +10,7 @@
 //! Membership design: the store is meant to hold *direct* members (users
 //! and group→group edges); [`nested::expand`] resolves nesting cycle-safely.
 
+pub mod api;
 pub mod apply;
 pub mod apply_groups;
 pub mod client;
@@ -20,6 +21,7 @@ pub mod escape;
 pub mod nested;
 pub mod poller;
 pub mod read;
+pub mod schedule;
 pub mod translate;
 
 pub use config::{LdapConfig, LdapSourceConfig};

@@ -193,10 +193,8 @@ fn user_refs(
         .iter()
         .filter_map(|u| u.external_id.as_deref().map(|x| (x, u.id)))
         .collect();
-    let created: BTreeMap<String, Uuid> = created
-        .iter()
-        .map(|(dn, id)| (dn_key(dn), *id))
-        .collect();
+    let created: BTreeMap<String, Uuid> =
+        created.iter().map(|(dn, id)| (dn_key(dn), *id)).collect();
     for (key, user) in &snap.users {
         let id = by_stable
             .get(user.stable_id.as_str())

@@ -63,7 +63,12 @@ async fn read_with(
         cfg.id_attribute.as_str(),
     ];
     let mut groups = client
-        .search_all(&cfg.group_base, &cfg.group_scope, &cfg.group_filter, &group_attrs)
+        .search_all(
+            &cfg.group_base,
+            &cfg.group_scope,
+            &cfg.group_filter,
+            &group_attrs,
+        )
         .await?;
     for group in &mut groups {
         client.complete_ranged(group).await?;

@@ -179,8 +179,10 @@ pub fn is_disabled(rule: DisabledRule, e: &RawEntry) -> bool {
 }
 
 fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut DirectorySnapshot) {
-    let mut by_login: BTreeMap<&str, &String> =
-        known.iter().map(|(key, login)| (login.as_str(), key)).collect();
+    let mut by_login: BTreeMap<&str, &String> = known
+        .iter()
+        .map(|(key, login)| (login.as_str(), key))
+        .collect();
     by_login.extend(snap.users.iter().map(|(key, u)| (u.login.as_str(), key)));
     let known_keys: BTreeSet<&str> = known.iter().map(|(key, _)| key.as_str()).collect();
     let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -437,7 +439,10 @@ mod tests {
         };
         let groups = [
             entry("cn=eng,dc=x", &[("cn", &["eng"])]),
-            entry("cn=ops,dc=x", &[("cn", &["ops"]), ("memberOf", &["cn=eng,dc=x"])]),
+            entry(
+                "cn=ops,dc=x",
+                &[("cn", &["ops"]), ("memberOf", &["cn=eng,dc=x"])],
+            ),
         ];
         let snap = translate(&cfg, &[], &groups, &[]);
         assert!(snap.group_members["cn=eng,dc=x"].contains("cn=ops,dc=x"));

@@ -52,7 +52,7 @@ async fn more_entries_than_one_page_are_all_read() {
         .expect("search");
     client.close().await;
     assert_eq!(users.len(), 25);
-    let snap = translate(&cfg, &users, &[]);
+    let snap = translate(&cfg, &users, &[], &[]);
     assert_eq!(snap.users.len(), 25, "skipped: {:?}", snap.skipped);
 }
 

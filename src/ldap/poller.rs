@@ -93,7 +93,7 @@ pub async fn run_poll(
         PollKind::Incremental => options.since,
     };
     let read = read_directory(cfg, password, since).await?;
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_write().await?;
     let stored = identities::list_users(&mut tx, source).await?;
     let snap = snapshot(cfg, &read, &stored);
     let found: Vec<_> = snap.users.values().cloned().collect();

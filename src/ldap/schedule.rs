@@ -129,16 +129,17 @@ impl LdapPoller {
     }
 
     /// Polls now, then every `interval` plus up to `jitter`, while this
-    /// replica leads, until shutdown.
+    /// replica leads, until shutdown. A follower checks every second
+    /// whether it leads, so a new leader polls promptly.
     pub async fn run(self: Arc<Self>, leadership: Leadership, mut shutdown: Shutdown) {
         loop {
-            if shutdown.is_requested() {
-                return;
+            while !leadership.is_leader() {
+                if !shutdown.sleep(Duration::from_secs(1)).await {
+                    return;
+                }
             }
-            if leadership.is_leader() {
-                // Errors are recorded in the poll state and logged.
-                let _ = self.poll(PollRequest::default()).await;
-            }
+            // Errors are recorded in the poll state and logged.
+            let _ = self.poll(PollRequest::default()).await;
             if !shutdown.sleep(self.next_delay()).await {
                 return;
             }

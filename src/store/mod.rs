@@ -137,6 +137,17 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// A transaction that reads and then writes. On SQLite it takes the
+    /// write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that
+    /// read before another writer committed could not upgrade and would
+    /// fail with SQLITE_BUSY_SNAPSHOT instead of waiting.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => self.begin().await,
+        }
+    }
+
     /// Applies every embedded migration that is not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migrate::run(self).await

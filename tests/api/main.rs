@@ -11,6 +11,7 @@ mod cluster;
 mod config_example;
 mod health;
 mod ldap_client;
+mod ldap_e2e;
 mod ldap_groups;
 mod ldap_poll;
 mod ldap_slapd;

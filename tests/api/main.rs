@@ -20,6 +20,7 @@ mod mapping_store;
 mod migrate_store;
 mod openapi;
 mod reload;
+mod replicas;
 mod scim_api;
 mod scim_conformance;
 mod scim_oauth;

@@ -8,6 +8,7 @@ mod cli;
 mod cli_mappings;
 mod cli_sync;
 mod cluster;
+mod compose;
 mod config_example;
 mod health;
 mod ldap_client;

@@ -568,20 +568,16 @@ async fn token(config: &Config, action: TokenAction) -> Result<String, CommandEr
             expires,
             description,
         } => {
-            if !config.scim.sources.contains_key(&source) {
-                return Err(CommandError::Usage(format!(
-                    "scim.sources.{source}: no such source is configured (hint: add [scim.sources.{source}])"
-                )));
-            }
-            let key = crate::config::resolve_secret(
-                "scim.token_signing_key",
-                config.scim.token_signing_key.as_ref(),
-                config.scim.token_signing_key_file.as_deref(),
-            )
-            .map_err(|p| CommandError::Usage(p.to_string()))?;
-            let key = crate::scim::signing_key(&store, key.as_ref()).await?;
-            let source = crate::domain::SourceName::new(source);
-            let issued = tokens::create_token(&store, &key, &source, expires, description).await?;
+            let issued =
+                tokens::issue_for_source(&store, &config.scim, &source, expires, description)
+                    .await
+                    .map_err(|e| match e {
+                        tokens::TokenError::UnknownSource(source) => CommandError::Usage(format!(
+                            "scim.sources.{source}: no such source is configured (hint: add [scim.sources.{source}])"
+                        )),
+                        tokens::TokenError::Config(problem) => CommandError::Usage(problem),
+                        e => e.into(),
+                    })?;
             Ok(format!(
                 "{}\n# id {} for source {source}, expires {}; shown only once\n",
                 issued.token,

@@ -5,6 +5,7 @@
 mod auth;
 mod config;
 mod status;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -17,7 +18,10 @@ pub use config::AdminConfig;
 /// are the other boundaries' admin routes, relative to `/admin/v1`.
 pub fn router(auth: AdminAuth, routes: ApiRouter) -> ApiRouter {
     ApiRouter::new()
-        .nest("/admin/v1", routes.merge(status::router()))
+        .nest(
+            "/admin/v1",
+            routes.merge(status::router()).merge(tokens::router()),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             require_admin_token,

@@ -1,14 +1,16 @@
 //! `GET /admin/v1/status`: what an operator checks first.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use crate::domain::Timestamp;
+use crate::domain::{SourceName, Timestamp};
 use crate::http::{ApiError, ApiRouter, SharedState};
-use crate::store::events;
+use crate::store::{events, stats};
 
 pub fn router() -> ApiRouter {
     ApiRouter::new().routes(routes!(status))
@@ -22,6 +24,9 @@ pub struct StatusResponse {
     /// `leader` or `follower`.
     pub role: String,
     pub outbox: OutboxStatus,
+    /// Each configured SCIM source, by name.
+    pub sources: BTreeMap<String, SourceStatus>,
+    pub sync: SyncInfo,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,7 +37,39 @@ pub struct OutboxStatus {
     pub oldest_age_seconds: Option<f64>,
 }
 
-/// Service status: database, role, outbox depth.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceStatus {
+    /// Users the source has pushed (and not deleted).
+    pub users: i64,
+    pub groups: i64,
+    /// When the source's latest identity-change event was recorded (RFC 3339).
+    pub last_event: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncInfo {
+    /// Whether a Tyk Dashboard is configured (the sync worker runs).
+    pub enabled: bool,
+    /// The newest run that applied changes cleanly.
+    pub last_applied_run: Option<AppliedRunInfo>,
+    /// When a run last succeeded (RFC 3339): the last applied run, or a
+    /// later run on this replica that found Tyk already in step.
+    pub last_success: Option<String>,
+    /// Runs held by the mass-change guard, waiting for approval.
+    pub held_runs: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppliedRunInfo {
+    pub id: String,
+    /// `full` or `events`.
+    pub kind: String,
+    pub steps_applied: i64,
+    /// RFC 3339.
+    pub finished: String,
+}
+
+/// Service status: database, role, outbox depth, identity sources, sync.
 #[utoipa::path(
     get,
     path = "/status",
@@ -52,6 +89,28 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
         .map_err(ApiError::internal)?;
     let (depth, oldest) = events::depth(&mut conn).await.map_err(ApiError::internal)?;
     let oldest_age_seconds = oldest.map(|t| (Timestamp::now().0 - t.0).max(0) as f64 / 1000.0);
+    let mut sources = BTreeMap::new();
+    for name in state.config.scim.sources.keys() {
+        let summary = stats::source_summary(&mut conn, &SourceName::new(name))
+            .await
+            .map_err(ApiError::internal)?;
+        sources.insert(
+            name.clone(),
+            SourceStatus {
+                users: summary.users,
+                groups: summary.groups,
+                last_event: summary.last_event_at.map(Timestamp::to_rfc3339),
+            },
+        );
+    }
+    let last_applied = stats::last_applied_run(&mut conn)
+        .await
+        .map_err(ApiError::internal)?;
+    let held_runs = stats::held_runs(&mut conn)
+        .await
+        .map_err(ApiError::internal)?;
+    let here = state.sync.as_ref().and_then(|w| w.metrics().last_success());
+    let last_success = last_applied.as_ref().map(|r| r.finished_at).max(here);
     Ok(Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_string(),
         database: state.store.backend().as_str().to_string(),
@@ -59,6 +118,18 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
         outbox: OutboxStatus {
             depth,
             oldest_age_seconds,
+        },
+        sources,
+        sync: SyncInfo {
+            enabled: state.sync.is_some(),
+            last_applied_run: last_applied.map(|run| AppliedRunInfo {
+                id: run.id,
+                kind: run.kind,
+                steps_applied: run.steps_applied,
+                finished: run.finished_at.to_rfc3339(),
+            }),
+            last_success: last_success.map(Timestamp::to_rfc3339),
+            held_runs,
         },
     }))
 }

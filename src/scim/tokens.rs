@@ -42,6 +42,9 @@ pub enum TokenError {
     UnknownSource(String),
     #[error("cannot sign the token: {0}")]
     Sign(String),
+    /// The signing key is misconfigured (e.g. an unreadable key file).
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -91,6 +94,29 @@ pub async fn create_token(
         token,
         expires_at,
     })
+}
+
+/// Issues a token for `source`, which must be one of `config`'s sources
+/// (`UnknownSource` otherwise), signed with the configured key or the one
+/// kept in the database. What `token create` and the admin API call.
+pub async fn issue_for_source(
+    store: &Store,
+    config: &crate::scim::ScimConfig,
+    source: &str,
+    lifetime: std::time::Duration,
+    description: Option<String>,
+) -> Result<IssuedToken, TokenError> {
+    if !config.sources.contains_key(source) {
+        return Err(TokenError::UnknownSource(source.to_string()));
+    }
+    let key = crate::config::resolve_secret(
+        "scim.token_signing_key",
+        config.token_signing_key.as_ref(),
+        config.token_signing_key_file.as_deref(),
+    )
+    .map_err(|p| TokenError::Config(p.to_string()))?;
+    let key = crate::scim::signing_key(store, key.as_ref()).await?;
+    create_token(store, &key, &SourceName::new(source), lifetime, description).await
 }
 
 /// Every token (no secrets), optionally of one source.

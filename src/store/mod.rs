@@ -17,6 +17,7 @@ pub mod mappings;
 mod migrate;
 pub mod scim_query;
 pub mod settings;
+pub mod stats;
 pub mod sync_audit;
 pub mod sync_outbox;
 pub mod sync_runs;

@@ -58,6 +58,13 @@ impl SyncMetrics {
         }
     }
 
+    /// When a run last applied cleanly on this replica (a run with nothing
+    /// to change counts: Tyk was in step).
+    pub fn last_success(&self) -> Option<Timestamp> {
+        let ms = self.last_success_ms.load(Ordering::Relaxed);
+        (ms > 0).then_some(Timestamp(ms))
+    }
+
     /// Prometheus text exposition.
     pub fn prometheus(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);

@@ -3,9 +3,9 @@
 //! Dashboard calls live here, Admin calls on [`AdminClient`] (admin.rs).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::header::{HeaderValue, RETRY_AFTER};
@@ -297,16 +297,23 @@ impl TykClient {
             request = request.json(body);
         }
         let timeout = self.inner.timeout;
-        let response = request
-            .send()
-            .await
-            .map_err(|e| TykError::from_reqwest(e, timeout))?;
-        let status = response.status();
-        let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| TykError::from_reqwest(e, timeout))?;
+        let started = Instant::now();
+        let answer = async {
+            let response = request.send().await?;
+            let status = response.status();
+            let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
+            let bytes = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, retry_after, bytes))
+        }
+        .await;
+        let class = match &answer {
+            Ok((status, ..)) => status_class(*status),
+            Err(e) if e.is_timeout() => "timeout",
+            Err(_) => "transport",
+        };
+        observe(&method, path, class, started.elapsed());
+        let (status, retry_after, bytes) =
+            answer.map_err(|e| TykError::from_reqwest(e, timeout))?;
         tracing::debug!(%method, path = %path.join("/"), status = status.as_u16(), "tyk request");
         if status.is_success() {
             Ok(bytes)
@@ -352,5 +359,93 @@ impl TykClient {
         })?;
         value.set_sensitive(true);
         Ok(value)
+    }
+}
+
+/// `/api/users/{id}`: a request path with its ids replaced, as the
+/// `endpoint` label of the Tyk request metrics (raw ids would make a series
+/// per user). Every fixed segment the client sends is listed here.
+pub(super) fn endpoint_template(path: &[&str]) -> String {
+    const FIXED: &[&str] = &[
+        "api",
+        "admin",
+        "users",
+        "usergroups",
+        "organisations",
+        "search",
+        "actions",
+        "revoke",
+    ];
+    let mut template = String::new();
+    for segment in path {
+        template.push('/');
+        template.push_str(if FIXED.contains(segment) {
+            segment
+        } else {
+            "{id}"
+        });
+    }
+    template
+}
+
+fn status_class(status: reqwest::StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+/// Records one request to Tyk: its duration, and an error unless Tyk
+/// answered 2xx. `class` is the status class, `timeout` or `transport`.
+fn observe(method: &Method, path: &[&str], class: &'static str, elapsed: Duration) {
+    let labels = [
+        ("endpoint", endpoint_template(path)),
+        ("method", method.as_str().to_string()),
+        ("status", class.to_string()),
+    ];
+    metrics::histogram!("tyk_idsync_tyk_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
+    if class != "2xx" {
+        metrics::counter!("tyk_idsync_tyk_request_errors_total", &labels).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_templates_without_ids() {
+        assert_eq!(endpoint_template(&["api", "users"]), "/api/users");
+        assert_eq!(
+            endpoint_template(&["api", "users", "5f1e0c0ffee"]),
+            "/api/users/{id}"
+        );
+        assert_eq!(
+            endpoint_template(&["api", "users", "abc", "actions", "revoke"]),
+            "/api/users/{id}/actions/revoke"
+        );
+        assert_eq!(
+            endpoint_template(&["api", "users", "search"]),
+            "/api/users/search"
+        );
+        assert_eq!(
+            endpoint_template(&["admin", "organisations", "org-1"]),
+            "/admin/organisations/{id}"
+        );
+        assert_eq!(
+            endpoint_template(&["api", "usergroups", "g1"]),
+            "/api/usergroups/{id}"
+        );
+    }
+
+    #[test]
+    fn statuses_are_grouped_by_class() {
+        assert_eq!(status_class(reqwest::StatusCode::OK), "2xx");
+        assert_eq!(status_class(reqwest::StatusCode::NOT_FOUND), "4xx");
+        assert_eq!(status_class(reqwest::StatusCode::BAD_GATEWAY), "5xx");
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod admin_routes;
 mod cli;
 mod cli_mappings;
 mod cli_sync;

@@ -12,6 +12,9 @@ const ANNOTATED: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/admin/v1/status"),
+    ("get", "/admin/v1/tokens"),
+    ("post", "/admin/v1/tokens"),
+    ("delete", "/admin/v1/tokens/{id}"),
 ];
 
 #[tokio::test]

@@ -24,7 +24,7 @@ pub struct StatusResponse {
     /// `leader` or `follower`.
     pub role: String,
     pub outbox: OutboxStatus,
-    /// Each configured SCIM source, by name.
+    /// Each configured identity source (SCIM and LDAP), by name.
     pub sources: BTreeMap<String, SourceStatus>,
     pub sync: SyncInfo,
 }
@@ -39,6 +39,14 @@ pub struct OutboxStatus {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SourceStatus {
+    /// `scim` (pushed to us) or `ldap` (polled).
+    pub kind: String,
+    /// LDAP: the last successful poll (RFC 3339).
+    pub last_poll: Option<String>,
+    /// LDAP: the error of the last poll, if it failed.
+    pub last_poll_error: Option<String>,
+    /// LDAP: the last poll was held by the mass-removal guard.
+    pub poll_held: bool,
     /// Users the source has pushed (and not deleted).
     pub users: i64,
     pub groups: i64,
@@ -90,13 +98,32 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
     let (depth, oldest) = events::depth(&mut conn).await.map_err(ApiError::internal)?;
     let oldest_age_seconds = oldest.map(|t| (Timestamp::now().0 - t.0).max(0) as f64 / 1000.0);
     let mut sources = BTreeMap::new();
-    for name in state.config.scim.sources.keys() {
-        let summary = stats::source_summary(&mut conn, &SourceName::new(name))
+    let names = state
+        .config
+        .scim
+        .sources
+        .keys()
+        .map(|n| (n, "scim"))
+        .chain(state.config.ldap.sources.keys().map(|n| (n, "ldap")));
+    for (name, kind) in names {
+        let source = SourceName::new(name);
+        let summary = stats::source_summary(&mut conn, &source)
             .await
             .map_err(ApiError::internal)?;
+        let poll = match kind {
+            "ldap" => crate::store::ldap_state::get(&mut conn, &source)
+                .await
+                .map_err(ApiError::internal)?
+                .unwrap_or_default(),
+            _ => Default::default(),
+        };
         sources.insert(
             name.clone(),
             SourceStatus {
+                kind: kind.to_string(),
+                last_poll: poll.last_success_at.map(Timestamp::to_rfc3339),
+                last_poll_error: poll.last_error,
+                poll_held: poll.held.is_some(),
                 users: summary.users,
                 groups: summary.groups,
                 last_event: summary.last_event_at.map(Timestamp::to_rfc3339),

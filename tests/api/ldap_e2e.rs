@@ -90,6 +90,42 @@ async fn ldap_to_tyk(db: Db) {
         "never the bind password"
     );
 
+    let status: Value = stack
+        .app
+        .admin_get("/admin/v1/status")
+        .await
+        .json()
+        .await
+        .expect("status");
+    let corp = &status["sources"]["corp"];
+    assert_eq!(
+        (corp["kind"].as_str(), corp["users"].as_i64()),
+        (Some("ldap"), Some(5)),
+        "{status}"
+    );
+    assert!(
+        corp["last_poll"].is_string() && !corp["poll_held"].as_bool().unwrap_or(true),
+        "{status}"
+    );
+    let metrics = stack
+        .app
+        .client
+        .get(stack.app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("tyk_idsync_last_success_timestamp_seconds")
+                && l.contains("source=\"corp\"")
+                && l.contains("kind=\"poll\"")
+        ),
+        "{metrics}"
+    );
+
     // Moved when memberships change: u0 leaves eng for ops.
     slapd.modify(&format!(
         "dn: cn=eng,ou=groups,{SUFFIX}\nchangetype: modify\ndelete: member\nmember: uid=u0,ou=people,{SUFFIX}\n\n\

@@ -1,14 +1,16 @@
-//! LDAP poller: reads users and groups from OpenLDAP or Active Directory.
+//! LDAP poller: reads users, groups and memberships from OpenLDAP or
+//! Active Directory on a schedule and writes the differences as identity
+//! changes (the same events SCIM writes).
 //!
-//! Status: configuration, the strict paged client, RFC 4515 escaping,
-//! entry translation, nested-group expansion and the user diff with its
-//! mass-removal guard are in place; `poller::run_once` applies the *user*
-//! diff in one transaction with events. Not yet: groups and memberships in
-//! the poller, incremental filtering by modifyTimestamp, poll state table,
-//! scheduler, benchmark.
+//! `read` (strict paged searches, disabled filter, AD range retrieval and
+//! in-chain membership) → `translate` (entries → a pure snapshot) →
+//! `diff` (users, mass-removal guard) → `apply`/`apply_groups` (one
+//! transaction with events). `schedule` chooses full vs incremental polls
+//! from the stored state and runs them while this replica leads; `api`
+//! and the CLI trigger them on demand.
 //!
-//! Membership design: the store is meant to hold *direct* members (users
-//! and group→group edges); [`nested::expand`] resolves nesting cycle-safely.
+//! Membership design: the store holds *direct* members (users and
+//! group→group edges); the mapping expands nesting, cycle-safely.
 
 pub mod api;
 pub mod apply;

@@ -22,7 +22,11 @@ fn run(dir: &std::path::Path, args: &[&str]) -> Output {
 #[test]
 fn ldap_poll_and_status_from_the_command_line() {
     let slapd = Slapd::start();
-    slapd.add(&(0..3).map(|i| person(&format!("c{i}"), "")).collect::<String>());
+    slapd.add(
+        &(0..3)
+            .map(|i| person(&format!("c{i}"), ""))
+            .collect::<String>(),
+    );
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(
         dir.path().join("c.toml"),
@@ -44,7 +48,10 @@ fn ldap_poll_and_status_from_the_command_line() {
     let poll = run(dir.path(), &["ldap", "poll", "--source", "corp"]);
     assert!(poll.status.success(), "{poll:?}");
     let report: serde_json::Value = serde_json::from_slice(&poll.stdout).expect("json report");
-    assert_eq!((report["kind"].as_str(), report["usersRead"].as_i64()), (Some("full"), Some(3)));
+    assert_eq!(
+        (report["kind"].as_str(), report["usersRead"].as_i64()),
+        (Some("full"), Some(3))
+    );
 
     let status = run(dir.path(), &["ldap", "status"]);
     assert!(status.status.success(), "{status:?}");

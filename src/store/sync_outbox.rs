@@ -101,6 +101,26 @@ pub async fn complete(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), Stor
     Ok(())
 }
 
+/// Frees events leased by any other holder (a leader that died or lost the
+/// lead), so a new leader need not wait for their leases to run out;
+/// returns how many. Safe because only the leader claims, a replica that
+/// loses the lead stops applying at once, and every step is idempotent.
+pub async fn release_others(
+    conn: &mut AnyConnection,
+    holder: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let result = sqlx::query(
+        "UPDATE sync_event_leases SET holder = '', until_at = $1 \
+         WHERE holder <> $2 AND holder <> '' AND until_at > $1",
+    )
+    .bind(now.0)
+    .bind(holder)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 /// Gives events back unprocessed; nobody claims them before `retry_at`.
 pub async fn release(
     conn: &mut AnyConnection,

@@ -138,11 +138,14 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
 
     /// Runs until `shutdown` resolves: events on a signal (or every
     /// `poll_interval`), a full reconcile every `interval` — but only while
-    /// `is_leader()` holds (a replica that loses the lead stops at once).
+    /// `is_leader()` holds. A replica that loses the lead abandons the run
+    /// in flight at once (as a crash would: every step is idempotent); one
+    /// that gains it first frees the events its predecessor had claimed.
     pub async fn run(&self, shutdown: impl Future<Output = ()>, is_leader: impl Fn() -> bool) {
         let mut full = tokio::time::interval(self.config.interval);
         full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let mut leading = false;
         loop {
             let trigger = tokio::select! {
                 () = &mut shutdown => return,
@@ -150,8 +153,20 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 () = self.wake.notified() => Trigger::Events,
                 () = tokio::time::sleep(self.config.poll_interval) => Trigger::Events,
             };
+            if is_leader() && !leading {
+                self.take_over().await;
+            }
+            leading = is_leader();
             while is_leader() {
-                match self.run_once(trigger).await {
+                let result = tokio::select! {
+                    result = self.run_once(trigger) => result,
+                    () = lost_lead(&is_leader) => {
+                        tracing::warn!(?trigger, "lost the lead; the run in flight is abandoned");
+                        leading = false;
+                        break;
+                    }
+                };
+                match result {
                     Ok(s) if trigger == Trigger::Events && s.outcome != Outcome::Idle => continue,
                     Ok(_) => break,
                     Err(e) => {
@@ -161,6 +176,28 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 }
             }
         }
+    }
+
+    /// Frees outbox events other holders had claimed (see
+    /// [`sync_outbox::release_others`]).
+    async fn take_over(&self) {
+        let freed = async {
+            let mut conn = self.store.pool().acquire().await?;
+            crate::store::sync_outbox::release_others(&mut conn, &self.holder, Timestamp::now())
+                .await
+        };
+        match freed.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "took over events claimed by a previous leader"),
+            Err(e) => tracing::warn!(error = %e, "cannot free events of a previous leader"),
+        }
+    }
+}
+
+/// Resolves once `is_leader()` turns false (checked every 100 ms).
+async fn lost_lead(is_leader: &impl Fn() -> bool) {
+    while is_leader() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -179,7 +179,7 @@ async fn insert_tx(
     body: &Map<String, Value>,
 ) -> Result<IdentityGroup, ScimError> {
     let (group, members) = build_group(source, body.clone(), None)?;
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_write().await?;
     identities::insert_group(&mut tx, &group)
         .await
         .map_err(map_conflict)?;
@@ -318,7 +318,7 @@ async fn update_tx(
     headers: &HeaderMap,
     change: &(dyn Fn(Map<String, Value>) -> Result<Map<String, Value>, ScimError> + Sync),
 ) -> Result<IdentityGroup, ScimError> {
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_write().await?;
     scim_query::lock_for_update(&mut tx, source, &id.to_string(), false).await?;
     let before = identities::get_group(&mut tx, source, id)
         .await?
@@ -398,7 +398,7 @@ async fn delete_tx(
     id: Uuid,
     headers: &HeaderMap,
 ) -> Result<(), ScimError> {
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_write().await?;
     let group = identities::get_group(&mut tx, source, id)
         .await?
         .ok_or_else(|| ScimError::NotFound("group".into()))?;

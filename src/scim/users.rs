@@ -215,7 +215,7 @@ async fn insert_tx(
     body: &Map<String, Value>,
 ) -> Result<IdentityUser, ScimError> {
     let (user, emails) = build_user(source, body.clone(), None)?;
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_write().await?;
     identities::insert_user(&mut tx, &user, &emails)
         .await
         .map_err(map_conflict)?;
@@ -327,7 +327,7 @@ async fn update_tx(
     headers: &HeaderMap,
     change: &(dyn Fn(Value) -> Result<Map<String, Value>, ScimError> + Sync),
 ) -> Result<IdentityUser, ScimError> {
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_write().await?;
     scim_query::lock_for_update(&mut tx, source, &id.to_string(), true).await?;
     let before = identities::get_user(&mut tx, source, id)
         .await?
@@ -387,7 +387,7 @@ async fn delete_tx(
     id: Uuid,
     headers: &HeaderMap,
 ) -> Result<(), ScimError> {
-    let mut tx = state.store.begin().await?;
+    let mut tx = state.store.begin_write().await?;
     let user = identities::get_user(&mut tx, source, id)
         .await?
         .ok_or_else(|| ScimError::NotFound("user".into()))?;

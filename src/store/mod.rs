@@ -84,6 +84,36 @@ impl StoreOptions {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer. Writers of this process queue here instead of
+    /// meeting SQLITE_BUSY, whose busy handler sleeps in steps of up to
+    /// 100 ms and would cap write throughput under contention.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A read-then-write transaction from [`Store::begin_write`]; derefs to the
+/// sqlx transaction. Dropping it without `commit` rolls back.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::Transaction<'static, sqlx::Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -123,7 +153,11 @@ impl Store {
             .connect_with(connect_options)
             .await
             .map_err(|e| StoreError::Connect(e.to_string()))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -142,10 +176,19 @@ impl Store {
     /// write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that
     /// read before another writer committed could not upgrade and would
     /// fail with SQLITE_BUSY_SNAPSHOT instead of waiting.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         match self.backend {
-            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
-            Backend::Postgres => self.begin().await,
+            Backend::Sqlite => {
+                let turn = self.write_lock.clone().lock_owned().await;
+                Ok(WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                })
+            }
+            Backend::Postgres => Ok(WriteTx {
+                tx: self.begin().await?,
+                _turn: None,
+            }),
         }
     }
 

@@ -240,10 +240,19 @@ mod tests {
         let next = decide(&cfg, &state, PollRequest::default());
         assert_eq!(next.kind, PollKind::Incremental);
         assert_eq!(next.since, Some(Timestamp(1_000_000 - 60_000)));
+        // full_every = 3: full, incremental, incremental, full, …
         record_success(
             &mut state,
             &report(PollKind::Incremental),
             Timestamp(2_000_000),
+        );
+        let next = decide(&cfg, &state, PollRequest::default());
+        assert_eq!(next.kind, PollKind::Incremental);
+        assert_eq!(next.since, Some(Timestamp(2_000_000 - 60_000)));
+        record_success(
+            &mut state,
+            &report(PollKind::Incremental),
+            Timestamp(3_000_000),
         );
         assert_eq!(
             decide(&cfg, &state, PollRequest::default()).kind,

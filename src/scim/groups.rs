@@ -374,11 +374,26 @@ pub async fn patch(
 ) -> Result<Response, ScimError> {
     let id = parse_id(&id, "group")?;
     let ops = patch::parse_ops(&body)?;
-    let change = |mut current: Map<String, Value>| {
-        patch::apply(&mut current, &ops)?;
-        Ok(current)
+    let fast = match super::member_patch::member_only(&ops) {
+        Some(changes) => retry_transient!(super::member_patch::apply(
+            &state.store,
+            &source,
+            id,
+            &headers,
+            &changes
+        ))?,
+        None => None,
     };
-    let group = retry_transient!(update_tx(&state, &source, id, &headers, &change))?;
+    let group = match fast {
+        Some(group) => group,
+        None => {
+            let change = |mut current: Map<String, Value>| {
+                patch::apply(&mut current, &ops)?;
+                Ok(current)
+            };
+            retry_transient!(update_tx(&state, &source, id, &headers, &change))?
+        }
+    };
     if wants_minimal(&headers) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

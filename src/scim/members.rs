@@ -35,7 +35,7 @@ pub(super) fn parse_member(item: &Value) -> Result<(Uuid, Option<MemberKind>, Va
 /// source does not know is kept as a reference of the type the client gave
 /// (clients may send members before the members themselves); it never
 /// reaches another source's data, as every lookup is scoped by source.
-async fn resolve_member(
+pub(super) async fn resolve_member(
     conn: &mut AnyConnection,
     source: &SourceName,
     id: Uuid,

@@ -9,6 +9,7 @@ mod discovery;
 pub mod error;
 pub mod filter;
 mod groups;
+mod member_patch;
 mod members;
 pub mod oauth;
 mod params;

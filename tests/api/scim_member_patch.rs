@@ -1,0 +1,141 @@
+//! Member PATCHes on a large group (the fast path): right answers, events,
+//! version and preconditions, and the same outcome as the general path for
+//! what the fast path hands over to it.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tyk_idsync::domain::EventKind;
+use tyk_idsync::store::events;
+
+use crate::both_backends;
+use crate::support::Db;
+use crate::support::scim::ScimServer;
+
+fn patch(ops: Value) -> Option<Value> {
+    Some(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": ops,
+    }))
+}
+
+async fn user(server: &ScimServer, name: &str) -> String {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "emails": [{"value": name, "primary": true}],
+    });
+    let reply = server
+        .send("okta", Method::POST, "/Users", Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body["id"].as_str().expect("id").to_string()
+}
+
+async fn member_patches_on_a_large_group(db: Db) {
+    let server = ScimServer::start(db).await;
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(user(&server, &format!("m{i}@example.org")).await);
+    }
+    let members: Vec<Value> = ids[..299].iter().map(|id| json!({"value": id})).collect();
+    let reply = server
+        .send(
+            "okta",
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Big", "members": members,
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
+    let etag = reply.headers["etag"].to_str().expect("etag").to_string();
+    let pending = |server: &ScimServer| {
+        let store = server.store.clone();
+        async move {
+            let mut conn = store.pool().acquire().await.expect("conn");
+            events::pending(&mut conn, 10_000).await.expect("events")
+        }
+    };
+    let before = pending(&server).await.len();
+
+    // Add the 300th member: 200 with all 300, one event naming the person.
+    let newcomer = &ids[299];
+    let add = patch(json!([{"op": "Add", "path": "members", "value": [{"value": newcomer}]}]));
+    let reply = server
+        .send("okta", Method::PATCH, &group, add.clone())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["members"].as_array().map(Vec::len), Some(300));
+    let new_etag = reply.headers["etag"].to_str().expect("etag").to_string();
+    assert_ne!(new_etag, etag, "the version moved");
+    let new_events = pending(&server).await.split_off(before);
+    assert_eq!(new_events.len(), 1);
+    assert_eq!(new_events[0].kind, EventKind::MembershipChanged);
+    assert_eq!(new_events[0].email.as_deref(), Some("m299@example.org"));
+
+    // Adding again changes nothing but is accepted.
+    let reply = server.send("okta", Method::PATCH, &group, add).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(pending(&server).await.len(), before + 1);
+
+    // A stale If-Match is refused with 412 and nothing changes.
+    let remove =
+        patch(json!([{"op": "remove", "path": format!("members[value eq \"{newcomer}\"]")}]));
+    let reply = server
+        .send_raw(
+            Method::PATCH,
+            &group,
+            Some(format!("Bearer {}", server.token("okta"))),
+            remove.as_ref().map(Value::to_string),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        reply.body
+    );
+
+    // Entra's remove with a value list, then the filter form.
+    let reply = server
+        .send(
+            "okta",
+            Method::PATCH,
+            &group,
+            patch(json!([{"op": "Remove", "path": "members", "value": [{"value": ids[0]}]}])),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = server
+        .send("okta", Method::PATCH, &group, remove.clone())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["members"].as_array().map(Vec::len), Some(298));
+
+    // Removing someone who is not a member: the general path decides, and
+    // the group is unchanged either way.
+    let again = server.send("okta", Method::PATCH, &group, remove).await;
+    let after = server.send("okta", Method::GET, &group, None).await;
+    assert_eq!(
+        after.body["members"].as_array().map(Vec::len),
+        Some(298),
+        "{}",
+        again.body
+    );
+
+    // Another source cannot touch the group.
+    let reply = server
+        .send(
+            "entra",
+            Method::PATCH,
+            &group,
+            patch(json!([{"op": "add", "path": "members", "value": [{"value": ids[0]}]}])),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+both_backends!(scim_member_patch, member_patches_on_a_large_group);

@@ -30,6 +30,7 @@ mod scim_oauth;
 mod scim_replay;
 mod store_identities;
 mod sync_e2e;
+mod sync_e2e_crash;
 mod sync_e2e_faults;
 mod sync_e2e_lifecycle;
 mod sync_store;

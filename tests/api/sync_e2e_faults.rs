@@ -334,9 +334,13 @@ async fn a_listing_page_that_fails_for_a_moment_is_retried() {
     });
     standin.clear_request_log();
     assert!(gateway.list_actual().await.is_err());
-    assert_eq!(
-        standin.request_log().len(),
-        6,
-        "three attempts each for the first page of users and of groups"
+    // The listing of users and of groups run together: whichever gives up
+    // first (after its three attempts) ends the other.
+    let log = standin.request_log();
+    let attempts = |path: &str| log.iter().filter(|r| r.path == path).count();
+    let (users, groups) = (attempts("/api/users"), attempts("/api/usergroups"));
+    assert!(
+        (users == 3 && groups <= 3) || (groups == 3 && users <= 3),
+        "{log:?}"
     );
 }

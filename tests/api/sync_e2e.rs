@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::support::Db;
-use crate::support::stack::{scim_user, spawn_stack};
+/// Other test modules take it from here.
+pub use crate::support::stack::scim_user;
+use crate::support::stack::spawn_stack;
 
 async fn a_scim_user_in_a_mapped_group_becomes_a_tyk_user_in_that_group(db: Db) {
     let stack = spawn_stack(db).await;

@@ -171,7 +171,7 @@ fn inactive_in_tyk(stack: &Stack) -> Vec<String> {
 async fn approve_and_check(stack: &Stack, held: &Value, leaving: usize) {
     let id = held["id"].as_str().expect("run id");
     let (status, body) = stack
-        .admin(Method::POST, &format!("/admin/v1/sync/runs/{id}/approve"))
+        .admin_request(Method::POST, &format!("/admin/v1/sync/runs/{id}/approve"))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "applied", "{body}");
@@ -180,10 +180,12 @@ async fn approve_and_check(stack: &Stack, held: &Value, leaving: usize) {
         assert_eq!(user.active, n >= leaving, "{}", email(n));
     }
     let (_, runs) = stack
-        .admin(Method::GET, "/admin/v1/sync/runs?status=held")
+        .admin_request(Method::GET, "/admin/v1/sync/runs?status=held")
         .await;
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
-    let (_, all) = stack.admin(Method::GET, "/admin/v1/sync/runs").await;
+    let (_, all) = stack
+        .admin_request(Method::GET, "/admin/v1/sync/runs")
+        .await;
     let run = all["runs"]
         .as_array()
         .and_then(|r| r.iter().find(|r| r["id"] == id))
@@ -202,7 +204,7 @@ async fn approve_and_check(stack: &Stack, held: &Value, leaving: usize) {
 async fn the_held_run(stack: &Stack) -> Value {
     stack.until_outbox_empty(Duration::from_secs(10)).await;
     let (status, body) = stack
-        .admin(Method::GET, "/admin/v1/sync/runs?status=held")
+        .admin_request(Method::GET, "/admin/v1/sync/runs?status=held")
         .await;
     assert_eq!(status, 200, "{body}");
     let runs = body["runs"].as_array().expect("runs");

@@ -313,7 +313,7 @@ async fn with_the_delete_policy_leavers_are_deleted_after_the_grace_period(db: D
     assert!(stack.in_group("bob@example.org", "API Developers"));
     assert!(stack.in_group("cy@example.org", "API Developers"));
     let (_, audit) = stack
-        .admin(
+        .admin_request(
             Method::GET,
             "/admin/v1/sync/audit?email=ada@example.org&step=delete",
         )
@@ -438,7 +438,9 @@ async fn an_unmanaged_user_and_an_admin_are_left_alone(db: Db) {
     assert_eq!(writes_to(&stack, &admin.id), 0);
     assert_eq!(creations_by_email(&stack).get("bob@example.org"), None);
     // The plan says why.
-    let (_, plan) = stack.admin(Method::GET, "/admin/v1/sync/plan").await;
+    let (_, plan) = stack
+        .admin_request(Method::GET, "/admin/v1/sync/plan")
+        .await;
     let skipped: BTreeMap<String, String> = plan["skipped"]
         .as_array()
         .expect("skipped")
@@ -499,7 +501,7 @@ async fn with_adopt_existing_a_matching_tyk_user_is_adopted_and_audited(db: Db) 
     assert_eq!(writes_to(&stack, &admin.id), 0);
 
     let (status, audit) = stack
-        .admin(
+        .admin_request(
             Method::GET,
             "/admin/v1/sync/audit?email=bob@example.org&step=adopt_user",
         )

@@ -212,7 +212,7 @@ impl Stack {
     }
 
     /// A request on the admin API; returns the status and the JSON body.
-    pub async fn admin(&self, method: Method, path: &str) -> (u16, Value) {
+    pub async fn admin_request(&self, method: Method, path: &str) -> (u16, Value) {
         let response = self
             .app
             .client
@@ -227,14 +227,14 @@ impl Stack {
 
     /// One full reconcile through `POST /admin/v1/sync/run`; its `SyncStatus`.
     pub async fn reconcile(&self) -> Value {
-        let (status, body) = self.admin(Method::POST, "/admin/v1/sync/run").await;
+        let (status, body) = self.admin_request(Method::POST, "/admin/v1/sync/run").await;
         assert_eq!(status, 200, "full reconcile: {body}");
         body
     }
 
     /// Identity-change events not yet applied (`GET /admin/v1/status`).
     pub async fn outbox_depth(&self) -> i64 {
-        let (status, body) = self.admin(Method::GET, "/admin/v1/status").await;
+        let (status, body) = self.admin_request(Method::GET, "/admin/v1/status").await;
         assert_eq!(status, 200, "status: {body}");
         body["outbox"]["depth"].as_i64().expect("depth")
     }

@@ -75,7 +75,7 @@ pub fn sync_worker(
     let Some(tyk) = &config.tyk else {
         return Ok(None);
     };
-    let gateway = TykGateway::new(TykClient::new(tyk)?);
+    let gateway = TykGateway::new(TykClient::new(tyk)?).with_retry(config.sync.limits().retry);
     let source = ServiceSource::new(
         store.clone(),
         gateway.clone(),

@@ -84,6 +84,7 @@ async fn main() -> std::process::ExitCode {
         rate_500: args.rate_500,
         rate_reset: args.rate_reset,
         retry_after_secs: args.retry_after_secs,
+        ..FaultRates::default()
     });
     tracing::info!(
         listen = %standin.addr(),

@@ -23,6 +23,8 @@ use crate::tyk::Envelope;
 pub struct FaultRates {
     /// Added before every answer.
     pub latency: Duration,
+    /// Up to this much more, drawn uniformly for each request (random latency).
+    pub latency_jitter: Duration,
     /// Share (0..=1) of requests answered 429 with `Retry-After`.
     pub rate_429: f64,
     /// Share of requests answered 500.
@@ -73,7 +75,7 @@ impl Faults {
 
     /// The fault for a request with this credential, if any (consumed).
     fn pick(&mut self, credential: Option<&str>) -> (Duration, Option<Fault>) {
-        let latency = self.rates.latency;
+        let latency = self.rates.latency + jitter(self.rates.latency_jitter);
         let pos = self.scripted.iter().position(|s| {
             s.only_credential.is_none() || s.only_credential.as_deref() == credential
         });
@@ -97,6 +99,15 @@ impl Faults {
     }
 }
 
+/// A uniformly drawn duration in `[0, max]`.
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let micros = u64::try_from(max.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(rand::thread_rng().gen_range(0..=micros))
+}
+
 /// One request as the stand-in saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedRequest {
@@ -107,6 +118,9 @@ pub struct LoggedRequest {
     pub status: u16,
     /// The injected fault, if the request got one.
     pub fault: Option<Fault>,
+    /// The request's JSON body, when it had one (e.g. a created user's
+    /// `email_address`, to find duplicate creations).
+    pub body: Option<serde_json::Value>,
 }
 
 /// Middleware: applies faults, then records the request.
@@ -121,6 +135,13 @@ pub async fn faults_and_log(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let _in_flight = InFlight::enter(&shared);
+    // Buffer the body so the log can keep it (the stand-in's bodies are small).
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let logged_body = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    let request = Request::from_parts(parts, Body::from(bytes));
     let (latency, fault) = shared
         .faults
         .lock()
@@ -134,6 +155,7 @@ pub async fn faults_and_log(
             query: request.uri().query().map(str::to_string),
             status: CLIENT_CLOSED_REQUEST,
             fault: fault.clone(),
+            body: logged_body,
         },
     };
     if !latency.is_zero() {

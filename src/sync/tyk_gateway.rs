@@ -7,21 +7,35 @@
 
 use std::collections::BTreeMap;
 
+use std::future::Future;
+
 use super::actual::{ActualGroup, ActualState, ActualUser};
+use super::retry::RetryPolicy;
 use super::writer::{GroupRecord, TykWriter, UserRecord, WriteError};
 use crate::tyk::{
-    NewUser, NewUserGroup, PermissionLevel, Permissions, TykClient, TykError, User, UserGroup,
+    NewUser, NewUserGroup, Page, PermissionLevel, Permissions, TykClient, TykError, User, UserGroup,
 };
 
 /// Tyk, as the sync worker sees it.
 #[derive(Debug, Clone)]
 pub struct TykGateway {
     client: TykClient,
+    /// For the listing's pages (the applier retries writes itself).
+    retry: RetryPolicy,
 }
 
 impl TykGateway {
     pub fn new(client: TykClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Retries each page of the listing with this policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     pub fn client(&self) -> &TykClient {
@@ -29,14 +43,56 @@ impl TykGateway {
     }
 
     /// Every user and group the Dashboard key can see (all organisations it
-    /// may see), page by page.
+    /// may see), page by page. Each page is retried on timeouts, 429 and
+    /// 5xx: one lost page must not fail a listing of hundreds of pages.
     pub async fn list_actual(&self) -> Result<ActualState, TykError> {
-        let (users, groups) =
-            tokio::try_join!(self.client.list_users(), self.client.list_groups())?;
+        let (users, groups) = tokio::try_join!(
+            self.all_pages(|p| self.client.list_users_page(p)),
+            self.all_pages(|p| self.client.list_groups_page(p)),
+        )?;
         Ok(ActualState {
             users: users.iter().map(actual_user).collect(),
             groups: groups.iter().map(actual_group).collect(),
         })
+    }
+
+    /// Fetches p=1, then p=2..=pages, each page with retries.
+    async fn all_pages<T, F, Fut>(&self, fetch: F) -> Result<Vec<T>, TykError>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: Future<Output = Result<Page<T>, TykError>>,
+    {
+        let first = self.page(&fetch, 1).await?;
+        let mut items = first.items;
+        for p in 2..=i64::from(first.pages) {
+            let next = self.page(&fetch, p).await?;
+            if next.items.is_empty() {
+                break;
+            }
+            items.extend(next.items);
+        }
+        Ok(items)
+    }
+
+    /// One page, retried with backoff (honouring `Retry-After`) while the
+    /// failure is temporary.
+    async fn page<T, F, Fut>(&self, fetch: &F, p: i64) -> Result<Page<T>, TykError>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: Future<Output = Result<Page<T>, TykError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match fetch(p).await {
+                Err(e) if e.is_retryable() && attempts < self.retry.max_attempts.max(1) => {
+                    let delay = self.retry.delay(attempts - 1, e.retry_after());
+                    tracing::debug!(p, attempts, ?delay, error = %e, "retrying a Tyk listing page");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
     }
 }
 

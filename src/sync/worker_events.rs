@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::guard::{GuardVerdict, guard};
 use super::plan::plan;
 use super::scope::plan_for_people;
 use super::worker::{SyncWorker, idle_status, millis};
@@ -66,16 +67,28 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             ActualScope::People(emails.clone())
         };
         let desired = self.source.desired().await?;
-        let actual = self.source.actual(&scope).await?;
+        let mut actual = self.source.actual(&scope).await?;
         let (ownership, managed) = self.ownership().await?;
         let now = Timestamp::now();
         let policy = self.config.policy();
-        let plan = match &scope {
+        let mut plan = match &scope {
             ActualScope::Everyone => plan(&desired, &actual, &ownership, &policy, now),
             ActualScope::People(people) => {
                 plan_for_people(&desired, &actual, &ownership, &policy, now, people)
             }
         };
+        if scope != ActualScope::Everyone
+            && matches!(
+                guard(&plan, managed, self.config.guard),
+                GuardVerdict::Hold { .. }
+            )
+        {
+            // Held: hold everyone's plan, so the held run carries every
+            // pending removal — also those of earlier held event runs,
+            // which it supersedes — and approving it applies them all.
+            actual = self.source.actual(&ActualScope::Everyone).await?;
+            plan = super::plan::plan(&desired, &actual, &ownership, &policy, now);
+        }
         let mut by_email: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for event in events {
             if let Some(email) = &event.email {

@@ -276,6 +276,43 @@ async fn approval_refuses_a_plan_that_now_removes_other_people() {
     assert_eq!(held_now.len(), 1, "the new plan is held in its place");
 }
 
+#[tokio::test]
+async fn removals_held_over_several_event_runs_are_approved_at_once() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(10))).await;
+    worker.run_once(Trigger::Full).await.expect("initial");
+    // Six people leave; their events come in two batches of three, each
+    // over the threshold of 2.
+    *worker_source(&worker).desired.lock().expect("lock") = people(&emails(10)[6..]);
+    let mut held = Vec::new();
+    for batch in emails(6).chunks(3) {
+        for email in batch {
+            append_event(&store, Some(email)).await;
+        }
+        let status = worker.run_once(Trigger::Events).await.expect("run");
+        assert_eq!(status.outcome, Outcome::Held);
+        held.push(status.run_id.expect("held run id"));
+    }
+    assert_eq!(active_emails(&tyk).len(), 10, "nothing applied while held");
+    assert_eq!(outbox_depth(&store).await, 0, "the held run carries them");
+
+    // One held run, carrying every pending removal: approving it applies
+    // them all (not only the last batch's).
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let pending = sync_runs::list_runs(&mut conn, Some(RunStatus::Held), 10)
+        .await
+        .expect("list");
+    drop(conn);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, held[1]);
+    assert_eq!(pending[0].people_removed, 6);
+    let applied = worker
+        .approve_run(held[1], "cli:approve")
+        .await
+        .expect("approve");
+    assert_eq!(applied.outcome, Outcome::Applied);
+    assert_eq!(active_emails(&tyk), emails(10)[6..].to_vec());
+}
+
 fn worker_source(worker: &Worker) -> &TestSource {
     worker.source()
 }

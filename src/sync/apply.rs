@@ -196,6 +196,12 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             Ok(id) => (true, id.clone(), None),
             Err(e) => (false, None, Some(e.to_string())),
         };
+        metrics::counter!(
+            "tyk_idsync_sync_plan_steps_total",
+            "kind" => step.kind(),
+            "result" => if ok { "applied" } else { "failed" }
+        )
+        .increment(1);
         if ok {
             report.applied += 1;
         } else {

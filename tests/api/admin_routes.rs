@@ -547,6 +547,15 @@ async fn a_sync_moves_the_event_tyk_request_and_sync_metrics() {
         sample(&after, "tyk_idsync_tyk_writes_total", &[]) >= 1.0,
         "{after}"
     );
+    // Plan steps by kind and result.
+    assert!(
+        sample(
+            &after,
+            "tyk_idsync_sync_plan_steps_total",
+            &[("kind", "create_user"), ("result", "applied")]
+        ) >= 1.0,
+        "{after}"
+    );
     // Last successes: the sync run, and a poll reported through the hook.
     let now = chrono::Utc::now().timestamp() as f64;
     for (source, kind) in [("all", "sync"), ("metrics-test-ldap", "poll")] {

@@ -75,7 +75,9 @@ pub fn sync_worker(
     let Some(tyk) = &config.tyk else {
         return Ok(None);
     };
-    let gateway = TykGateway::new(TykClient::new(tyk)?).with_retry(config.sync.limits().retry);
+    let gateway = TykGateway::new(TykClient::new(tyk)?)
+        .with_retry(config.sync.limits().retry)
+        .with_listing_concurrency(config.sync.max_concurrency);
     let source = ServiceSource::new(
         store.clone(),
         gateway.clone(),

@@ -22,6 +22,8 @@ pub struct TykGateway {
     client: TykClient,
     /// For the listing's pages (the applier retries writes itself).
     retry: RetryPolicy,
+    /// Pages of a listing fetched at once (`sync.max_concurrency`).
+    concurrency: usize,
 }
 
 impl TykGateway {
@@ -29,7 +31,15 @@ impl TykGateway {
         Self {
             client,
             retry: RetryPolicy::default(),
+            concurrency: 1,
         }
+    }
+
+    /// Fetches up to `n` pages of a listing at once (after the first,
+    /// which says how many there are), keeping their order.
+    pub fn with_listing_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
     }
 
     /// Retries each page of the listing with this policy.
@@ -56,20 +66,23 @@ impl TykGateway {
         })
     }
 
-    /// Fetches p=1, then p=2..=pages, each page with retries.
+    /// Fetches p=1, then p=2..=pages (several at once), each page with
+    /// retries.
     async fn all_pages<T, F, Fut>(&self, fetch: F) -> Result<Vec<T>, TykError>
     where
         F: Fn(i64) -> Fut,
         Fut: Future<Output = Result<Page<T>, TykError>>,
     {
+        use futures::{StreamExt, TryStreamExt};
         let first = self.page(&fetch, 1).await?;
         let mut items = first.items;
-        for p in 2..=i64::from(first.pages) {
-            let next = self.page(&fetch, p).await?;
-            if next.items.is_empty() {
-                break;
-            }
-            items.extend(next.items);
+        let rest: Vec<Page<T>> = futures::stream::iter(2..=i64::from(first.pages))
+            .map(|p| self.page(&fetch, p))
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        for page in rest {
+            items.extend(page.items);
         }
         Ok(items)
     }

@@ -308,3 +308,63 @@ async fn member_of_mode(db: Db) {
     );
 }
 both_backends!(ldap_member_of, member_of_mode);
+
+async fn slapd_killed_in_the_middle_of_a_poll(db: Db) {
+    let (store, _guard) = fresh_store(db).await;
+    let mut slapd = Slapd::start();
+    let ldif: String = (0..1500).map(|i| person(&format!("k{i}"), "")).collect();
+    slapd.add(&ldif);
+    let cfg = LdapSourceConfig {
+        page_size: 5,
+        max_removal_percent: 100,
+        ..ldap_config(&slapd)
+    };
+    let pw = SecretString::from(slapd.bind_password().to_string());
+    let source = SourceName::new("corp");
+    run_once(&store, &source, &cfg, &pw, PollKind::Full, false)
+        .await
+        .expect("first poll");
+    let count = |store: Store| async move {
+        let mut conn = store.pool().acquire().await.expect("conn");
+        identities::count_users(&mut conn, &SourceName::new("corp"))
+            .await
+            .expect("count")
+    };
+    assert_eq!(count(store.clone()).await, 1500);
+    let events_before = pending(&store).await.len();
+
+    // Kill slapd while a full poll is reading its 300 pages. A strict read
+    // fails; a lenient one would see a third of the directory and delete
+    // the rest (the guard is off here: 100%).
+    let mut failed_mid_poll = false;
+    for delay_ms in [30, 15, 5, 1] {
+        let (store2, source2, cfg2, pw2) = (store.clone(), source.clone(), cfg.clone(), pw.clone());
+        let poll = tokio::spawn(async move {
+            run_once(&store2, &source2, &cfg2, &pw2, PollKind::Full, false).await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        slapd.kill();
+        let result = poll.await.expect("join");
+        assert_eq!(
+            count(store.clone()).await,
+            1500,
+            "nobody removed ({result:?})"
+        );
+        slapd.restart();
+        if result.is_err() {
+            failed_mid_poll = true;
+            break;
+        }
+    }
+    assert!(failed_mid_poll, "slapd was never killed during a poll");
+    assert_eq!(
+        pending(&store).await.len(),
+        events_before,
+        "no event written"
+    );
+    let report = run_once(&store, &source, &cfg, &pw, PollKind::Full, false)
+        .await
+        .expect("poll after restart");
+    assert_eq!((report.users_read, report.changes), (1500, 0));
+}
+both_backends!(ldap_killed_mid_poll, slapd_killed_in_the_middle_of_a_poll);

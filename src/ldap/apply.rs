@@ -1,7 +1,10 @@
 //! Applies a user diff to the store, with one outbox event per change, on
 //! the caller's connection (a transaction: all or nothing).
 
+use std::collections::BTreeMap;
+
 use sqlx::AnyConnection;
+use uuid::Uuid;
 
 use super::diff::UserChange;
 use super::translate::DirectoryUser;
@@ -15,8 +18,13 @@ pub async fn apply_user_changes(
     source: &SourceName,
     stored: &[IdentityUser],
     changes: &[UserChange],
-) -> Result<Vec<(String, uuid::Uuid)>, StoreError> {
+) -> Result<Vec<(String, Uuid)>, StoreError> {
     let now = Timestamp::now();
+    let by_id: BTreeMap<Uuid, &IdentityUser> = if changes.is_empty() {
+        BTreeMap::new()
+    } else {
+        stored.iter().map(|u| (u.id, u)).collect()
+    };
     let mut created = Vec::new();
     for change in changes {
         let (kind, subject, email) = match change {
@@ -29,7 +37,7 @@ pub async fn apply_user_changes(
             UserChange::Update { id, user }
             | UserChange::Deactivate { id, user }
             | UserChange::Reactivate { id, user } => {
-                let Some(old) = stored.iter().find(|u| u.id == *id) else {
+                let Some(old) = by_id.get(id) else {
                     continue;
                 };
                 let row = IdentityUser {

@@ -59,6 +59,7 @@ pub async fn apply_groups(
     let emails: BTreeMap<Uuid, Option<String>> =
         users.values().map(|u| (u.id, u.email.clone())).collect();
     let stored = stored_members(conn, source).await?;
+    let no_members = BTreeMap::new();
     for (key, group_id) in &group_ids {
         let mut wanted: BTreeMap<Uuid, MemberKind> = BTreeMap::new();
         for user in snap.user_members.get(key).into_iter().flatten() {
@@ -71,7 +72,7 @@ pub async fn apply_groups(
                 wanted.insert(*id, MemberKind::Group);
             }
         }
-        let current = stored.get(group_id).cloned().unwrap_or_default();
+        let current = stored.get(group_id).unwrap_or(&no_members);
         let managed = |id: &Uuid, kind: MemberKind| match (only_users, kind) {
             (Some(set), MemberKind::User) => set.contains(id),
             _ => true,

@@ -1,7 +1,7 @@
 //! Directory snapshot vs stored users → the changes to apply, and the
 //! mass-removal guard. Pure. Users are matched by stable id (`external_id`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
@@ -34,29 +34,45 @@ pub enum UserChange {
 
 /// Compares `found` with `stored`. `full` allows deletions: an incremental
 /// poll sees only changed entries, so absence means nothing there.
-pub fn diff_users(stored: &[IdentityUser], found: &[DirectoryUser], full: bool) -> Vec<UserChange> {
+pub fn diff_users<'a>(
+    stored: &[IdentityUser],
+    found: impl IntoIterator<Item = &'a DirectoryUser>,
+    full: bool,
+) -> Vec<UserChange> {
     let by_id: BTreeMap<&str, &IdentityUser> = stored
         .iter()
         .filter_map(|u| u.external_id.as_deref().map(|x| (x, u)))
         .collect();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut changes = Vec::new();
     for user in found {
+        if full {
+            seen.insert(user.stable_id.as_str());
+        }
         match by_id.get(user.stable_id.as_str()) {
             None => changes.push(UserChange::Create(user.clone())),
             Some(old) => {
-                let (id, user) = (old.id, user.clone());
+                // Unchanged users (most of them, most polls) are not cloned.
+                let id = old.id;
                 match (old.active, user.active) {
-                    (true, false) => changes.push(UserChange::Deactivate { id, user }),
-                    (false, true) => changes.push(UserChange::Reactivate { id, user }),
-                    _ if differs(old, &user) => changes.push(UserChange::Update { id, user }),
+                    (true, false) => changes.push(UserChange::Deactivate {
+                        id,
+                        user: user.clone(),
+                    }),
+                    (false, true) => changes.push(UserChange::Reactivate {
+                        id,
+                        user: user.clone(),
+                    }),
+                    _ if differs(old, user) => changes.push(UserChange::Update {
+                        id,
+                        user: user.clone(),
+                    }),
                     _ => {}
                 }
             }
         }
     }
     if full {
-        let seen: std::collections::BTreeSet<&str> =
-            found.iter().map(|u| u.stable_id.as_str()).collect();
         for (ext, old) in &by_id {
             if !seen.contains(ext) {
                 changes.push(UserChange::Delete {

@@ -31,6 +31,31 @@ pub fn expand(direct: &DirectMembers) -> Expanded {
     out
 }
 
+/// The groups on a membership cycle, as [`expand`] reports them, from the
+/// group→group edges alone (users play no part in a cycle): what a poll
+/// needs, without building every group's user set.
+pub fn cycles(groups: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for start in groups.keys() {
+        let mut visited: BTreeSet<&str> = BTreeSet::new();
+        let mut stack: Vec<&str> = vec![start];
+        while let Some(group) = stack.pop() {
+            if !visited.insert(group) {
+                continue;
+            }
+            for child in groups.get(group).into_iter().flatten() {
+                if child == start {
+                    out.insert(start.clone());
+                }
+                if !visited.contains(child.as_str()) {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Depth-first walk with an explicit stack and a visited set, so a cycle
 /// ends the walk instead of looping, and deep nesting cannot overflow.
 fn reach(direct: &DirectMembers, start: &str, cycles: &mut BTreeSet<String>) -> BTreeSet<String> {
@@ -89,6 +114,7 @@ mod tests {
         assert_eq!(e.users["backend"], set(&["bob", "carol"]));
         assert_eq!(e.users["db"], set(&["carol"]));
         assert!(e.cycles.is_empty());
+        assert!(cycles(&d.groups).is_empty());
     }
 
     #[test]
@@ -101,13 +127,27 @@ mod tests {
         assert_eq!(e.users["a"], set(&["alice", "bob"]));
         assert_eq!(e.users["b"], set(&["alice", "bob"]));
         assert_eq!(e.cycles, set(&["a", "b"]));
+        assert_eq!(cycles(&d.groups), e.cycles);
     }
 
     #[test]
     fn a_group_containing_itself_is_a_cycle() {
-        let e = expand(&direct(&[("a", &["x"])], &[("a", &["a"])]));
+        let d = direct(&[("a", &["x"])], &[("a", &["a"])]);
+        let e = expand(&d);
         assert_eq!(e.users["a"], set(&["x"]));
         assert_eq!(e.cycles, set(&["a"]));
+        assert_eq!(cycles(&d.groups), e.cycles);
+    }
+
+    #[test]
+    fn cycles_match_the_full_expansion() {
+        // a → b → c → b: b and c are on the cycle, a only leads into it.
+        let d = direct(
+            &[("a", &["x"]), ("d", &["y"])],
+            &[("a", &["b"]), ("b", &["c"]), ("c", &["b", "d"])],
+        );
+        assert_eq!(expand(&d).cycles, set(&["b", "c"]));
+        assert_eq!(cycles(&d.groups), expand(&d).cycles);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::apply_groups::{GroupReport, UserRef, apply_groups};
 use super::config::{LdapSourceConfig, MembershipMode};
 use super::diff::{Held, UserChange, check_removals, diff_users, stored_dn};
 use super::error::LdapError;
-use super::nested::{DirectMembers, expand};
+use super::nested;
 use super::read::{DirectoryRead, read_directory};
 use super::translate::{DirectorySnapshot, dn_key, translate};
 use crate::domain::{IdentityUser, SourceName, Timestamp};
@@ -96,20 +96,18 @@ pub async fn run_poll(
     let mut tx = store.begin_write().await?;
     let stored = identities::list_users(&mut tx, source).await?;
     let snap = snapshot(cfg, &read, &stored);
-    let found: Vec<_> = snap.users.values().cloned().collect();
+    // The raw entries are the largest thing a poll holds: free them before
+    // the store reads memberships.
+    drop(read);
     let full = options.kind == PollKind::Full;
-    let changes = diff_users(&stored, &found, full);
-    let cycles = expand(&DirectMembers {
-        users: snap.user_members.clone(),
-        groups: snap.group_members.clone(),
-    })
-    .cycles;
+    let changes = diff_users(&stored, snap.users.values(), full);
+    let cycles = nested::cycles(&snap.group_members);
     if !cycles.is_empty() {
         tracing::warn!(source = %source, groups = ?cycles, "LDAP groups nest in a cycle; each is counted once");
     }
     let mut report = PollReport {
         kind: options.kind,
-        users_read: found.len(),
+        users_read: snap.users.len(),
         groups_read: snap.groups.len(),
         changes: changes.len(),
         groups: GroupReport::default(),

@@ -19,7 +19,10 @@ impl RawEntry {
     ) -> Self {
         let attrs = attrs
             .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .map(|(mut k, v): (String, Vec<String>)| {
+                k.make_ascii_lowercase();
+                (k, v)
+            })
             .collect();
         Self {
             dn: dn.into(),
@@ -75,6 +78,29 @@ pub struct DirectorySnapshot {
 
 /// Normalises a DN for comparison: lower-case, no spaces around `,` and `=`.
 pub fn dn_key(dn: &str) -> String {
+    if !dn.is_ascii() {
+        return dn_key_unicode(dn);
+    }
+    // The common case, built in one allocation (it runs for every user and
+    // every member value of every poll). Same result as the general case:
+    // on ASCII text `to_lowercase` is `to_ascii_lowercase`.
+    let mut key = String::with_capacity(dn.len());
+    for (i, rdn) in dn.split(',').enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        for (j, part) in rdn.split('=').enumerate() {
+            if j > 0 {
+                key.push('=');
+            }
+            key.push_str(part.trim());
+        }
+    }
+    key.make_ascii_lowercase();
+    key
+}
+
+fn dn_key_unicode(dn: &str) -> String {
     dn.split(',')
         .map(|rdn| {
             rdn.split('=')
@@ -188,24 +214,31 @@ fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut Direc
     let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut nested: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for g in groups {
-        let key = dn_key(&g.dn);
+        let mut direct_users = BTreeSet::new();
+        let mut direct_groups = BTreeSet::new();
         let dns = g.all("member").iter().chain(g.all("uniqueMember"));
         for dn in dns {
             // uniqueMember may carry an optional `#'bits'B` UID suffix.
             let member = dn_key(dn.split('#').next().unwrap_or(dn));
             if snap.users.contains_key(&member) || known_keys.contains(member.as_str()) {
-                users.entry(key.clone()).or_default().insert(member);
+                direct_users.insert(member);
             } else if snap.groups.contains_key(&member) {
-                nested.entry(key.clone()).or_default().insert(member);
+                direct_groups.insert(member);
             }
         }
         for uid in g.all("memberUid") {
             if let Some(user_key) = by_login.get(uid.as_str()) {
-                users
-                    .entry(key.clone())
-                    .or_default()
-                    .insert((*user_key).clone());
+                direct_users.insert((*user_key).clone());
             }
+        }
+        // Only groups with members get an entry; groups whose DNs share a
+        // key are merged.
+        let key = dn_key(&g.dn);
+        if !direct_users.is_empty() {
+            users.entry(key.clone()).or_default().extend(direct_users);
+        }
+        if !direct_groups.is_empty() {
+            nested.entry(key).or_default().extend(direct_groups);
         }
     }
     snap.user_members = users;
@@ -264,6 +297,22 @@ mod tests {
         e.attrs
             .insert("entryuuid".into(), vec![format!("id-{uid}")]);
         e
+    }
+
+    #[test]
+    fn dn_keys_are_the_same_on_the_ascii_fast_path() {
+        for dn in [
+            "UID=Alice , OU=People,DC=Example, DC=org",
+            "cn=a=b,dc=x",
+            "cn= R&D (EU) ,dc=x",
+            "",
+            ",,=",
+            "cn=x\t\x0b,dc=y",
+            "CN=\u{00C9}quipe \u{03A3},DC=x",
+        ] {
+            assert_eq!(dn_key(dn), dn_key_unicode(dn), "{dn:?}");
+        }
+        assert_eq!(dn_key("UID=a , OU=P"), "uid=a,ou=p");
     }
 
     #[test]

@@ -59,15 +59,7 @@ async fn metrics_count_requests_by_route_template_and_status() {
             .await
             .expect("healthz");
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     let line = text
         .lines()
         .find(|l| {

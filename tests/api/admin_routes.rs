@@ -12,7 +12,6 @@ use crate::both_backends;
 use crate::support::Db;
 use crate::support::app::{ADMIN_TOKEN, TestApp};
 use crate::support::stack::{Stack, spawn_stack};
-use crate::sync_e2e::scim_user;
 
 const ZERO_ID: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -140,18 +139,6 @@ impl Stack {
         (status, body)
     }
 
-    async fn metrics_text(&self) -> String {
-        self.app
-            .client
-            .get(self.app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    }
-
     /// Waits until `check` holds for what `probe` returns; returns that.
     async fn eventually<T, F>(
         &self,
@@ -181,28 +168,8 @@ impl Stack {
     async fn sync_ada(&self) {
         self.add_rule("API Developers", 10, &["okta:Developers"])
             .await;
-        let (status, user) = self
-            .scim(
-                &self.okta_token,
-                Method::POST,
-                "/Users",
-                scim_user("ada", "ada@example.org"),
-            )
-            .await;
-        assert_eq!(status, 201, "{user}");
-        let (status, group) = self
-            .scim(
-                &self.okta_token,
-                Method::POST,
-                "/Groups",
-                json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                    "displayName": "Developers",
-                    "members": [{"value": user["id"]}],
-                }),
-            )
-            .await;
-        assert_eq!(status, 201, "{group}");
+        let ada = self.create_user("ada", "ada@example.org").await;
+        self.create_group("Developers", &[&ada]).await;
         self.until("Ada is a Tyk user", |s| {
             s.tyk_user("ada@example.org").is_some()
         })
@@ -469,7 +436,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn a_sync_moves_the_event_tyk_request_and_sync_metrics() {
     let stack = spawn_stack(Db::Sqlite).await;
-    let before = stack.metrics_text().await;
+    let before = stack.app.metrics_text().await;
     let created_users = |text: &str| {
         sample(
             text,
@@ -492,7 +459,7 @@ async fn a_sync_moves_the_event_tyk_request_and_sync_metrics() {
     let after = stack
         .eventually(
             "the applied run is counted",
-            || stack.metrics_text(),
+            || stack.app.metrics_text(),
             |text| {
                 sample(
                     text,

@@ -107,16 +107,7 @@ async fn ldap_to_tyk(db: Db) {
         corp["last_poll"].is_string() && !corp["poll_held"].as_bool().unwrap_or(true),
         "{status}"
     );
-    let metrics = stack
-        .app
-        .client
-        .get(stack.app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = stack.app.metrics_text().await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("tyk_idsync_last_success_timestamp_seconds")

@@ -19,7 +19,7 @@ use tyk_idsync::tyk::Permissions;
 use crate::support::app::ADMIN_TOKEN;
 use crate::support::free_port;
 use crate::support::postgres::fresh_database;
-use crate::sync_e2e::scim_user;
+use crate::support::stack::scim_user;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tyk-idsync");
 const TYK_API_KEY: &str = "replicas-dashboard-key-0123456789";

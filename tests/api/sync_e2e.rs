@@ -2,12 +2,11 @@
 //! group of the stand-in, through the mapping and the sync worker.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::both_backends;
 use crate::support::Db;
 /// Other test modules take it from here.
-pub use crate::support::stack::scim_user;
 use crate::support::stack::spawn_stack;
 
 async fn a_scim_user_in_a_mapped_group_becomes_a_tyk_user_in_that_group(db: Db) {
@@ -15,28 +14,8 @@ async fn a_scim_user_in_a_mapped_group_becomes_a_tyk_user_in_that_group(db: Db) 
     stack
         .add_rule("API Developers", 10, &["okta:Developers"])
         .await;
-    let (status, user) = stack
-        .scim(
-            &stack.okta_token,
-            Method::POST,
-            "/Users",
-            scim_user("ada", "Ada@Example.org"),
-        )
-        .await;
-    assert_eq!(status, 201, "{user}");
-    let (status, group) = stack
-        .scim(
-            &stack.okta_token,
-            Method::POST,
-            "/Groups",
-            json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": "Developers",
-                "members": [{"value": user["id"]}],
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{group}");
+    let ada = stack.create_user("ada", "Ada@Example.org").await;
+    stack.create_group("Developers", &[&ada]).await;
 
     stack
         .until("Ada is in API Developers", |s| {
@@ -46,7 +25,7 @@ async fn a_scim_user_in_a_mapped_group_becomes_a_tyk_user_in_that_group(db: Db) 
         })
         .await;
     // Another source's token cannot see Okta's user.
-    let path = format!("/Users/{}", user["id"].as_str().expect("id"));
+    let path = format!("/Users/{ada}");
     let (status, _) = stack
         .scim(&stack.entra_token, Method::GET, &path, Value::Null)
         .await;

@@ -31,6 +31,18 @@ impl TestApp {
             .expect("admin request")
     }
 
+    /// The `/metrics` page as text (it needs no token).
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Asks the server to stop (graceful shutdown).
     pub fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

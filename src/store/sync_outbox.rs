@@ -25,7 +25,10 @@ pub struct ClaimedEvent {
 }
 
 /// Claims up to `limit` pending events not leased by anyone, until `until`.
-/// Call inside a transaction and commit it straight away.
+/// Call inside a transaction from [`Store::begin_write`] (on SQLite it must
+/// hold the write lock before it reads) and commit it straight away.
+///
+/// [`Store::begin_write`]: super::Store::begin_write
 pub async fn claim(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -36,14 +39,7 @@ pub async fn claim(
 ) -> Result<Vec<ClaimedEvent>, StoreError> {
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE OF e SKIP LOCKED",
-        Backend::Sqlite => {
-            // Take the write lock first: a read-then-write transaction cannot
-            // wait for another writer in SQLite and fails with SQLITE_BUSY.
-            sqlx::query("DELETE FROM sync_event_leases WHERE until_at < 0")
-                .execute(&mut *conn)
-                .await?;
-            ""
-        }
+        Backend::Sqlite => "",
     };
     let rows = sqlx::query(&format!(
         "SELECT e.seq, e.source, e.kind, e.email FROM identity_events e \

@@ -17,7 +17,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     pub(super) async fn claim(&self) -> Result<Vec<ClaimedEvent>, SyncError> {
         let now = Timestamp::now();
         let until = Timestamp(now.0 + millis(self.config.event_lease));
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let claimed = sync_outbox::claim(
             &mut tx,
             self.store.backend(),

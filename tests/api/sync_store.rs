@@ -374,7 +374,7 @@ async fn append_events(store: &Store, emails: &[Option<&str>]) -> Vec<i64> {
 }
 
 async fn claim(store: &Store, holder: &str, now: i64) -> Vec<i64> {
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = store.begin_write().await.expect("begin");
     let claimed = sync_outbox::claim(
         &mut tx,
         store.backend(),
@@ -419,7 +419,7 @@ async fn outbox_leases_give_at_least_once_delivery(db: Db) {
     // w1 crashed holding seqs[2]: its lease expires and the event comes back.
     assert_eq!(claim(&store, "w3", now + 30_001).await, vec![seqs[2]]);
 
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = store.begin_write().await.expect("begin");
     let again = sync_outbox::claim(
         &mut tx,
         store.backend(),

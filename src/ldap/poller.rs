@@ -95,10 +95,9 @@ pub async fn run_poll(
     let read = read_directory(cfg, password, since).await?;
     let mut tx = store.begin_write().await?;
     let stored = identities::list_users(&mut tx, source).await?;
-    let snap = snapshot(cfg, &read, &stored);
-    // The raw entries are the largest thing a poll holds: free them before
-    // the store reads memberships.
-    drop(read);
+    // Consumes the raw entries, the largest thing a poll holds, so they are
+    // freed before the store reads memberships.
+    let snap = snapshot(cfg, read, &stored);
     let full = options.kind == PollKind::Full;
     let changes = diff_users(&stored, snap.users.values(), full);
     let cycles = nested::cycles(&snap.group_members);
@@ -142,7 +141,7 @@ pub async fn run_poll(
 /// disabled filter are inactive; in-chain members replace member lists.
 fn snapshot(
     cfg: &LdapSourceConfig,
-    read: &DirectoryRead,
+    read: DirectoryRead,
     stored: &[IdentityUser],
 ) -> DirectorySnapshot {
     let known: Vec<(String, String)> = stored
@@ -156,7 +155,7 @@ fn snapshot(
         }
     }
     if cfg.membership == MembershipMode::AdInChain {
-        snap.user_members = read.in_chain.clone();
+        snap.user_members = read.in_chain;
         snap.group_members.clear();
     }
     snap

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::error::ScimError;
 use super::filter::{AttrPath, CompareOp, Filter};
-use super::members::{WantedMembers, membership_event, parse_member, resolve_member};
+use super::members::{WantedMembers, add_member, parse_member, remove_member};
 use super::patch::{OpKind, PatchOp, PatchPath};
 use super::resource::check_if_match;
 use super::schema::GROUP_SCHEMA;
@@ -115,31 +115,17 @@ async fn apply_change(
     group: &IdentityGroup,
     change: &MemberChange,
 ) -> Result<bool, ScimError> {
-    let group_id = group.id.to_string();
     match change {
         MemberChange::Add(wanted) => {
             for (member_id, given, body) in wanted {
-                let (member, known) =
-                    resolve_member(conn, &group.source, *member_id, *given).await?;
-                let added = identities::add_members(conn, group.id, &[member]).await?;
-                if !known {
-                    scim_query::set_member_ref(conn, &group_id, &member_id.to_string(), body)
-                        .await?;
-                }
-                if !added.is_empty() {
-                    membership_event(conn, group, *member_id, "added").await?;
-                }
+                add_member(conn, group, *member_id, *given, body).await?;
             }
         }
         MemberChange::Remove(ids) => {
             for member_id in ids {
-                let removed = identities::remove_members(conn, group.id, &[*member_id]).await?;
-                if removed.is_empty() {
+                if !remove_member(conn, group, *member_id).await? {
                     return Ok(false);
                 }
-                scim_query::delete_member_refs(conn, &group_id, Some(&member_id.to_string()))
-                    .await?;
-                membership_event(conn, group, *member_id, "removed").await?;
             }
         }
     }

@@ -35,7 +35,7 @@ pub(super) fn parse_member(item: &Value) -> Result<(Uuid, Option<MemberKind>, Va
 /// source does not know is kept as a reference of the type the client gave
 /// (clients may send members before the members themselves); it never
 /// reaches another source's data, as every lookup is scoped by source.
-pub(super) async fn resolve_member(
+async fn resolve_member(
     conn: &mut AnyConnection,
     source: &SourceName,
     id: Uuid,
@@ -104,26 +104,53 @@ pub(super) async fn sync_members(
         .iter()
         .map(|(id, kind, body)| (*id, (*kind, body)))
         .collect();
-    let mut to_add = Vec::new();
-    let group_id = group.id.to_string();
     for (id, (given, body)) in wanted_ids.iter().filter(|(id, _)| !current.contains(id)) {
-        let (member, known) = resolve_member(conn, &group.source, *id, *given).await?;
-        if !known {
-            scim_query::set_member_ref(conn, &group_id, &id.to_string(), body).await?;
-        }
-        to_add.push(member);
+        add_member(conn, group, *id, *given, body).await?;
     }
-    let to_remove: Vec<Uuid> = current
-        .iter()
-        .filter(|id| !wanted_ids.contains_key(id))
-        .copied()
-        .collect();
-    for member in identities::add_members(conn, group.id, &to_add).await? {
-        membership_event(conn, group, member.id, "added").await?;
-    }
-    for id in identities::remove_members(conn, group.id, &to_remove).await? {
-        scim_query::delete_member_refs(conn, &group_id, Some(&id.to_string())).await?;
-        membership_event(conn, group, id, "removed").await?;
+    for id in current.iter().filter(|id| !wanted_ids.contains_key(id)) {
+        remove_member(conn, group, *id).await?;
     }
     Ok(())
+}
+
+/// Adds one member, resolved within the group's source (an id the source
+/// does not know yet is kept with what the client sent), with a
+/// membership event. False if it was a member already.
+pub(super) async fn add_member(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    id: Uuid,
+    given: Option<MemberKind>,
+    body: &Value,
+) -> Result<bool, ScimError> {
+    let (member, known) = resolve_member(conn, &group.source, id, given).await?;
+    if !known {
+        scim_query::set_member_ref(conn, &group.id.to_string(), &id.to_string(), body).await?;
+    }
+    if identities::add_members(conn, group.id, &[member])
+        .await?
+        .is_empty()
+    {
+        return Ok(false);
+    }
+    membership_event(conn, group, id, "added").await?;
+    Ok(true)
+}
+
+/// Removes one member, its stored reference and with a membership event.
+/// False if it was not a member.
+pub(super) async fn remove_member(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    id: Uuid,
+) -> Result<bool, ScimError> {
+    if identities::remove_members(conn, group.id, &[id])
+        .await?
+        .is_empty()
+    {
+        return Ok(false);
+    }
+    scim_query::delete_member_refs(conn, &group.id.to_string(), Some(&id.to_string())).await?;
+    membership_event(conn, group, id, "removed").await?;
+    Ok(true)
 }

@@ -47,30 +47,3 @@ pub fn metrics_handle() -> Option<&'static metrics_exporter_prometheus::Promethe
         })
         .as_ref()
 }
-
-/// When each source's poll last succeeded (epoch ms), for
-/// `tyk_idsync_last_success_timestamp_seconds{kind="poll"}`.
-static POLL_SUCCESS: std::sync::Mutex<std::collections::BTreeMap<String, i64>> =
-    std::sync::Mutex::new(std::collections::BTreeMap::new());
-
-/// Records that a poll of `source` (e.g. an LDAP source) just completed
-/// successfully; `/metrics` reports it as
-/// `tyk_idsync_last_success_timestamp_seconds{source,kind="poll"}`.
-/// Pollers call this after each successful poll.
-pub fn record_poll_success(source: &str) {
-    let now = crate::domain::Timestamp::now().0;
-    let mut map = POLL_SUCCESS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    map.insert(source.to_string(), now);
-}
-
-/// The last successful poll per source, by source name.
-pub fn poll_successes() -> Vec<(String, crate::domain::Timestamp)> {
-    let map = POLL_SUCCESS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    map.iter()
-        .map(|(source, ms)| (source.clone(), crate::domain::Timestamp(*ms)))
-        .collect()
-}

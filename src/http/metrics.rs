@@ -10,8 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::domain::Timestamp;
-use crate::store::stats;
-use crate::telemetry;
+use crate::store::{ldap_state, stats};
 
 pub async fn render(State(state): State<super::SharedState>) -> Response {
     match crate::telemetry::metrics_handle() {
@@ -85,7 +84,10 @@ async fn database_metrics(state: &super::SharedState) -> String {
         .flatten()
         .map(|run| run.finished_at);
     let here = state.sync.as_ref().and_then(|w| w.metrics().last_success());
-    let mut series: Vec<(String, &str, Timestamp)> = telemetry::poll_successes()
+    // Polls are recorded in the store, so every replica reports them.
+    let mut series: Vec<(String, &str, Timestamp)> = ldap_state::last_successes(&mut conn)
+        .await
+        .unwrap_or_default()
         .into_iter()
         .map(|(source, at)| (source, "poll", at))
         .collect();

@@ -108,9 +108,6 @@ impl LdapPoller {
                     group_changes = report.groups.changes(), held = report.held.is_some(),
                     "LDAP poll finished");
                 record_success(&mut state, report, started);
-                if report.held.is_none() {
-                    crate::telemetry::record_poll_success(self.source.as_str());
-                }
             }
             Err(e) => {
                 tracing::warn!(source = %self.source, error = %e, "LDAP poll failed; nothing was changed");

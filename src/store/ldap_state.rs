@@ -63,6 +63,27 @@ pub async fn get(
     .transpose()
 }
 
+/// Each source's last successful poll (sources that never succeeded are
+/// left out).
+pub async fn last_successes(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, Timestamp)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT source, last_success_at FROM ldap_poll_state \
+         WHERE last_success_at IS NOT NULL ORDER BY source",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("source")?,
+                Timestamp(row.try_get("last_success_at")?),
+            ))
+        })
+        .collect()
+}
+
 pub async fn put(
     conn: &mut AnyConnection,
     source: &SourceName,

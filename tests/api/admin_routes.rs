@@ -455,7 +455,16 @@ async fn a_sync_moves_the_event_tyk_request_and_sync_metrics() {
     );
 
     stack.sync_ada().await;
-    tyk_idsync::telemetry::record_poll_success("metrics-test-ldap");
+    let poll = tyk_idsync::store::ldap_state::PollState {
+        last_success_at: Some(tyk_idsync::domain::Timestamp::now()),
+        ..Default::default()
+    };
+    let mut conn = stack.app.state.store.pool().acquire().await.expect("conn");
+    let source = tyk_idsync::domain::SourceName::new("metrics-test-ldap");
+    tyk_idsync::store::ldap_state::put(&mut conn, &source, &poll)
+        .await
+        .expect("poll state");
+    drop(conn);
     let after = stack
         .eventually(
             "the applied run is counted",
@@ -523,7 +532,7 @@ async fn a_sync_moves_the_event_tyk_request_and_sync_metrics() {
         ) >= 1.0,
         "{after}"
     );
-    // Last successes: the sync run, and a poll reported through the hook.
+    // Last successes: the sync run, and a poll recorded in the store.
     let now = chrono::Utc::now().timestamp() as f64;
     for (source, kind) in [("all", "sync"), ("metrics-test-ldap", "poll")] {
         let at = sample(

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::ScimState;
 use super::auth::Caller;
 use super::error::ScimError;
+use super::member_batch::Outcome;
 use super::members::{WantedMembers, membership_event, parse_member, sync_members};
 use super::params::{list_params, parse_id, wants_minimal};
 use super::patch;
@@ -29,7 +30,7 @@ use crate::domain::{
     EventKind, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
 };
 use crate::retry_transient;
-use crate::store::scim_query;
+use crate::store::scim_query::{self, MemberView};
 use crate::store::{StoreError, events, identities};
 
 /// The SCIM representation of a stored group and its members.
@@ -38,36 +39,38 @@ async fn group_json(
     group: &IdentityGroup,
     base: &str,
 ) -> Result<Value, ScimError> {
-    let members = identities::list_members(conn, group.id).await?;
-    let names: HashMap<String, String> =
-        scim_query::display_names(conn, &group.source, &group.id.to_string())
-            .await?
-            .into_iter()
-            .collect();
-    let refs = scim_query::member_refs(conn, &group.id.to_string()).await?;
+    let members = scim_query::member_views(conn, &group.source, &group.id.to_string()).await?;
+    Ok(group_json_with(group, members, base))
+}
+
+/// The SCIM representation of a group with the given members.
+pub(super) fn group_json_with(
+    group: &IdentityGroup,
+    members: Vec<MemberView>,
+    base: &str,
+) -> Value {
     let mut obj = group.attributes.as_object().cloned().unwrap_or_default();
     obj.insert("schemas".into(), json!([GROUP_SCHEMA]));
     obj.insert("id".into(), json!(group.id.to_string()));
     obj.insert("displayName".into(), json!(group.display_name));
     if !members.is_empty() {
         let list: Vec<Value> = members
-            .iter()
-            .map(|m| {
-                let id = m.id.to_string();
-                if let Some(Value::Object(sent)) = refs.get(&id) {
-                    let mut v = sent.clone();
-                    v.insert("value".into(), json!(id));
-                    return Value::Object(v);
+            .into_iter()
+            .map(|view| {
+                let id = view.member.id.to_string();
+                if let Some(Value::Object(mut sent)) = view.sent {
+                    sent.insert("value".into(), json!(id));
+                    return Value::Object(sent);
                 }
-                let endpoint = if m.kind == MemberKind::User {
+                let endpoint = if view.member.kind == MemberKind::User {
                     "Users"
                 } else {
                     "Groups"
                 };
-                let mut v = json!({"value": id, "type": m.kind.as_str(),
+                let mut v = json!({"value": id, "type": view.member.kind.as_str(),
                                    "$ref": format!("{base}/{endpoint}/{id}")});
-                if let Some(name) = names.get(&id).filter(|n| !n.is_empty()) {
-                    v["display"] = json!(name);
+                if !view.name.is_empty() {
+                    v["display"] = json!(view.name);
                 }
                 v
             })
@@ -85,7 +88,7 @@ async fn group_json(
             &location,
         ),
     );
-    Ok(Value::Object(obj))
+    Value::Object(obj)
 }
 
 /// Splits a client document into the group row and the wanted member ids.
@@ -374,27 +377,48 @@ pub async fn patch(
 ) -> Result<Response, ScimError> {
     let id = parse_id(&id, "group")?;
     let ops = patch::parse_ops(&body)?;
-    let fast = match super::member_patch::member_only(&ops) {
-        Some(changes) => retry_transient!(super::member_patch::apply(
-            &state.store,
-            &source,
-            id,
-            &headers,
-            &changes
-        ))?,
-        None => None,
-    };
-    let group = match fast {
-        Some(group) => group,
-        None => {
-            let change = |mut current: Map<String, Value>| {
-                patch::apply(&mut current, &ops)?;
-                Ok(current)
-            };
-            retry_transient!(update_tx(&state, &source, id, &headers, &change))?
+    let minimal = wants_minimal(&headers);
+    if let Some(changes) = super::member_patch::member_only(&ops) {
+        let batched = state
+            .member_batcher
+            .submit(&source, id, &headers, changes.clone(), !minimal)
+            .await;
+        let patched = match batched {
+            Outcome::Done(result) => result?,
+            Outcome::Alone => retry_transient!(super::member_patch::apply(
+                &state.store,
+                &source,
+                id,
+                &headers,
+                &changes
+            ))?
+            .map(|group| (group, None)),
+        };
+        match patched {
+            Some(_) if minimal => return Ok(StatusCode::NO_CONTENT.into_response()),
+            Some((group, Some(members))) => {
+                let body = group_json_with(&group, members, &base_url(&headers));
+                return Ok(resource_response(StatusCode::OK, body, group.version));
+            }
+            Some((group, None)) => {
+                return respond(
+                    &state,
+                    &group,
+                    &headers,
+                    StatusCode::OK,
+                    &ListParams::default(),
+                )
+                .await;
+            }
+            None => {}
         }
+    }
+    let change = |mut current: Map<String, Value>| {
+        patch::apply(&mut current, &ops)?;
+        Ok(current)
     };
-    if wants_minimal(&headers) {
+    let group = retry_transient!(update_tx(&state, &source, id, &headers, &change))?;
+    if minimal {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     respond(

@@ -19,7 +19,7 @@ use crate::domain::{IdentityGroup, SourceName, Timestamp};
 use crate::store::{Store, StoreError, identities, scim_query};
 
 /// One member operation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum MemberChange {
     Add(WantedMembers),
     Remove(Vec<Uuid>),

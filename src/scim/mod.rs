@@ -9,7 +9,9 @@ mod discovery;
 pub mod error;
 pub mod filter;
 mod groups;
+mod member_batch;
 mod member_patch;
+mod member_plan;
 mod members;
 pub mod oauth;
 mod params;
@@ -46,6 +48,8 @@ pub struct ScimState {
     pub oauth: oauth::Verifiers,
     pub max_page_size: usize,
     pub max_body_bytes: usize,
+    /// The group-commit queue for member PATCHes.
+    pub member_batcher: member_batch::MemberBatcher,
 }
 
 impl std::fmt::Debug for ScimState {
@@ -82,6 +86,7 @@ impl ScimState {
             }
         };
         Ok(Self {
+            member_batcher: member_batch::MemberBatcher::start(store.clone()),
             store,
             signing_key: Arc::new(key),
             sources: Arc::new(config.sources.keys().map(SourceName::new).collect()),

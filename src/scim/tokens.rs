@@ -131,7 +131,9 @@ pub async fn list_tokens(
 /// Revokes a token by id; false when there is no such token.
 pub async fn revoke_token(store: &Store, id: Uuid) -> Result<bool, TokenError> {
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
-    Ok(token_store::revoke(&mut conn, id).await?)
+    let revoked = token_store::revoke(&mut conn, id).await?;
+    store.token_cache().forget(id);
+    Ok(revoked)
 }
 
 /// Checks signature, expiry, that the token is issued and not revoked (by
@@ -155,8 +157,7 @@ pub async fn validate_token(
         _ => TokenError::Invalid,
     })?;
     let id = Uuid::parse_str(&data.claims.jti).map_err(|_| TokenError::Invalid)?;
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
-    let stored = token_store::get(&mut conn, id)
+    let stored = token_store::get_cached(store, id)
         .await?
         .ok_or(TokenError::Revoked)?;
     let same = stored

@@ -11,6 +11,7 @@
 pub mod copy;
 mod error;
 pub mod events;
+pub mod group_members;
 pub mod identities;
 pub mod ldap_state;
 pub mod mappings;
@@ -88,6 +89,7 @@ pub struct Store {
     /// meeting SQLITE_BUSY, whose busy handler sleeps in steps of up to
     /// 100 ms and would cap write throughput under contention.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    token_cache: std::sync::Arc<tokens::TokenCache>,
 }
 
 /// A read-then-write transaction from [`Store::begin_write`]; derefs to the
@@ -138,6 +140,11 @@ impl Store {
                 Backend::Postgres => options.max_connections.max(1),
             })
             .acquire_timeout(options.acquire_timeout)
+            // A ping before each checkout is a round trip to the connection's
+            // worker thread per query for an in-process database that cannot
+            // drop the connection; PostgreSQL's can be dropped by the server,
+            // so they are still checked.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -157,11 +164,17 @@ impl Store {
             pool,
             backend,
             write_lock: Default::default(),
+            token_cache: Default::default(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Recently read SCIM token rows (see [`tokens::TokenCache`]).
+    pub fn token_cache(&self) -> &tokens::TokenCache {
+        &self.token_cache
     }
 
     pub fn pool(&self) -> &AnyPool {

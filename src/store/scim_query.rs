@@ -217,26 +217,58 @@ pub async fn count(
     }
 }
 
-/// Display names of users and groups by id (for group member `display`).
-pub async fn display_names(
+/// A group member as a SCIM group shows it: the member, the display name of
+/// the user or group it resolves to within the source (empty if none), and
+/// the member object the client sent if the member could not be resolved.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub member: crate::domain::GroupMember,
+    pub name: String,
+    pub sent: Option<serde_json::Value>,
+}
+
+/// The members of a group with what its SCIM form needs, ordered by member
+/// id, in one query.
+pub async fn member_views(
     conn: &mut AnyConnection,
     source: &SourceName,
     group_id: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<Vec<MemberView>, StoreError> {
     use sqlx::Row;
     let rows = sqlx::query(
-        "SELECT m.member_id AS id, COALESCE(u.display_name, u.user_name, g.display_name, '') AS name \
+        "SELECT m.member_id, m.member_kind, \
+         COALESCE(u.display_name, u.user_name, g.display_name, '') AS name, r.body \
          FROM identity_group_members m \
          LEFT JOIN identity_users u ON u.id = m.member_id AND u.source = $1 \
          LEFT JOIN identity_groups g ON g.id = m.member_id AND g.source = $1 \
-         WHERE m.group_id = $2",
+         LEFT JOIN scim_member_refs r ON r.group_id = m.group_id AND r.member_id = m.member_id \
+         WHERE m.group_id = $2 ORDER BY m.member_id",
     )
     .bind(source.as_str().to_string())
     .bind(group_id.to_string())
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .map(|r| {
+            let id: String = r.try_get("member_id")?;
+            let kind: String = r.try_get("member_kind")?;
+            let sent = r
+                .try_get::<Option<String>, _>("body")?
+                .map(|body| {
+                    serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
+                })
+                .transpose()?;
+            Ok(MemberView {
+                member: crate::domain::GroupMember {
+                    id: super::identities::parse_uuid(&id)?,
+                    kind: crate::domain::MemberKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))?,
+                },
+                name: r.try_get("name")?,
+                sent,
+            })
+        })
         .collect()
 }
 
@@ -273,26 +305,6 @@ pub async fn delete_member_refs(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Kept member objects of a group, by member id.
-pub async fn member_refs(
-    conn: &mut AnyConnection,
-    group_id: &str,
-) -> Result<std::collections::HashMap<String, serde_json::Value>, StoreError> {
-    use sqlx::Row;
-    let rows = sqlx::query("SELECT member_id, body FROM scim_member_refs WHERE group_id = $1")
-        .bind(group_id.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let body: String = r.try_get("body")?;
-            let value = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))?;
-            Ok((r.try_get("member_id")?, value))
-        })
-        .collect()
 }
 
 /// Takes the write lock on a user or group row before reading it, so that

@@ -92,3 +92,53 @@ pub async fn revoke(conn: &mut AnyConnection, id: Uuid) -> Result<bool, StoreErr
             .await?;
     Ok(result.rows_affected() > 0)
 }
+
+/// Token rows read recently, so that a SCIM request does not pay a database
+/// round trip for its token. Only rows of tokens whose signature was already
+/// verified are kept (so only issued tokens, never attacker input).
+/// A revocation through this process's [`super::Store`] applies at once
+/// ([`TokenCache::forget`]); one made by another process (the CLI, another
+/// replica) applies within [`TOKEN_CACHE_TTL`].
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    rows: std::sync::Mutex<std::collections::HashMap<Uuid, (StoredToken, std::time::Instant)>>,
+}
+
+/// How long a cached token row is trusted.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl TokenCache {
+    fn fresh(&self, id: Uuid) -> Option<StoredToken> {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.get(&id)
+            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(row, _)| row.clone())
+    }
+
+    fn keep(&self, row: &StoredToken) {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+        rows.insert(row.id, (row.clone(), std::time::Instant::now()));
+    }
+
+    /// Drops a token's row (after it was revoked).
+    pub fn forget(&self, id: Uuid) {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.remove(&id);
+    }
+}
+
+/// [`get`] through the store's [`TokenCache`]; revoked rows are never
+/// cached, so a revocation seen once is seen on every later call.
+pub async fn get_cached(store: &super::Store, id: Uuid) -> Result<Option<StoredToken>, StoreError> {
+    let cache = store.token_cache();
+    if let Some(row) = cache.fresh(id) {
+        return Ok(Some(row));
+    }
+    let mut conn = store.pool().acquire().await?;
+    let row = get(&mut conn, id).await?;
+    if let Some(row) = row.as_ref().filter(|r| r.revoked_at.is_none()) {
+        cache.keep(row);
+    }
+    Ok(row)
+}

@@ -139,3 +139,153 @@ async fn member_patches_on_a_large_group(db: Db) {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 both_backends!(scim_member_patch, member_patches_on_a_large_group);
+
+fn etag_version(reply: &crate::support::scim::Reply) -> i64 {
+    reply.headers["etag"]
+        .to_str()
+        .expect("etag")
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .expect("numeric version")
+}
+
+fn member_ids(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["members"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|m| m["value"].as_str().expect("value").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Many member PATCHes at once are committed in batches; each must still be
+/// answered as if it ran alone: its own version, its own change visible in
+/// its answer, its own precondition, and every change and event kept.
+async fn concurrent_member_patches_answer_as_if_alone(db: Db) {
+    let server = ScimServer::start(db).await;
+    let mut adds = Vec::new();
+    let mut olds = Vec::new();
+    for i in 0..20 {
+        adds.push(user(&server, &format!("new{i}@example.org")).await);
+        olds.push(user(&server, &format!("old{i}@example.org")).await);
+    }
+    let outsider = user(&server, "never-a-member@example.org").await;
+    let members: Vec<Value> = olds.iter().map(|id| json!({"value": id})).collect();
+    let reply = server
+        .send(
+            "okta",
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Busy", "members": members})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
+    let start_version = etag_version(&reply);
+    let start_events = {
+        let mut conn = server.store.pool().acquire().await.expect("conn");
+        events::pending(&mut conn, 10_000)
+            .await
+            .expect("events")
+            .len()
+    };
+    let token = format!("Bearer {}", server.token("okta"));
+
+    enum Want {
+        Added(String),
+        Removed(String),
+        Precondition,
+        Unchanged,
+    }
+    let mut requests = Vec::new();
+    for (i, id) in adds.iter().enumerate() {
+        let body = patch(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]));
+        requests.push((body, None, Want::Added(id.clone())));
+        let old = &olds[i];
+        let body = patch(json!([{"op": "remove", "path": format!("members[value eq \"{old}\"]")}]));
+        requests.push((body, None, Want::Removed(old.clone())));
+    }
+    for _ in 0..3 {
+        let body = patch(json!([{"op": "add", "path": "members", "value": [{"value": outsider}]}]));
+        requests.push((body, Some("W/\"0\""), Want::Precondition));
+        let body =
+            patch(json!([{"op": "remove", "path": format!("members[value eq \"{outsider}\"]")}]));
+        requests.push((body, None, Want::Unchanged));
+    }
+    let sends = requests.iter().map(|(body, if_match, _)| {
+        let headers: Vec<(&str, &str)> = if_match.iter().map(|v| ("if-match", *v)).collect();
+        let body = body.as_ref().map(Value::to_string);
+        let token = token.clone();
+        let server = &server;
+        let group = &group;
+        async move {
+            server
+                .send_raw(Method::PATCH, group, Some(token), body, &headers)
+                .await
+        }
+    });
+    let replies = futures::future::join_all(sends).await;
+
+    let mut versions = Vec::new();
+    for ((_, _, want), reply) in requests.iter().zip(&replies) {
+        match want {
+            Want::Added(id) => {
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                assert!(member_ids(&reply.body).contains(id), "its own add shows");
+                versions.push(etag_version(reply));
+            }
+            Want::Removed(id) => {
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                assert!(
+                    !member_ids(&reply.body).contains(id),
+                    "its own removal shows"
+                );
+                versions.push(etag_version(reply));
+            }
+            Want::Precondition => {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::PRECONDITION_FAILED,
+                    "{}",
+                    reply.body
+                )
+            }
+            Want::Unchanged => {
+                // Removing someone who is not a member succeeds (clients
+                // retry removals) through the general path.
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                assert!(!member_ids(&reply.body).contains(&outsider));
+                versions.push(etag_version(reply));
+            }
+        }
+    }
+    // 43 PATCHes applied (40 batched, 3 general), 43 distinct versions.
+    versions.sort();
+    let expected: Vec<i64> = (start_version + 1..=start_version + 43).collect();
+    assert_eq!(versions, expected, "each PATCH got its own version");
+
+    let after = server.send("okta", Method::GET, &group, None).await;
+    let mut want_members = adds.clone();
+    want_members.sort();
+    assert_eq!(member_ids(&after.body), want_members);
+    let mut conn = server.store.pool().acquire().await.expect("conn");
+    let new_events = events::pending(&mut conn, 10_000)
+        .await
+        .expect("events")
+        .split_off(start_events);
+    assert_eq!(new_events.len(), 40, "one event per membership change");
+    assert!(
+        new_events
+            .iter()
+            .all(|e| e.kind == EventKind::MembershipChanged)
+    );
+}
+both_backends!(
+    scim_member_patches_batched,
+    concurrent_member_patches_answer_as_if_alone
+);

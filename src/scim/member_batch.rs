@@ -1,0 +1,268 @@
+//! Group commit for member PATCHes. Provisioning clients push membership
+//! changes one member per request, often many at once to one group; each
+//! alone is a durable transaction whose round trips, on one group's row
+//! lock (or SQLite's one writer), cap throughput. Here the PATCHes that
+//! arrive while a transaction runs wait in a queue and the next transaction
+//! takes them all: per group it reads the few rows they name, works out the
+//! result in memory ([`super::member_plan`]) and writes it set-at-a-time.
+//! Each PATCH still gets exactly the answer it would get alone.
+//!
+//! If the batch's transaction fails, every PATCH in it is answered
+//! [`Outcome::Alone`] and its caller runs it in its own transaction (the
+//! unbatched path), so one failure never fails another request.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::http::HeaderMap;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::error::ScimError;
+use super::member_patch::MemberChange;
+use super::member_plan::{self, GroupWrites, KnownRows, NamedMember, PatchOutcome, PlannedPatch};
+use crate::domain::{GroupMember, IdentityGroup, SourceName, Timestamp};
+use crate::store::scim_query::{self, MemberView};
+use crate::store::{Store, StoreError, WriteTx, events, group_members};
+
+/// PATCHes per transaction at most.
+const MAX_BATCH: usize = 256;
+
+/// One queued PATCH.
+struct Job {
+    source: SourceName,
+    group: Uuid,
+    headers: HeaderMap,
+    changes: Vec<MemberChange>,
+    wants_members: bool,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// A batched PATCH's result: the group as it left it and, if asked for,
+/// its members as it left them.
+pub(super) type Patched = (IdentityGroup, Option<Vec<MemberView>>);
+
+/// The answer for one PATCH.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Decided in a committed batch: the group (and members) as the PATCH
+    /// left it, `None` when the fast path does not apply, or the PATCH's
+    /// error.
+    Done(Result<Option<Patched>, ScimError>),
+    /// The batch failed; run the PATCH on its own.
+    Alone,
+}
+
+/// The queue in front of the batching task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MemberBatcher {
+    queue: mpsc::Sender<Job>,
+}
+
+impl MemberBatcher {
+    /// Starts the batching task on the current runtime; it ends when the
+    /// last clone of the batcher is dropped.
+    pub fn start(store: Store) -> Self {
+        let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(store, jobs));
+        Self { queue }
+    }
+
+    /// Queues a PATCH and waits for its batch. With `wants_members` the
+    /// answer carries the group's members as the PATCH left them.
+    pub(super) async fn submit(
+        &self,
+        source: &SourceName,
+        group: Uuid,
+        headers: &HeaderMap,
+        changes: Vec<MemberChange>,
+        wants_members: bool,
+    ) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let mut if_match = HeaderMap::new();
+        if let Some(value) = headers.get(axum::http::header::IF_MATCH) {
+            if_match.insert(axum::http::header::IF_MATCH, value.clone());
+        }
+        let job = Job {
+            source: source.clone(),
+            group,
+            headers: if_match,
+            changes,
+            wants_members,
+            reply,
+        };
+        if self.queue.send(job).await.is_err() {
+            return Outcome::Alone;
+        }
+        answer.await.unwrap_or(Outcome::Alone)
+    }
+}
+
+async fn run(store: Store, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let taken = std::mem::take(&mut batch);
+        metrics::histogram!("tyk_idsync_scim_member_patch_batch_size").record(taken.len() as f64);
+        match commit_batch(&store, &taken).await {
+            Ok(outcomes) => {
+                for (job, outcome) in taken.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Outcome::Done(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, patches = taken.len(),
+                    "batched member PATCH failed; each runs on its own");
+                for job in taken {
+                    let _ = job.reply.send(Outcome::Alone);
+                }
+            }
+        }
+    }
+}
+
+type Answer = Result<Option<Patched>, ScimError>;
+
+/// Applies a batch in one transaction; the answers are in job order.
+async fn commit_batch(store: &Store, jobs: &[Job]) -> Result<Vec<Answer>, StoreError> {
+    let mut by_group: HashMap<(&SourceName, Uuid), Vec<usize>> = HashMap::new();
+    let mut order = Vec::new();
+    for (n, job) in jobs.iter().enumerate() {
+        let key = (&job.source, job.group);
+        by_group
+            .entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(n);
+    }
+    let mut answers: Vec<Option<Answer>> = jobs.iter().map(|_| None).collect();
+    let mut tx = store.begin_write().await?;
+    let now = Timestamp::now();
+    for key in order {
+        let indexes = &by_group[&key];
+        let group_jobs: Vec<&Job> = indexes.iter().map(|&n| &jobs[n]).collect();
+        let outcomes = apply_group(&mut tx, key.0, key.1, &group_jobs, now).await?;
+        for (&n, outcome) in indexes.iter().zip(outcomes) {
+            answers[n] = Some(outcome);
+        }
+    }
+    tx.commit().await?;
+    Ok(answers.into_iter().map(|a| a.unwrap_or(Ok(None))).collect())
+}
+
+/// One group's PATCHes: lock and read the group and the named rows, plan,
+/// write.
+async fn apply_group(
+    tx: &mut WriteTx,
+    source: &SourceName,
+    id: Uuid,
+    jobs: &[&Job],
+    now: Timestamp,
+) -> Result<Vec<Answer>, StoreError> {
+    let Some(before) = group_members::lock_group(tx, source, id).await? else {
+        return Ok(jobs
+            .iter()
+            .map(|_| Err(ScimError::NotFound("group".into())))
+            .collect());
+    };
+    let patches: Vec<PlannedPatch<'_>> = jobs
+        .iter()
+        .map(|job| PlannedPatch {
+            headers: &job.headers,
+            changes: &job.changes,
+            wants_members: job.wants_members,
+        })
+        .collect();
+    let ids = member_plan::named_ids(&patches);
+    let mut known = KnownRows::default();
+    for row in group_members::named_rows(tx, source, id, &ids).await? {
+        if let Some(email) = row.user_email {
+            known.users.insert(row.id, email);
+        } else if row.is_group {
+            known.groups.insert(row.id);
+        }
+        if let Some(kind) = row.member_kind {
+            known.members.insert(row.id, kind);
+        }
+        if !row.name.is_empty() {
+            known.names.insert(row.id, row.name);
+        }
+        if let Some(kept) = row.kept {
+            known.refs.insert(row.id, kept);
+        }
+    }
+    let (outcomes, writes) = member_plan::plan(&before, &known, &patches, now);
+    write(tx, &before, writes).await?;
+    let wants_members = outcomes
+        .iter()
+        .any(|o| matches!(o, PatchOutcome::Applied(_, named) if !named.is_empty()));
+    // The members as the batch left them: one read for all its PATCHes.
+    let after = if wants_members {
+        scim_query::member_views(tx, source, &id.to_string()).await?
+    } else {
+        Vec::new()
+    };
+    Ok(outcomes
+        .into_iter()
+        .zip(jobs)
+        .map(|(outcome, job)| match outcome {
+            PatchOutcome::Applied(group, named) => {
+                tracing::info!(source = %source, group_id = %id, version = group.version,
+                    "SCIM group members changed");
+                let members = job.wants_members.then(|| members_as_left(&after, named));
+                Ok(Some((group, members)))
+            }
+            PatchOutcome::NotApplicable => Ok(None),
+            PatchOutcome::Refused(error) => Err(error),
+        })
+        .collect())
+}
+
+/// The members as one PATCH left them: those of the batch's end, with the
+/// ids the batch names as that PATCH left them.
+fn members_as_left(after: &[MemberView], named: Vec<NamedMember>) -> Vec<MemberView> {
+    let named_ids: HashSet<Uuid> = named.iter().map(|m| m.id).collect();
+    let mut members: Vec<MemberView> = after
+        .iter()
+        .filter(|view| !named_ids.contains(&view.member.id))
+        .cloned()
+        .collect();
+    members.extend(named.into_iter().filter_map(|m| {
+        Some(MemberView {
+            member: GroupMember {
+                id: m.id,
+                kind: m.kind?,
+            },
+            name: m.name,
+            sent: m.sent,
+        })
+    }));
+    members.sort_by_key(|view| view.member.id);
+    members
+}
+
+async fn write(
+    tx: &mut WriteTx,
+    before: &IdentityGroup,
+    writes: GroupWrites,
+) -> Result<(), StoreError> {
+    let Some(after) = writes.group else {
+        return Ok(());
+    };
+    let group_id = before.id;
+    if !writes.delete_members.is_empty() {
+        group_members::delete_members(tx, group_id, &writes.delete_members).await?;
+    }
+    if !writes.insert_members.is_empty() {
+        group_members::insert_members(tx, group_id, &writes.insert_members).await?;
+    }
+    if !writes.delete_refs.is_empty() {
+        group_members::delete_member_refs(tx, group_id, &writes.delete_refs).await?;
+    }
+    for (member, object) in &writes.set_refs {
+        scim_query::set_member_ref(tx, &group_id.to_string(), &member.to_string(), object).await?;
+    }
+    events::append_many(tx, &writes.events).await?;
+    crate::store::identities::update_group(tx, &after, Some(before.version)).await?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Set-at-a-time statements on one group's members, for the batched member
+//! PATCH: each takes a list of ids and costs one round trip per
+//! [`CHUNK`] ids, however many members the batch names.
+
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::identities::{GROUP_COLUMNS, group_from_row, parse_uuid};
+use crate::domain::{GroupMember, IdentityGroup, MemberKind, SourceName};
+
+/// Ids per statement (far below either engine's bound-parameter limit).
+const CHUNK: usize = 500;
+
+/// `$first, $first+1, …` for `count` parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Takes the group's write lock (a row lock on PostgreSQL; SQLite's
+/// database lock is already held by a write transaction) and reads it, in
+/// one statement. `None` when the source has no such group.
+pub async fn lock_group(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    id: Uuid,
+) -> Result<Option<IdentityGroup>, StoreError> {
+    let sql = format!(
+        "UPDATE identity_groups SET version = version WHERE id = $1 AND source = $2 \
+         RETURNING {GROUP_COLUMNS}"
+    );
+    sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(source.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(group_from_row)
+        .transpose()
+}
+
+/// What the store holds about one id a batch names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedRow {
+    pub id: Uuid,
+    /// `Some(email)` when the id is a user of the source.
+    pub user_email: Option<Option<String>>,
+    /// Whether the id is a group of the source.
+    pub is_group: bool,
+    /// As what the id is a direct member of the group, if it is.
+    pub member_kind: Option<MemberKind>,
+    /// The display name of the user or group it is (empty if neither).
+    pub name: String,
+    /// The member object kept for it in the group, if any.
+    pub kept: Option<serde_json::Value>,
+}
+
+/// For each of `ids`: whether it is a user or group of `source`, and its
+/// membership and kept member object in the group, in one statement per
+/// [`CHUNK`] ids.
+pub async fn named_rows(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    group_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<NamedRow>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let values: Vec<String> = (0..chunk.len()).map(|n| format!("(${})", n + 3)).collect();
+        // `column1` is the name both engines give a VALUES list's column.
+        let sql = format!(
+            "SELECT v.column1 AS id, u.id AS user_id, u.email, g.id AS group_id, \
+             COALESCE(u.display_name, u.user_name, g.display_name, '') AS name, \
+             m.member_kind, r.body \
+             FROM (VALUES {}) AS v \
+             LEFT JOIN identity_users u ON u.id = v.column1 AND u.source = $1 \
+             LEFT JOIN identity_groups g ON g.id = v.column1 AND g.source = $1 \
+             LEFT JOIN identity_group_members m ON m.group_id = $2 AND m.member_id = v.column1 \
+             LEFT JOIN scim_member_refs r ON r.group_id = $2 AND r.member_id = v.column1",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(source.as_str())
+            .bind(group_id.to_string());
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let kind = row
+                .try_get::<Option<String>, _>("member_kind")?
+                .map(|kind| {
+                    MemberKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))
+                })
+                .transpose()?;
+            let is_user = row.try_get::<Option<String>, _>("user_id")?.is_some();
+            found.push(NamedRow {
+                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                user_email: if is_user {
+                    Some(row.try_get("email")?)
+                } else {
+                    None
+                },
+                is_group: row.try_get::<Option<String>, _>("group_id")?.is_some(),
+                member_kind: kind,
+                name: row.try_get("name")?,
+                kept: row
+                    .try_get::<Option<String>, _>("body")?
+                    .map(|body| {
+                        serde_json::from_str(&body)
+                            .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
+                    })
+                    .transpose()?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Inserts member rows (ones already there are left as they are).
+pub async fn insert_members(
+    conn: &mut AnyConnection,
+    group_id: Uuid,
+    members: &[GroupMember],
+) -> Result<(), StoreError> {
+    for chunk in members.chunks(CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| format!("($1, ${}, ${})", 2 + 2 * n, 3 + 2 * n))
+            .collect();
+        let sql = format!(
+            "INSERT INTO identity_group_members (group_id, member_id, member_kind) VALUES {} \
+             ON CONFLICT (group_id, member_id) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(group_id.to_string());
+        for member in chunk {
+            query = query.bind(member.id.to_string()).bind(member.kind.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Deletes rows of the group's members from `table`
+/// (`identity_group_members`, or `scim_member_refs` for kept member objects).
+async fn delete_among(
+    conn: &mut AnyConnection,
+    table: &str,
+    group_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM {table} WHERE group_id = $1 AND member_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(group_id.to_string());
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Deletes member rows.
+pub async fn delete_members(
+    conn: &mut AnyConnection,
+    group_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    delete_among(conn, "identity_group_members", group_id, ids).await
+}
+
+/// Forgets the member objects kept for unresolved members.
+pub async fn delete_member_refs(
+    conn: &mut AnyConnection,
+    group_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    delete_among(conn, "scim_member_refs", group_id, ids).await
+}

@@ -134,6 +134,42 @@ async fn tokens_are_checked(db: Db) {
 }
 both_backends!(scim_tokens_are_checked, tokens_are_checked);
 
+/// A revocation written by another process (the CLI, another replica) does
+/// not pass through this process's token cache: it applies within the
+/// cache's lifetime.
+async fn revocation_elsewhere_applies_within_the_cache_lifetime(db: Db) {
+    let server = ScimServer::start(db).await;
+    let ok = server.send("okta", Method::GET, "/Users", None).await;
+    assert_eq!(ok.status, StatusCode::OK, "the token is now cached");
+    let listed = scim::tokens::list_tokens(&server.store, Some(&SourceName::new("okta")))
+        .await
+        .expect("list");
+    let mut conn = server.store.pool().acquire().await.expect("conn");
+    assert!(
+        tyk_idsync::store::tokens::revoke(&mut conn, listed[0].id)
+            .await
+            .expect("revoke")
+    );
+    let revoked_at = std::time::Instant::now();
+    let limit = tyk_idsync::store::tokens::TOKEN_CACHE_TTL + std::time::Duration::from_secs(1);
+    loop {
+        let reply = server.send("okta", Method::GET, "/Users", None).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(
+            revoked_at.elapsed() < limit,
+            "still accepted after {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+both_backends!(
+    scim_revocation_elsewhere_applies,
+    revocation_elsewhere_applies_within_the_cache_lifetime
+);
+
 fn expired_token(server: &ScimServer) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = scim::tokens::TokenClaims {

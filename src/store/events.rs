@@ -7,18 +7,15 @@ use super::StoreError;
 use super::identities::parse_uuid;
 use crate::domain::{EventKind, IdentityEvent, NewIdentityEvent, SourceName, Timestamp};
 
-/// The PostgreSQL channel notified (on commit) when events are appended.
+/// The PostgreSQL channel notified (on commit) when events are appended:
+/// a trigger on `identity_events` sends it (migration
+/// `20261130000500_outbox_notify_trigger`), which PostgreSQL delivers only if
+/// and when the inserting transaction commits, waking the leader on any
+/// replica.
 pub const OUTBOX_CHANNEL: &str = "tyk_idsync_outbox";
 
 /// Appends an event; call it inside the transaction that makes the change.
-/// On PostgreSQL this also queues a `NOTIFY`, which PostgreSQL delivers only
-/// if and when the transaction commits, waking the leader on any replica.
 pub async fn append(conn: &mut AnyConnection, event: &NewIdentityEvent) -> Result<i64, StoreError> {
-    if conn.backend_name() == "PostgreSQL" {
-        sqlx::query(&format!("NOTIFY {OUTBOX_CHANNEL}"))
-            .execute(&mut *conn)
-            .await?;
-    }
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO identity_events (source, kind, subject_id, email, detail, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
@@ -34,20 +31,14 @@ pub async fn append(conn: &mut AnyConnection, event: &NewIdentityEvent) -> Resul
     Ok(seq)
 }
 
-/// Appends events in order with one multi-row statement per chunk (and, on
-/// PostgreSQL, one `NOTIFY`); call it inside the transaction that makes the
-/// changes.
+/// Appends events in order with one multi-row statement per chunk; call it
+/// inside the transaction that makes the changes.
 pub async fn append_many(
     conn: &mut AnyConnection,
     events: &[NewIdentityEvent],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
-    }
-    if conn.backend_name() == "PostgreSQL" {
-        sqlx::query(&format!("NOTIFY {OUTBOX_CHANNEL}"))
-            .execute(&mut *conn)
-            .await?;
     }
     let now = Timestamp::now().0;
     // Rows go in in slice order, so their sequence numbers keep it.

@@ -144,7 +144,7 @@ impl Store {
             // worker thread per query for an in-process database that cannot
             // drop the connection; PostgreSQL's can be dropped by the server,
             // so they are still checked.
-            .test_before_acquire(backend == Backend::Postgres)
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -20,18 +20,23 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// Takes the group's write lock (a row lock on PostgreSQL; SQLite's
-/// database lock is already held by a write transaction) and reads it, in
-/// one statement. `None` when the source has no such group.
+/// Takes the group's write lock (a row lock on PostgreSQL; on SQLite the
+/// write transaction already holds the database's) and reads it, in one
+/// statement. `None` when the source has no such group.
 pub async fn lock_group(
     conn: &mut AnyConnection,
     source: &SourceName,
     id: Uuid,
 ) -> Result<Option<IdentityGroup>, StoreError> {
-    let sql = format!(
-        "UPDATE identity_groups SET version = version WHERE id = $1 AND source = $2 \
-         RETURNING {GROUP_COLUMNS}"
-    );
+    // Not a no-op UPDATE: on PostgreSQL that writes a new row version each
+    // time, and a hot group would pile up dead versions.
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql =
+        format!("SELECT {GROUP_COLUMNS} FROM identity_groups WHERE id = $1 AND source = $2{lock}");
     sqlx::query(&sql)
         .bind(id.to_string())
         .bind(source.as_str())

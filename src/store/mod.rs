@@ -140,10 +140,10 @@ impl Store {
                 Backend::Postgres => options.max_connections.max(1),
             })
             .acquire_timeout(options.acquire_timeout)
-            // A ping before each checkout is a round trip to the connection's
-            // worker thread per query for an in-process database that cannot
-            // drop the connection; PostgreSQL's can be dropped by the server,
-            // so they are still checked.
+            // No ping before each checkout: it is a round trip per query (to
+            // SQLite's worker thread, or to PostgreSQL). A PostgreSQL
+            // connection the server dropped fails its next query instead;
+            // writes retry such I/O errors (`StoreError::is_transient`).
             .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {

@@ -9,7 +9,7 @@ use crate::domain::{EventKind, IdentityEvent, NewIdentityEvent, SourceName, Time
 
 /// The PostgreSQL channel notified (on commit) when events are appended:
 /// a trigger on `identity_events` sends it (migration
-/// `20261130000500_outbox_notify_trigger`), which PostgreSQL delivers only if
+/// `20261130000600_outbox_notify_trigger`), which PostgreSQL delivers only if
 /// and when the inserting transaction commits, waking the leader on any
 /// replica.
 pub const OUTBOX_CHANNEL: &str = "tyk_idsync_outbox";

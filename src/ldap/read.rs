@@ -1,6 +1,7 @@
 //! Reading one source: users (all, or changed since a time), all groups,
 //! and what the configuration adds (the disabled filter, AD range
-//! retrieval, AD in-chain membership). Any failure fails the whole read:
+//! retrieval, AD in-chain membership). Users and groups are read at once
+//! on two connections. Any failure fails the whole read:
 //! a partial directory must never look like one that lost entries.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +12,7 @@ use super::client::LdapClient;
 use super::config::{LdapSourceConfig, MembershipMode};
 use super::error::LdapError;
 use super::escape::filter_value;
-use super::translate::{RawEntry, dn_key};
+use super::translate::{RawEntry, Translator, dn_key};
 use crate::domain::Timestamp;
 
 /// AD's LDAP_MATCHING_RULE_IN_CHAIN: transitive membership, server-side.
@@ -34,26 +35,77 @@ pub async fn read_directory(
     password: &SecretString,
     since: Option<Timestamp>,
 ) -> Result<DirectoryRead, LdapError> {
-    let mut client = LdapClient::connect(cfg, password).await?;
-    let result = read_with(&mut client, cfg, since).await;
-    client.close().await;
+    let mut users = Vec::new();
+    let rest = read_parts(cfg, password, since, |e| users.push(e)).await?;
+    Ok(DirectoryRead { users, ..rest })
+}
+
+/// What [`read_translated`] returns: the users translated as they arrived,
+/// the rest as read.
+#[derive(Debug)]
+pub struct TranslatedRead {
+    pub users: Translator,
+    /// As in [`DirectoryRead`]; `users` is empty.
+    pub rest: DirectoryRead,
+}
+
+/// Like [`read_directory`], but each user entry is translated as it
+/// arrives and then dropped: a poll never holds every raw user entry.
+pub async fn read_translated(
+    cfg: &LdapSourceConfig,
+    password: &SecretString,
+    since: Option<Timestamp>,
+) -> Result<TranslatedRead, LdapError> {
+    let mut users = Translator::new(cfg);
+    let rest = read_parts(cfg, password, since, |e| users.push_user(&e)).await?;
+    Ok(TranslatedRead { users, rest })
+}
+
+/// Users (into `sink`) and groups are read at the same time on two
+/// connections; either failing fails the read.
+async fn read_parts(
+    cfg: &LdapSourceConfig,
+    password: &SecretString,
+    since: Option<Timestamp>,
+    sink: impl FnMut(RawEntry),
+) -> Result<DirectoryRead, LdapError> {
+    let (mut users_client, mut groups_client) = tokio::try_join!(
+        LdapClient::connect(cfg, password),
+        LdapClient::connect(cfg, password)
+    )?;
+    let result = async {
+        let ((), groups) = tokio::try_join!(
+            read_users(&mut users_client, cfg, since, sink),
+            read_groups(&mut groups_client, cfg)
+        )?;
+        read_extras(&mut users_client, cfg, groups).await
+    }
+    .await;
+    tokio::join!(users_client.close(), groups_client.close());
     result
 }
 
-async fn read_with(
+async fn read_users(
     client: &mut LdapClient,
     cfg: &LdapSourceConfig,
     since: Option<Timestamp>,
-) -> Result<DirectoryRead, LdapError> {
+    sink: impl FnMut(RawEntry),
+) -> Result<(), LdapError> {
     let user_filter = match since {
         Some(t) => changed_since_filter(&cfg.user_filter, &cfg.incremental_attribute, t),
         None => cfg.user_filter.clone(),
     };
     let attrs = user_attributes(cfg);
     let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-    let users = client
-        .search_all(&cfg.user_base, &cfg.user_scope, &user_filter, &attrs)
-        .await?;
+    client
+        .search_each(&cfg.user_base, &cfg.user_scope, &user_filter, &attrs, sink)
+        .await
+}
+
+async fn read_groups(
+    client: &mut LdapClient,
+    cfg: &LdapSourceConfig,
+) -> Result<Vec<RawEntry>, LdapError> {
     let group_attrs = [
         "cn",
         "member",
@@ -73,8 +125,16 @@ async fn read_with(
     for group in &mut groups {
         client.complete_ranged(group).await?;
     }
+    Ok(groups)
+}
+
+/// The disabled filter and AD in-chain membership.
+async fn read_extras(
+    client: &mut LdapClient,
+    cfg: &LdapSourceConfig,
+    groups: Vec<RawEntry>,
+) -> Result<DirectoryRead, LdapError> {
     let mut read = DirectoryRead {
-        users,
         groups,
         ..DirectoryRead::default()
     };

@@ -125,32 +125,77 @@ pub fn translate(
     groups: &[RawEntry],
     known: &KnownUsers,
 ) -> DirectorySnapshot {
-    let mut snap = DirectorySnapshot::default();
+    let mut t = Translator::new(cfg);
     for entry in users {
-        match user_from(cfg, entry) {
-            Some(user) => {
-                snap.users.insert(dn_key(&entry.dn), user);
-            }
-            None => snap.skipped.push(entry.dn.clone()),
+        t.push_user(entry);
+    }
+    t.finish(groups, known)
+}
+
+/// [`translate`] in steps: users one at a time as they are read (only
+/// their translated form is kept, not the entries), then the groups.
+#[derive(Debug)]
+pub struct Translator {
+    cfg: LdapSourceConfig,
+    snap: DirectorySnapshot,
+    /// `memberOf` mode: each user entry's key and its groups' keys.
+    member_of: Vec<(String, Vec<String>)>,
+}
+
+impl Translator {
+    pub fn new(cfg: &LdapSourceConfig) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            snap: DirectorySnapshot::default(),
+            member_of: Vec::new(),
         }
     }
-    for entry in groups {
-        let name = entry.first("cn").unwrap_or(entry.dn.as_str()).to_string();
-        snap.groups.insert(
-            dn_key(&entry.dn),
-            DirectoryGroup {
-                dn: entry.dn.clone(),
-                name,
-            },
-        );
+
+    pub fn push_user(&mut self, entry: &RawEntry) {
+        let key = dn_key(&entry.dn);
+        if self.cfg.membership == MembershipMode::MemberOf {
+            let groups: Vec<String> = entry.all("memberOf").iter().map(|dn| dn_key(dn)).collect();
+            if !groups.is_empty() {
+                self.member_of.push((key.clone(), groups));
+            }
+        }
+        match user_from(&self.cfg, entry) {
+            Some(user) => {
+                self.snap.users.insert(key, user);
+            }
+            None => self.snap.skipped.push(entry.dn.clone()),
+        }
     }
-    match cfg.membership {
-        MembershipMode::GroupAttributes => members_from_groups(groups, known, &mut snap),
-        MembershipMode::MemberOf => members_from_member_of(users, groups, &mut snap),
-        // The poller asks the server for each group's members.
-        MembershipMode::AdInChain => {}
+
+    /// Users read so far.
+    pub fn users(&self) -> usize {
+        self.snap.users.len()
     }
-    snap
+
+    pub fn finish(self, groups: &[RawEntry], known: &KnownUsers) -> DirectorySnapshot {
+        let Self {
+            cfg,
+            mut snap,
+            member_of,
+        } = self;
+        for entry in groups {
+            let name = entry.first("cn").unwrap_or(entry.dn.as_str()).to_string();
+            snap.groups.insert(
+                dn_key(&entry.dn),
+                DirectoryGroup {
+                    dn: entry.dn.clone(),
+                    name,
+                },
+            );
+        }
+        match cfg.membership {
+            MembershipMode::GroupAttributes => members_from_groups(groups, known, &mut snap),
+            MembershipMode::MemberOf => members_from_member_of(member_of, groups, &mut snap),
+            // The poller asks the server for each group's members.
+            MembershipMode::AdInChain => {}
+        }
+        snap
+    }
 }
 
 /// Display names must be unique per source, but two groups in different
@@ -245,14 +290,16 @@ fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut Direc
     snap.group_members = nested;
 }
 
-fn members_from_member_of(users: &[RawEntry], groups: &[RawEntry], snap: &mut DirectorySnapshot) {
-    for u in users {
-        let user_key = dn_key(&u.dn);
+fn members_from_member_of(
+    member_of: Vec<(String, Vec<String>)>,
+    groups: &[RawEntry],
+    snap: &mut DirectorySnapshot,
+) {
+    for (user_key, group_keys) in member_of {
         if !snap.users.contains_key(&user_key) {
             continue;
         }
-        for group_dn in u.all("memberOf") {
-            let group_key = dn_key(group_dn);
+        for group_key in group_keys {
             if snap.groups.contains_key(&group_key) {
                 snap.user_members
                     .entry(group_key)

@@ -1,0 +1,214 @@
+//! The LDAP poller's condensed view of what it last wrote
+//! (`ldap_user_fingerprints`, `ldap_group_fingerprints`): enough for a full
+//! poll to find which users and member lists changed without reading every
+//! stored row back. Triggers drop a fingerprint whenever its user row or
+//! member list changes by any path, so a stored fingerprint is either
+//! missing or matches the row; callers write new ones after their changes,
+//! in the same transaction.
+
+use std::collections::BTreeMap;
+
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::identities::{USER_COLUMNS, parse_uuid, user_from_row};
+use crate::domain::{GroupMember, IdentityUser, MemberKind, SourceName};
+
+/// Rows per multi-row statement (well under SQLite's 32 766 bound
+/// parameters and PostgreSQL's 65 535).
+const CHUNK: usize = 500;
+
+/// One stored user of a source, condensed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDigest {
+    pub id: Uuid,
+    pub external_id: Option<String>,
+    /// None when never written or dropped by a change since.
+    pub fingerprint: Option<i64>,
+}
+
+/// How many poll transactions of `source` have committed (0 before the
+/// first).
+pub async fn generation(conn: &mut AnyConnection, source: &SourceName) -> Result<i64, StoreError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT generation FROM ldap_source_generations WHERE source = $1")
+            .bind(source.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.unwrap_or(0))
+}
+
+/// Moves `source` to its next generation on the caller's write
+/// transaction and returns the generation before. On PostgreSQL the row
+/// stays locked until the transaction ends, so a concurrent poll of the
+/// same source waits here and then sees this one's generation.
+pub async fn bump_generation(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+) -> Result<i64, StoreError> {
+    let next: i64 = sqlx::query_scalar(
+        "INSERT INTO ldap_source_generations (source, generation) VALUES ($1, 1) \
+         ON CONFLICT (source) DO UPDATE SET generation = ldap_source_generations.generation + 1 \
+         RETURNING generation",
+    )
+    .bind(source.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(next - 1)
+}
+
+/// Every user of `source`: id, stable id and fingerprint.
+pub async fn user_digests(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+) -> Result<Vec<UserDigest>, StoreError> {
+    use futures::TryStreamExt;
+    let mut rows = sqlx::query(
+        "SELECT u.id, u.external_id, f.fingerprint FROM identity_users u \
+         LEFT JOIN ldap_user_fingerprints f ON f.user_id = u.id WHERE u.source = $1",
+    )
+    .bind(source.as_str())
+    .fetch(&mut *conn);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        out.push(UserDigest {
+            id: parse_uuid(row.try_get::<&str, _>("id")?)?,
+            external_id: row.try_get("external_id")?,
+            fingerprint: row.try_get("fingerprint")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The stored rows of these users of `source` (any order; unknown ids are
+/// left out).
+pub async fn users_by_ids(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    ids: &[Uuid],
+) -> Result<Vec<IdentityUser>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM identity_users WHERE source = $1 AND id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(source.as_str());
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.push(user_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Records the fingerprints of these users (replacing older ones).
+pub async fn put_user_fingerprints(
+    conn: &mut AnyConnection,
+    prints: &[(Uuid, i64)],
+) -> Result<(), StoreError> {
+    put(conn, "ldap_user_fingerprints", "user_id", prints).await
+}
+
+/// Every group of `source` that has a fingerprint.
+pub async fn group_fingerprints(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+) -> Result<BTreeMap<Uuid, i64>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT f.group_id, f.fingerprint FROM ldap_group_fingerprints f \
+         JOIN identity_groups g ON g.id = f.group_id WHERE g.source = $1",
+    )
+    .bind(source.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                parse_uuid(row.try_get::<&str, _>("group_id")?)?,
+                row.try_get("fingerprint")?,
+            ))
+        })
+        .collect()
+}
+
+/// Records the fingerprints of these groups' member lists.
+pub async fn put_group_fingerprints(
+    conn: &mut AnyConnection,
+    prints: &[(Uuid, i64)],
+) -> Result<(), StoreError> {
+    put(conn, "ldap_group_fingerprints", "group_id", prints).await
+}
+
+/// The direct members of these groups, by group.
+pub async fn members_of_groups(
+    conn: &mut AnyConnection,
+    groups: &[Uuid],
+) -> Result<BTreeMap<Uuid, BTreeMap<Uuid, MemberKind>>, StoreError> {
+    let mut out: BTreeMap<Uuid, BTreeMap<Uuid, MemberKind>> = BTreeMap::new();
+    for chunk in groups.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT group_id, member_id, member_kind FROM identity_group_members \
+             WHERE group_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let group = parse_uuid(row.try_get::<&str, _>("group_id")?)?;
+            let kind: &str = row.try_get("member_kind")?;
+            let member = GroupMember {
+                id: parse_uuid(row.try_get::<&str, _>("member_id")?)?,
+                kind: MemberKind::parse(kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))?,
+            };
+            out.entry(group).or_default().insert(member.id, member.kind);
+        }
+    }
+    Ok(out)
+}
+
+async fn put(
+    conn: &mut AnyConnection,
+    table: &str,
+    key: &str,
+    prints: &[(Uuid, i64)],
+) -> Result<(), StoreError> {
+    // One row per key (the last given wins): PostgreSQL refuses to upsert
+    // a row twice in one statement.
+    let prints: Vec<(Uuid, i64)> = prints
+        .iter()
+        .copied()
+        .collect::<BTreeMap<Uuid, i64>>()
+        .into_iter()
+        .collect();
+    for chunk in prints.chunks(CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO {table} ({key}, fingerprint) VALUES {values} \
+             ON CONFLICT ({key}) DO UPDATE SET fingerprint = excluded.fingerprint"
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, print) in chunk {
+            query = query.bind(id.to_string()).bind(*print);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, …` (`n` of them).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -93,8 +93,8 @@ pub async fn run_poll(
 ) -> Result<PollReport, LdapError> {
     let full = options.kind == PollKind::Full;
     let since = if full { None } else { options.since };
-    // User entries are translated as they arrive and dropped.
-    // A full poll reads the stored state it compares with while the
+    // User entries are translated as they arrive and dropped. A full poll
+    // reads the stored state it compares with while the
     // directory is read, outside the write transaction; it is used only if
     // no poll of the source committed in between (else read again below).
     // Its failure only costs that second read.
@@ -107,6 +107,20 @@ pub async fn run_poll(
     } else {
         (read_translated(cfg, password, since).await?, None)
     };
+    apply_read(store, source, cfg, options, read, prefetched).await
+}
+
+/// The write half of a poll: what was read (and perhaps prefetched)
+/// compared and applied in one transaction.
+async fn apply_read(
+    store: &Store,
+    source: &SourceName,
+    cfg: &LdapSourceConfig,
+    options: PollOptions,
+    read: TranslatedRead,
+    prefetched: Option<Prefetched>,
+) -> Result<PollReport, LdapError> {
+    let full = options.kind == PollKind::Full;
     let mut tx = store.begin_write().await?;
     let generation = ldap_fingerprints::bump_generation(&mut tx, source).await?;
     let prefetched = prefetched.filter(|p| p.generation == generation);
@@ -384,4 +398,94 @@ fn user_refs(
         }
     }
     refs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ldap::read::DirectoryRead;
+    use crate::ldap::translate::{RawEntry, Translator};
+    use crate::store::StoreOptions;
+
+    fn read_of(cfg: &LdapSourceConfig, uids: &[&str]) -> TranslatedRead {
+        let mut users = Translator::new(cfg);
+        for uid in uids {
+            let attrs = [
+                ("entryUUID".to_string(), vec![format!("id-{uid}")]),
+                ("uid".to_string(), vec![uid.to_string()]),
+                ("mail".to_string(), vec![format!("{uid}@x.org")]),
+            ];
+            users.push_user(&RawEntry::new(format!("uid={uid},dc=x"), attrs));
+        }
+        TranslatedRead {
+            users,
+            rest: DirectoryRead::default(),
+        }
+    }
+
+    /// Two full polls read the store before either writes: the second to
+    /// apply must see the generation moved and compare with what the first
+    /// wrote (else it would create the same users again).
+    #[tokio::test]
+    async fn a_prefetch_overtaken_by_another_poll_is_not_used() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&StoreOptions::new(url))
+            .await
+            .expect("store");
+        store.migrate().await.expect("migrate");
+        let cfg = LdapSourceConfig::default();
+        let source = SourceName::new("corp");
+        let options = PollOptions {
+            kind: PollKind::Full,
+            force: false,
+            since: None,
+        };
+        let first = prefetch(&store, &source).await.expect("prefetch");
+        let second = prefetch(&store, &source).await.expect("prefetch");
+        let report = apply_read(
+            &store,
+            &source,
+            &cfg,
+            options,
+            read_of(&cfg, &["a", "b"]),
+            Some(first),
+        )
+        .await
+        .expect("first");
+        assert_eq!(report.changes, 2);
+        let report = apply_read(
+            &store,
+            &source,
+            &cfg,
+            options,
+            read_of(&cfg, &["a", "b", "c"]),
+            Some(second),
+        )
+        .await
+        .expect("second");
+        assert_eq!(report.changes, 1, "{report:?}");
+        let mut conn = store.pool().acquire().await.expect("conn");
+        assert_eq!(
+            identities::count_users(&mut conn, &source)
+                .await
+                .expect("count"),
+            3
+        );
+        // A current prefetch is used as is.
+        drop(conn);
+        let current = prefetch(&store, &source).await.expect("prefetch");
+        assert_eq!(current.users.len(), 3);
+        let report = apply_read(
+            &store,
+            &source,
+            &cfg,
+            options,
+            read_of(&cfg, &["a", "b", "c"]),
+            Some(current),
+        )
+        .await
+        .expect("third");
+        assert_eq!(report.changes, 0, "{report:?}");
+    }
 }

@@ -99,11 +99,20 @@ pub async fn run_poll(
     // no poll of the source committed in between (else read again below).
     // Its failure only costs that second read.
     let (read, prefetched) = if full {
-        let (read, prefetched) = tokio::join!(
-            read_translated(cfg, password, since),
-            prefetch(store, source)
-        );
-        (read?, prefetched.ok())
+        // Its own task, so it runs beside the read on another thread.
+        let task = tokio::spawn({
+            let (store, source) = (store.clone(), source.clone());
+            async move { prefetch(&store, &source).await }
+        });
+        let read = read_translated(cfg, password, since).await;
+        let prefetched = match read {
+            Ok(_) => task.await.ok().and_then(Result::ok),
+            Err(_) => {
+                task.abort();
+                None
+            }
+        };
+        (read?, prefetched)
     } else {
         (read_translated(cfg, password, since).await?, None)
     };

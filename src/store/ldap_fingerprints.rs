@@ -59,26 +59,59 @@ pub async fn bump_generation(
 }
 
 /// Every user of `source`: id, stable id and fingerprint.
+///
+/// The rows come aggregated into one text value (`id,fingerprint,hex of
+/// the stable id` per user, `;`-separated): at tens of thousands of users
+/// that is ~10× cheaper than a result row per user through the `Any`
+/// driver. The stable id is hex-encoded so no value can contain a
+/// separator; an absent one is `-`.
 pub async fn user_digests(
     conn: &mut AnyConnection,
     source: &SourceName,
 ) -> Result<Vec<UserDigest>, StoreError> {
-    use futures::TryStreamExt;
-    let mut rows = sqlx::query(
-        "SELECT u.id, u.external_id, f.fingerprint FROM identity_users u \
-         LEFT JOIN ldap_user_fingerprints f ON f.user_id = u.id WHERE u.source = $1",
-    )
-    .bind(source.as_str())
-    .fetch(&mut *conn);
-    let mut out = Vec::new();
-    while let Some(row) = rows.try_next().await? {
-        out.push(UserDigest {
-            id: parse_uuid(row.try_get::<&str, _>("id")?)?,
-            external_id: row.try_get("external_id")?,
-            fingerprint: row.try_get("fingerprint")?,
-        });
-    }
-    Ok(out)
+    let sql = if conn.backend_name() == "PostgreSQL" {
+        "SELECT string_agg(u.id || ',' || COALESCE(f.fingerprint::text, '') || ',' || \
+         COALESCE(encode(convert_to(u.external_id, 'UTF8'), 'hex'), '-'), ';') \
+         FROM identity_users u LEFT JOIN ldap_user_fingerprints f ON f.user_id = u.id \
+         WHERE u.source = $1"
+    } else {
+        "SELECT group_concat(u.id || ',' || COALESCE(f.fingerprint, '') || ',' || \
+         COALESCE(hex(u.external_id), '-'), ';') \
+         FROM identity_users u LEFT JOIN ldap_user_fingerprints f ON f.user_id = u.id \
+         WHERE u.source = $1"
+    };
+    let text: Option<String> = sqlx::query_scalar(sql)
+        .bind(source.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    text.split(';').map(parse_digest).collect()
+}
+
+fn parse_digest(item: &str) -> Result<UserDigest, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("bad user digest {item:?}"));
+    let mut parts = item.splitn(3, ',');
+    let (Some(id), Some(print), Some(external)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(corrupt());
+    };
+    let fingerprint = match print {
+        "" => None,
+        p => Some(p.parse::<i64>().map_err(|_| corrupt())?),
+    };
+    let external_id = match external {
+        "-" => None,
+        hex_text => {
+            let bytes = hex::decode(hex_text).map_err(|_| corrupt())?;
+            Some(String::from_utf8(bytes).map_err(|_| corrupt())?)
+        }
+    };
+    Ok(UserDigest {
+        id: parse_uuid(id)?,
+        external_id,
+        fingerprint,
+    })
 }
 
 /// The stored rows of these users of `source` (any order; unknown ids are
@@ -211,4 +244,29 @@ fn placeholders(first: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_parse_with_and_without_fingerprint_and_stable_id() {
+        let id = Uuid::from_u128(7);
+        let d = parse_digest(&format!("{id},-42,{}", hex::encode("a,b;c"))).expect("parses");
+        assert_eq!(
+            d,
+            UserDigest {
+                id,
+                external_id: Some("a,b;c".into()),
+                fingerprint: Some(-42)
+            }
+        );
+        let d = parse_digest(&format!("{id},,-")).expect("parses");
+        assert_eq!((d.external_id, d.fingerprint), (None, None));
+        let d = parse_digest(&format!("{id},,")).expect("empty stable id");
+        assert_eq!(d.external_id.as_deref(), Some(""));
+        assert!(parse_digest("x,1,61").is_err());
+        assert!(parse_digest(&format!("{id},1")).is_err());
+    }
 }

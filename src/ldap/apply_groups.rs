@@ -96,8 +96,6 @@ pub async fn apply_groups(
         &mut new_events,
     )
     .await?;
-    let emails: BTreeMap<Uuid, Option<String>> =
-        users.values().map(|u| (u.id, u.email.clone())).collect();
     // Each group's wanted member set; only those whose fingerprint differs
     // from the stored one (what the poller last wrote, dropped by any other
     // change) are read back and compared. (A prefetched fingerprint may
@@ -167,6 +165,11 @@ pub async fn apply_groups(
         bulk::add_members(conn, &edges).await?.into_iter().collect();
     drop(edges);
     report.members_added += added.len();
+    let emails: BTreeMap<Uuid, Option<&str>> = if diffs.is_empty() {
+        BTreeMap::new()
+    } else {
+        users.values().map(|u| (u.id, u.email.as_deref())).collect()
+    };
     for (group_id, add, remove) in diffs {
         let changes = add
             .iter()
@@ -177,7 +180,7 @@ pub async fn apply_groups(
             // A nested group's members are many people: let the sync
             // worker look at everyone (no e-mail on the event).
             let email = match kind {
-                MemberKind::User => emails.get(&member).cloned().flatten(),
+                MemberKind::User => emails.get(&member).copied().flatten().map(str::to_string),
                 MemberKind::Group => None,
             };
             let event = NewIdentityEvent {

@@ -2,7 +2,7 @@
 //! apply the differences (users, groups, memberships) with their events in
 //! one transaction — or, when the mass-removal guard trips, nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use secrecy::SecretString;
 use serde::Serialize;
@@ -207,7 +207,7 @@ struct Plan {
     /// Fingerprints to record for users that were compared but unchanged.
     unchanged_prints: Vec<(Uuid, i64)>,
     /// Full polls: every stored user's id by stable id.
-    by_stable: Option<BTreeMap<String, Uuid>>,
+    by_stable: Option<HashMap<String, Uuid>>,
     /// The stored groups, if read already.
     stored_groups: Option<StoredGroups>,
 }
@@ -249,11 +249,11 @@ async fn plan_full(
         None => (ldap_fingerprints::user_digests(conn, source).await?, None),
     };
     let stored_count = digests.len();
-    let by_stable: BTreeMap<String, (Uuid, Option<i64>)> = digests
+    let by_stable: HashMap<String, (Uuid, Option<i64>)> = digests
         .into_iter()
         .filter_map(|d| d.external_id.map(|x| (x, (d.id, d.fingerprint))))
         .collect();
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(snap.users.len());
     let mut found: Vec<&DirectoryUser> = Vec::new();
     let mut compare: Vec<Uuid> = Vec::new();
     let mut prints: Vec<(Uuid, i64)> = Vec::new();
@@ -322,8 +322,12 @@ async fn plan_incremental(
 /// The read translated, with what the config adds: users matched by the
 /// disabled filter are inactive; in-chain members replace member lists.
 fn snapshot(cfg: &LdapSourceConfig, read: TranslatedRead, known: &KnownUsers) -> DirectorySnapshot {
-    let TranslatedRead { users, rest } = read;
-    let mut snap = users.finish(&rest.groups, known);
+    let TranslatedRead {
+        users,
+        groups,
+        rest,
+    } = read;
+    let mut snap = users.finish_prepared(&groups, known);
     for key in &rest.disabled {
         if let Some(user) = snap.users.get_mut(key) {
             user.active = false;
@@ -339,7 +343,7 @@ fn snapshot(cfg: &LdapSourceConfig, read: TranslatedRead, known: &KnownUsers) ->
 /// Full polls: every user read, after the changes, by DN key (a stored
 /// user not read was deleted).
 fn full_user_refs(
-    by_stable: &BTreeMap<String, Uuid>,
+    by_stable: &HashMap<String, Uuid>,
     snap: &DirectorySnapshot,
     created: &[(String, Uuid)],
 ) -> BTreeMap<String, UserRef> {
@@ -428,6 +432,7 @@ mod tests {
         }
         TranslatedRead {
             users,
+            groups: Vec::new(),
             rest: DirectoryRead::default(),
         }
     }

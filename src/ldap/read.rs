@@ -12,7 +12,7 @@ use super::client::LdapClient;
 use super::config::{LdapSourceConfig, MembershipMode};
 use super::error::LdapError;
 use super::escape::filter_value;
-use super::translate::{RawEntry, Translator, dn_key};
+use super::translate::{GroupEntry, RawEntry, Translator, dn_key};
 use crate::domain::Timestamp;
 
 /// AD's LDAP_MATCHING_RULE_IN_CHAIN: transitive membership, server-side.
@@ -36,49 +36,76 @@ pub async fn read_directory(
     since: Option<Timestamp>,
 ) -> Result<DirectoryRead, LdapError> {
     let mut users = Vec::new();
-    let rest = read_parts(cfg, password, since, |e| users.push(e)).await?;
+    let (rest, ()) = read_parts(cfg, password, since, |e| users.push(e), |_| ()).await?;
     Ok(DirectoryRead { users, ..rest })
 }
 
 /// What [`read_translated`] returns: the users translated as they arrived,
-/// the rest as read.
+/// the groups prepared, the rest as read.
 #[derive(Debug)]
 pub struct TranslatedRead {
     pub users: Translator,
-    /// As in [`DirectoryRead`]; `users` is empty.
+    pub groups: Vec<GroupEntry>,
+    /// As in [`DirectoryRead`]; `users` and `groups` are empty.
     pub rest: DirectoryRead,
 }
 
 /// Like [`read_directory`], but each user entry is translated as it
-/// arrives and then dropped: a poll never holds every raw user entry.
+/// arrives and then dropped (a poll never holds every raw user entry), and
+/// the groups are prepared ([`GroupEntry`]) while the users are still
+/// being read.
 pub async fn read_translated(
     cfg: &LdapSourceConfig,
     password: &SecretString,
     since: Option<Timestamp>,
 ) -> Result<TranslatedRead, LdapError> {
     let mut users = Translator::new(cfg);
-    let rest = read_parts(cfg, password, since, |e| users.push_user(&e)).await?;
-    Ok(TranslatedRead { users, rest })
+    let mode = cfg.membership;
+    let prepare = move |groups: &[RawEntry]| -> Vec<GroupEntry> {
+        groups.iter().map(|g| GroupEntry::new(g, mode)).collect()
+    };
+    let (mut rest, groups) =
+        read_parts(cfg, password, since, |e| users.push_user(&e), prepare).await?;
+    rest.groups = Vec::new();
+    Ok(TranslatedRead {
+        users,
+        groups,
+        rest,
+    })
 }
 
 /// Users (into `sink`) and groups are read at the same time on two
-/// connections; either failing fails the read.
-async fn read_parts(
+/// connections; either failing fails the read. `prepare` runs on the
+/// groups as soon as they are read, on a blocking thread (beside the
+/// users still arriving).
+async fn read_parts<G: Send + 'static>(
     cfg: &LdapSourceConfig,
     password: &SecretString,
     since: Option<Timestamp>,
     sink: impl FnMut(RawEntry),
-) -> Result<DirectoryRead, LdapError> {
+    prepare: impl FnOnce(&[RawEntry]) -> G + Send + 'static,
+) -> Result<(DirectoryRead, G), LdapError> {
     let (mut users_client, mut groups_client) = tokio::try_join!(
         LdapClient::connect(cfg, password),
         LdapClient::connect(cfg, password)
     )?;
     let result = async {
-        let ((), groups) = tokio::try_join!(
-            read_users(&mut users_client, cfg, since, sink),
-            read_groups(&mut groups_client, cfg)
-        )?;
-        read_extras(&mut users_client, cfg, groups).await
+        let groups = async {
+            let groups = read_groups(&mut groups_client, cfg).await?;
+            tokio::task::spawn_blocking(move || {
+                let prepared = prepare(&groups);
+                (groups, prepared)
+            })
+            .await
+            .map_err(|e| LdapError::Search {
+                base: cfg.group_base.clone(),
+                detail: format!("preparing the groups read failed: {e}"),
+            })
+        };
+        let ((), (groups, prepared)) =
+            tokio::try_join!(read_users(&mut users_client, cfg, since, sink), groups)?;
+        let read = read_extras(&mut users_client, cfg, groups).await?;
+        Ok((read, prepared))
     }
     .await;
     tokio::join!(users_client.close(), groups_client.close());

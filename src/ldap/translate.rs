@@ -173,18 +173,24 @@ impl Translator {
     }
 
     pub fn finish(self, groups: &[RawEntry], known: &KnownUsers) -> DirectorySnapshot {
+        let mode = self.cfg.membership;
+        let groups: Vec<GroupEntry> = groups.iter().map(|g| GroupEntry::new(g, mode)).collect();
+        self.finish_prepared(&groups, known)
+    }
+
+    /// [`Translator::finish`] with the groups prepared already.
+    pub fn finish_prepared(self, groups: &[GroupEntry], known: &KnownUsers) -> DirectorySnapshot {
         let Self {
             cfg,
             mut snap,
             member_of,
         } = self;
-        for entry in groups {
-            let name = entry.first("cn").unwrap_or(entry.dn.as_str()).to_string();
+        for g in groups {
             snap.groups.insert(
-                dn_key(&entry.dn),
+                g.key.clone(),
                 DirectoryGroup {
-                    dn: entry.dn.clone(),
-                    name,
+                    dn: g.dn.clone(),
+                    name: g.name.clone(),
                 },
             );
         }
@@ -195,6 +201,48 @@ impl Translator {
             MembershipMode::AdInChain => {}
         }
         snap
+    }
+}
+
+/// A group entry with its member values keyed already (the costly part of
+/// translating groups), which the poller does while users are still being
+/// read; what is left for [`Translator::finish_prepared`] is lookups.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupEntry {
+    key: String,
+    dn: String,
+    name: String,
+    /// Keys of the `member` and `uniqueMember` values (group attributes).
+    members: Vec<String>,
+    /// `memberUid` values (group attributes).
+    member_uids: Vec<String>,
+    /// Keys of the `memberOf` values (`memberOf` mode).
+    parents: Vec<String>,
+}
+
+impl GroupEntry {
+    pub fn new(entry: &RawEntry, mode: MembershipMode) -> Self {
+        let mut g = GroupEntry {
+            key: dn_key(&entry.dn),
+            dn: entry.dn.clone(),
+            name: entry.first("cn").unwrap_or(entry.dn.as_str()).to_string(),
+            ..GroupEntry::default()
+        };
+        match mode {
+            MembershipMode::GroupAttributes => {
+                let dns = entry.all("member").iter().chain(entry.all("uniqueMember"));
+                // uniqueMember may carry an optional `#'bits'B` UID suffix.
+                g.members = dns
+                    .map(|dn| dn_key(dn.split('#').next().unwrap_or(dn)))
+                    .collect();
+                g.member_uids = entry.all("memberUid").to_vec();
+            }
+            MembershipMode::MemberOf => {
+                g.parents = entry.all("memberOf").iter().map(|dn| dn_key(dn)).collect();
+            }
+            MembershipMode::AdInChain => {}
+        }
+        g
     }
 }
 
@@ -249,7 +297,7 @@ pub fn is_disabled(rule: DisabledRule, e: &RawEntry) -> bool {
     }
 }
 
-fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut DirectorySnapshot) {
+fn members_from_groups(groups: &[GroupEntry], known: &KnownUsers, snap: &mut DirectorySnapshot) {
     let mut by_login: BTreeMap<&str, &String> = known
         .iter()
         .map(|(key, login)| (login.as_str(), key))
@@ -261,29 +309,28 @@ fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut Direc
     for g in groups {
         let mut direct_users = BTreeSet::new();
         let mut direct_groups = BTreeSet::new();
-        let dns = g.all("member").iter().chain(g.all("uniqueMember"));
-        for dn in dns {
-            // uniqueMember may carry an optional `#'bits'B` UID suffix.
-            let member = dn_key(dn.split('#').next().unwrap_or(dn));
-            if snap.users.contains_key(&member) || known_keys.contains(member.as_str()) {
-                direct_users.insert(member);
-            } else if snap.groups.contains_key(&member) {
-                direct_groups.insert(member);
+        for member in &g.members {
+            if snap.users.contains_key(member) || known_keys.contains(member.as_str()) {
+                direct_users.insert(member.clone());
+            } else if snap.groups.contains_key(member) {
+                direct_groups.insert(member.clone());
             }
         }
-        for uid in g.all("memberUid") {
+        for uid in &g.member_uids {
             if let Some(user_key) = by_login.get(uid.as_str()) {
                 direct_users.insert((*user_key).clone());
             }
         }
         // Only groups with members get an entry; groups whose DNs share a
         // key are merged.
-        let key = dn_key(&g.dn);
         if !direct_users.is_empty() {
-            users.entry(key.clone()).or_default().extend(direct_users);
+            users.entry(g.key.clone()).or_default().extend(direct_users);
         }
         if !direct_groups.is_empty() {
-            nested.entry(key).or_default().extend(direct_groups);
+            nested
+                .entry(g.key.clone())
+                .or_default()
+                .extend(direct_groups);
         }
     }
     snap.user_members = users;
@@ -292,7 +339,7 @@ fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut Direc
 
 fn members_from_member_of(
     member_of: Vec<(String, Vec<String>)>,
-    groups: &[RawEntry],
+    groups: &[GroupEntry],
     snap: &mut DirectorySnapshot,
 ) {
     for (user_key, group_keys) in member_of {
@@ -310,14 +357,12 @@ fn members_from_member_of(
     }
     // Nested groups: a group's own memberOf names its parents.
     for g in groups {
-        let child = dn_key(&g.dn);
-        for parent_dn in g.all("memberOf") {
-            let parent = dn_key(parent_dn);
-            if snap.groups.contains_key(&parent) && parent != child {
+        for parent in &g.parents {
+            if snap.groups.contains_key(parent) && *parent != g.key {
                 snap.group_members
-                    .entry(parent)
+                    .entry(parent.clone())
                     .or_default()
-                    .insert(child.clone());
+                    .insert(g.key.clone());
             }
         }
     }

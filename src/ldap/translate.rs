@@ -298,11 +298,12 @@ pub fn is_disabled(rule: DisabledRule, e: &RawEntry) -> bool {
 }
 
 fn members_from_groups(groups: &[GroupEntry], known: &KnownUsers, snap: &mut DirectorySnapshot) {
-    let mut by_login: BTreeMap<&str, &String> = known
-        .iter()
-        .map(|(key, login)| (login.as_str(), key))
-        .collect();
-    by_login.extend(snap.users.iter().map(|(key, u)| (u.login.as_str(), key)));
+    // Logins are only needed for memberUid values (posixGroup).
+    let mut by_login: BTreeMap<&str, &String> = BTreeMap::new();
+    if groups.iter().any(|g| !g.member_uids.is_empty()) {
+        by_login.extend(known.iter().map(|(key, login)| (login.as_str(), key)));
+        by_login.extend(snap.users.iter().map(|(key, u)| (u.login.as_str(), key)));
+    }
     let known_keys: BTreeSet<&str> = known.iter().map(|(key, _)| key.as_str()).collect();
     let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut nested: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

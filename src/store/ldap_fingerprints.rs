@@ -12,12 +12,9 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::bulk::rows_per_statement;
 use super::identities::{USER_COLUMNS, parse_uuid, user_from_row};
 use crate::domain::{GroupMember, IdentityUser, MemberKind, SourceName};
-
-/// Rows per multi-row statement (well under SQLite's 32 766 bound
-/// parameters and PostgreSQL's 65 535).
-const CHUNK: usize = 500;
 
 /// One stored user of a source, condensed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +119,7 @@ pub async fn users_by_ids(
     ids: &[Uuid],
 ) -> Result<Vec<IdentityUser>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
+    for chunk in ids.chunks(rows_per_statement(conn, 1)) {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM identity_users WHERE source = $1 AND id IN ({})",
             placeholders(2, chunk.len())
@@ -182,7 +179,7 @@ pub async fn members_of_groups(
     groups: &[Uuid],
 ) -> Result<BTreeMap<Uuid, BTreeMap<Uuid, MemberKind>>, StoreError> {
     let mut out: BTreeMap<Uuid, BTreeMap<Uuid, MemberKind>> = BTreeMap::new();
-    for chunk in groups.chunks(CHUNK) {
+    for chunk in groups.chunks(rows_per_statement(conn, 1)) {
         let sql = format!(
             "SELECT group_id, member_id, member_kind FROM identity_group_members \
              WHERE group_id IN ({})",
@@ -220,7 +217,7 @@ async fn put(
         .collect::<BTreeMap<Uuid, i64>>()
         .into_iter()
         .collect();
-    for chunk in prints.chunks(CHUNK) {
+    for chunk in prints.chunks(rows_per_statement(conn, 2)) {
         let values = (0..chunk.len())
             .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
             .collect::<Vec<_>>()

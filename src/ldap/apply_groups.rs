@@ -10,11 +10,16 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use super::fingerprint::members_fingerprint;
 use super::translate::{DirectorySnapshot, dn_key, unique_group_names};
 use crate::domain::{
     EventKind, GroupMember, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
 };
-use crate::store::{StoreError, events, identities};
+use crate::store::{StoreError, bulk, identities, ldap_fingerprints};
+
+/// Above this many groups to compare, all the source's memberships are read
+/// in one query instead of group by group.
+const BULK_MEMBER_READ: usize = 500;
 
 /// A user of the source as memberships see them.
 #[derive(Debug, Clone)]
@@ -44,7 +49,25 @@ impl GroupReport {
     }
 }
 
-/// `users` maps user DN keys to stored users. With `only_users`, member
+/// A source's stored groups and their member-list fingerprints.
+#[derive(Debug, Clone, Default)]
+pub struct StoredGroups {
+    pub groups: Vec<IdentityGroup>,
+    pub prints: BTreeMap<Uuid, i64>,
+}
+
+impl StoredGroups {
+    pub async fn load(conn: &mut AnyConnection, source: &SourceName) -> Result<Self, StoreError> {
+        Ok(Self {
+            groups: identities::list_groups(conn, source).await?,
+            prints: ldap_fingerprints::group_fingerprints(conn, source).await?,
+        })
+    }
+}
+
+/// `users` maps user DN keys to stored users. `stored` is what
+/// [`StoredGroups::load`] gives, if already read in this state (else it is
+/// read here). With `only_users`, member
 /// edges to other users are left as stored (an incremental `memberOf`
 /// poll knows the memberships of the users it read, not of the others).
 pub async fn apply_groups(
@@ -53,13 +76,31 @@ pub async fn apply_groups(
     snap: &DirectorySnapshot,
     users: &BTreeMap<String, UserRef>,
     only_users: Option<&BTreeSet<Uuid>>,
+    stored: Option<StoredGroups>,
 ) -> Result<GroupReport, StoreError> {
+    let StoredGroups {
+        groups: stored_groups,
+        prints,
+    } = match stored {
+        Some(stored) => stored,
+        None => StoredGroups::load(conn, source).await?,
+    };
     let mut report = GroupReport::default();
-    let group_ids = sync_groups(conn, source, snap, &mut report).await?;
-    let emails: BTreeMap<Uuid, Option<String>> =
-        users.values().map(|u| (u.id, u.email.clone())).collect();
-    let stored = stored_members(conn, source).await?;
-    let no_members = BTreeMap::new();
+    let mut new_events = bulk::EventWriter::default();
+    let group_ids = sync_groups(
+        conn,
+        source,
+        stored_groups,
+        snap,
+        &mut report,
+        &mut new_events,
+    )
+    .await?;
+    // Each group's wanted member set; only those whose fingerprint differs
+    // from the stored one (what the poller last wrote, dropped by any other
+    // change) are read back and compared. (A prefetched fingerprint may
+    // still name users this transaction deleted: then it cannot match.)
+    let mut stale: Vec<(Uuid, BTreeMap<Uuid, MemberKind>)> = Vec::new();
     for (key, group_id) in &group_ids {
         let mut wanted: BTreeMap<Uuid, MemberKind> = BTreeMap::new();
         for user in snap.user_members.get(key).into_iter().flatten() {
@@ -72,6 +113,21 @@ pub async fn apply_groups(
                 wanted.insert(*id, MemberKind::Group);
             }
         }
+        if prints.get(group_id) != Some(&members_fingerprint(&wanted)) {
+            stale.push((*group_id, wanted));
+        }
+    }
+    let stored = if stale.len() > BULK_MEMBER_READ {
+        stored_members(conn, source).await?
+    } else {
+        let ids: Vec<Uuid> = stale.iter().map(|(id, _)| *id).collect();
+        ldap_fingerprints::members_of_groups(conn, &ids).await?
+    };
+    let no_members = BTreeMap::new();
+    let mut new_prints = Vec::with_capacity(stale.len());
+    let mut diffs = Vec::with_capacity(stale.len());
+    let mut edges: Vec<(Uuid, GroupMember)> = Vec::new();
+    for (group_id, wanted) in &stale {
         let current = stored.get(group_id).unwrap_or(&no_members);
         let managed = |id: &Uuid, kind: MemberKind| match (only_users, kind) {
             (Some(set), MemberKind::User) => set.contains(id),
@@ -90,20 +146,41 @@ pub async fn apply_groups(
             .filter(|(id, kind)| !wanted.contains_key(*id) && managed(id, **kind))
             .map(|(id, kind)| (*id, *kind))
             .collect();
-        let added = identities::add_members(conn, *group_id, &add).await?;
-        let ids: Vec<Uuid> = remove.iter().map(|(id, _)| *id).collect();
-        let removed = identities::remove_members(conn, *group_id, &ids).await?;
-        report.members_added += added.len();
-        report.members_removed += removed.len();
-        let changes = added
+        if !remove.is_empty() {
+            let ids: Vec<Uuid> = remove.iter().map(|(id, _)| *id).collect();
+            let removed = identities::remove_members(conn, *group_id, &ids).await?;
+            report.members_removed += removed.len();
+        }
+        let mut after = current.clone();
+        for (id, _) in &remove {
+            after.remove(id);
+        }
+        after.extend(add.iter().map(|m| (m.id, m.kind)));
+        new_prints.push((*group_id, members_fingerprint(&after)));
+        edges.extend(add.iter().map(|m| (*group_id, m.clone())));
+        diffs.push((*group_id, add, remove));
+    }
+    // Every group's new members in a few multi-row statements.
+    let added: BTreeSet<(Uuid, Uuid)> =
+        bulk::add_members(conn, &edges).await?.into_iter().collect();
+    drop(edges);
+    report.members_added += added.len();
+    let emails: BTreeMap<Uuid, Option<&str>> = if diffs.is_empty() {
+        BTreeMap::new()
+    } else {
+        users.values().map(|u| (u.id, u.email.as_deref())).collect()
+    };
+    for (group_id, add, remove) in diffs {
+        let changes = add
             .iter()
+            .filter(|m| added.contains(&(group_id, m.id)))
             .map(|m| (m.id, m.kind, "added"))
             .chain(remove.iter().map(|(id, kind)| (*id, *kind, "removed")));
         for (member, kind, change) in changes {
             // A nested group's members are many people: let the sync
             // worker look at everyone (no e-mail on the event).
             let email = match kind {
-                MemberKind::User => emails.get(&member).cloned().flatten(),
+                MemberKind::User => emails.get(&member).copied().flatten().map(str::to_string),
                 MemberKind::Group => None,
             };
             let event = NewIdentityEvent {
@@ -113,9 +190,11 @@ pub async fn apply_groups(
                 email,
                 detail: json!({"group": group_id.to_string(), "change": change}),
             };
-            events::append(conn, &event).await?;
+            new_events.push(conn, event).await?;
         }
     }
+    new_events.flush(conn).await?;
+    ldap_fingerprints::put_group_fingerprints(conn, &new_prints).await?;
     Ok(report)
 }
 
@@ -123,12 +202,13 @@ pub async fn apply_groups(
 async fn sync_groups(
     conn: &mut AnyConnection,
     source: &SourceName,
+    stored: Vec<IdentityGroup>,
     snap: &DirectorySnapshot,
     report: &mut GroupReport,
+    events: &mut bulk::EventWriter,
 ) -> Result<BTreeMap<String, Uuid>, StoreError> {
     let names = unique_group_names(&snap.groups);
-    let stored: BTreeMap<String, IdentityGroup> = identities::list_groups(conn, source)
-        .await?
+    let stored: BTreeMap<String, IdentityGroup> = stored
         .into_iter()
         .map(|g| (dn_key(g.external_id.as_deref().unwrap_or_default()), g))
         .collect();
@@ -137,7 +217,9 @@ async fn sync_groups(
     for (key, group) in &stored {
         if !snap.groups.contains_key(key) {
             identities::delete_group(conn, source, group.id).await?;
-            group_event(conn, EventKind::GroupDeleted, group).await?;
+            events
+                .push(conn, group_event(EventKind::GroupDeleted, group))
+                .await?;
             report.groups_deleted += 1;
         }
     }
@@ -164,9 +246,12 @@ async fn sync_groups(
     }
     for row in renamed {
         identities::update_group(conn, &row, None).await?;
-        group_event(conn, EventKind::GroupUpdated, &row).await?;
+        events
+            .push(conn, group_event(EventKind::GroupUpdated, &row))
+            .await?;
         report.groups_renamed += 1;
     }
+    let mut new_rows = Vec::new();
     for (key, found) in &snap.groups {
         if stored.contains_key(key) {
             continue;
@@ -181,10 +266,17 @@ async fn sync_groups(
             created_at: now,
             updated_at: now,
         };
-        identities::insert_group(conn, &row).await?;
-        group_event(conn, EventKind::GroupCreated, &row).await?;
         ids.insert(key.clone(), row.id);
         report.groups_created += 1;
+        new_rows.push(row);
+    }
+    for chunk in new_rows.chunks(500) {
+        bulk::insert_groups(conn, chunk).await?;
+        for row in chunk {
+            events
+                .push(conn, group_event(EventKind::GroupCreated, row))
+                .await?;
+        }
     }
     Ok(ids)
 }
@@ -200,18 +292,12 @@ async fn stored_members(
     Ok(out)
 }
 
-async fn group_event(
-    conn: &mut AnyConnection,
-    kind: EventKind,
-    group: &IdentityGroup,
-) -> Result<(), StoreError> {
-    let event = NewIdentityEvent {
+fn group_event(kind: EventKind, group: &IdentityGroup) -> NewIdentityEvent {
+    NewIdentityEvent {
         source: group.source.clone(),
         kind,
         subject_id: Some(group.id),
         email: None,
         detail: json!({"displayName": group.display_name}),
-    };
-    events::append(conn, &event).await?;
-    Ok(())
+    }
 }

@@ -3,7 +3,8 @@
 //! partial read must never look like a directory that lost entries.
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::asn1::StructureTag;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::config::LdapSourceConfig;
@@ -58,6 +59,24 @@ impl LdapClient {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<RawEntry>, LdapError> {
+        let mut entries = Vec::new();
+        self.search_each(base, scope, filter, attrs, |e| entries.push(e))
+            .await?;
+        Ok(entries)
+    }
+
+    /// Reads every entry under `base` matching `filter`, page by page,
+    /// handing each to `sink` as it arrives (so a caller can keep a smaller
+    /// form instead of every entry). The search must still end in success:
+    /// on an error the caller must discard what `sink` saw.
+    pub async fn search_each(
+        &mut self,
+        base: &str,
+        scope: &str,
+        filter: &str,
+        attrs: &[&str],
+        mut sink: impl FnMut(RawEntry),
+    ) -> Result<(), LdapError> {
         let fail = |detail: String| LdapError::Search {
             base: base.to_string(),
             detail,
@@ -77,12 +96,15 @@ impl LdapClient {
             .streaming_search_with(adapters, base, scope, filter, attrs.to_vec())
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let mut entries = Vec::new();
         loop {
             match stream.next().await {
-                Ok(Some(entry)) => {
-                    entries.push(raw_entry(SearchEntry::construct(entry), &self.cfg))
-                }
+                Ok(Some(entry)) => match raw_entry(entry.0, &self.cfg) {
+                    Some(entry) => sink(entry),
+                    None => {
+                        let _ = stream.finish().await;
+                        return Err(fail("malformed search result entry".into()));
+                    }
+                },
                 Ok(None) => break,
                 Err(e) => return Err(fail(e.to_string())),
             }
@@ -92,7 +114,7 @@ impl LdapClient {
             .await
             .success()
             .map_err(|e| fail(e.to_string()))?;
-        Ok(entries)
+        Ok(())
     }
 
     /// The DNs of entries matching `filter` (no attributes transferred).
@@ -185,16 +207,31 @@ fn tls_config(path: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientCon
     Ok(std::sync::Arc::new(config))
 }
 
-/// Converts an entry; a binary stable id (AD objectGUID) becomes a UUID.
-fn raw_entry(entry: SearchEntry, cfg: &LdapSourceConfig) -> RawEntry {
-    let mut attrs: Vec<(String, Vec<String>)> = entry.attrs.into_iter().collect();
-    for (name, values) in entry.bin_attrs {
-        if name.eq_ignore_ascii_case(&cfg.id_attribute) {
-            let ids = values.iter().map(|v| guid_text(v)).collect();
-            attrs.push((name, ids));
+/// Converts a SearchResultEntry (`[APPLICATION 4] { dn, attributes }`); a
+/// binary stable id (AD objectGUID) becomes a UUID. Takes the decoded
+/// buffers over instead of copying them (`SearchEntry::construct` copies
+/// every value, and panics on a malformed entry: here that is `None`).
+/// Other attributes with a value that is not UTF-8 are left out, as
+/// before.
+fn raw_entry(tag: StructureTag, cfg: &LdapSourceConfig) -> Option<RawEntry> {
+    let mut parts = StructureTag::expect_constructed(tag.match_id(4)?)?.into_iter();
+    let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+    let mut attrs: Vec<(String, Vec<String>)> = Vec::new();
+    for attr in StructureTag::expect_constructed(parts.next()?)? {
+        let mut attr = StructureTag::expect_constructed(attr)?.into_iter();
+        let name = String::from_utf8(attr.next()?.expect_primitive()?).ok()?;
+        let raw = StructureTag::expect_constructed(attr.next()?)?
+            .into_iter()
+            .map(StructureTag::expect_primitive)
+            .collect::<Option<Vec<Vec<u8>>>>()?;
+        if raw.iter().all(|v| std::str::from_utf8(v).is_ok()) {
+            let values = raw.into_iter().filter_map(|v| String::from_utf8(v).ok());
+            attrs.push((name, values.collect()));
+        } else if name.eq_ignore_ascii_case(&cfg.id_attribute) {
+            attrs.push((name, raw.iter().map(|v| guid_text(v)).collect()));
         }
     }
-    RawEntry::new(entry.dn, attrs)
+    Some(RawEntry::new(dn, attrs))
 }
 
 /// AD stores objectGUID little-endian in its first three fields.

@@ -32,6 +32,19 @@ pub enum UserChange {
     },
 }
 
+impl UserChange {
+    /// The stored user changed (none for a creation).
+    pub fn id(&self) -> Option<Uuid> {
+        match self {
+            UserChange::Create(_) => None,
+            UserChange::Update { id, .. }
+            | UserChange::Deactivate { id, .. }
+            | UserChange::Reactivate { id, .. }
+            | UserChange::Delete { id, .. } => Some(*id),
+        }
+    }
+}
+
 /// Compares `found` with `stored`. `full` allows deletions: an incremental
 /// poll sees only changed entries, so absence means nothing there.
 pub fn diff_users<'a>(

@@ -20,6 +20,7 @@ pub mod config;
 pub mod diff;
 pub mod error;
 pub mod escape;
+pub mod fingerprint;
 pub mod nested;
 pub mod poller;
 pub mod read;

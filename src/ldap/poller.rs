@@ -2,21 +2,24 @@
 //! apply the differences (users, groups, memberships) with their events in
 //! one transaction — or, when the mass-removal guard trips, nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use secrecy::SecretString;
 use serde::Serialize;
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::apply::apply_user_changes;
-use super::apply_groups::{GroupReport, UserRef, apply_groups};
+use super::apply_groups::{GroupReport, StoredGroups, UserRef, apply_groups};
 use super::config::{LdapSourceConfig, MembershipMode};
 use super::diff::{Held, UserChange, check_removals, diff_users, stored_dn};
 use super::error::LdapError;
+use super::fingerprint::user_fingerprint;
 use super::nested;
-use super::read::{DirectoryRead, read_directory};
-use super::translate::{DirectorySnapshot, dn_key, translate};
+use super::read::{TranslatedRead, read_translated};
+use super::translate::{DirectorySnapshot, DirectoryUser, KnownUsers, dn_key};
 use crate::domain::{IdentityUser, SourceName, Timestamp};
+use crate::store::ldap_fingerprints::{self, UserDigest};
 use crate::store::{Store, StoreError, identities};
 
 /// Full polls may delete users; incremental ones read only changed users
@@ -88,18 +91,62 @@ pub async fn run_poll(
     password: &SecretString,
     options: PollOptions,
 ) -> Result<PollReport, LdapError> {
-    let since = match options.kind {
-        PollKind::Full => None,
-        PollKind::Incremental => options.since,
-    };
-    let read = read_directory(cfg, password, since).await?;
-    let mut tx = store.begin_write().await?;
-    let stored = identities::list_users(&mut tx, source).await?;
-    // Consumes the raw entries, the largest thing a poll holds, so they are
-    // freed before the store reads memberships.
-    let snap = snapshot(cfg, read, &stored);
     let full = options.kind == PollKind::Full;
-    let changes = diff_users(&stored, snap.users.values(), full);
+    let since = if full { None } else { options.since };
+    // User entries are translated as they arrive and dropped. A full poll
+    // reads the stored state it compares with while the
+    // directory is read, outside the write transaction; it is used only if
+    // no poll of the source committed in between (else read again below).
+    // Its failure only costs that second read.
+    let (read, prefetched) = if full {
+        // Its own task, so it runs beside the read on another thread.
+        let task = tokio::spawn({
+            let (store, source) = (store.clone(), source.clone());
+            async move { prefetch(&store, &source).await }
+        });
+        let read = read_translated(cfg, password, since).await;
+        let prefetched = match read {
+            Ok(_) => task.await.ok().and_then(Result::ok),
+            Err(_) => {
+                task.abort();
+                None
+            }
+        };
+        (read?, prefetched)
+    } else {
+        (read_translated(cfg, password, since).await?, None)
+    };
+    apply_read(store, source, cfg, options, read, prefetched).await
+}
+
+/// The write half of a poll: what was read (and perhaps prefetched)
+/// compared and applied in one transaction.
+async fn apply_read(
+    store: &Store,
+    source: &SourceName,
+    cfg: &LdapSourceConfig,
+    options: PollOptions,
+    read: TranslatedRead,
+    prefetched: Option<Prefetched>,
+) -> Result<PollReport, LdapError> {
+    let full = options.kind == PollKind::Full;
+    let mut tx = store.begin_write().await?;
+    let generation = ldap_fingerprints::bump_generation(&mut tx, source).await?;
+    let prefetched = prefetched.filter(|p| p.generation == generation);
+    let plan = if full {
+        plan_full(&mut tx, source, cfg, read, prefetched).await?
+    } else {
+        plan_incremental(&mut tx, source, cfg, read).await?
+    };
+    let Plan {
+        snap,
+        stored,
+        stored_count,
+        changes,
+        unchanged_prints,
+        by_stable,
+        stored_groups,
+    } = plan;
     let cycles = nested::cycles(&snap.group_members);
     if !cycles.is_empty() {
         tracing::warn!(source = %source, groups = ?cycles, "LDAP groups nest in a cycle; each is counted once");
@@ -115,7 +162,7 @@ pub async fn run_poll(
     };
     let guard = check_removals(
         &changes,
-        stored.len(),
+        stored_count,
         cfg.max_removal_percent,
         cfg.max_removal_min,
     );
@@ -125,40 +172,196 @@ pub async fn run_poll(
         return Ok(report);
     }
     let created = apply_user_changes(&mut tx, source, &stored, &changes).await?;
-    let users = user_refs(&stored, &snap, &created, &changes);
+    ldap_fingerprints::put_user_fingerprints(&mut tx, &unchanged_prints).await?;
+    let users = match &by_stable {
+        Some(by_stable) => full_user_refs(by_stable, &snap, &created),
+        None => user_refs(&stored, &snap, &created, &changes),
+    };
     let only_users = (cfg.membership == MembershipMode::MemberOf && !full).then(|| {
         snap.users
             .keys()
             .filter_map(|key| users.get(key).map(|u| u.id))
             .collect::<BTreeSet<Uuid>>()
     });
-    report.groups = apply_groups(&mut tx, source, &snap, &users, only_users.as_ref()).await?;
+    report.groups = apply_groups(
+        &mut tx,
+        source,
+        &snap,
+        &users,
+        only_users.as_ref(),
+        stored_groups,
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(report)
 }
 
-/// The read translated, with what the config adds: users matched by the
-/// disabled filter are inactive; in-chain members replace member lists.
-fn snapshot(
+/// What a poll will do, worked out on the write transaction.
+struct Plan {
+    snap: DirectorySnapshot,
+    /// The stored rows `changes` refer to (full polls: only those).
+    stored: Vec<IdentityUser>,
+    /// Every stored user of the source (for the mass-removal guard).
+    stored_count: usize,
+    changes: Vec<UserChange>,
+    /// Fingerprints to record for users that were compared but unchanged.
+    unchanged_prints: Vec<(Uuid, i64)>,
+    /// Full polls: every stored user's id by stable id.
+    by_stable: Option<HashMap<String, Uuid>>,
+    /// The stored groups, if read already.
+    stored_groups: Option<StoredGroups>,
+}
+
+/// What a full poll compares with, read before its write transaction.
+struct Prefetched {
+    /// Read first: the rest is current if the generation still is.
+    generation: i64,
+    users: Vec<UserDigest>,
+    groups: StoredGroups,
+}
+
+async fn prefetch(store: &Store, source: &SourceName) -> Result<Prefetched, StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    let generation = ldap_fingerprints::generation(&mut conn, source).await?;
+    let users = ldap_fingerprints::user_digests(&mut conn, source).await?;
+    let groups = StoredGroups::load(&mut conn, source).await?;
+    Ok(Prefetched {
+        generation,
+        users,
+        groups,
+    })
+}
+
+/// A full poll reads back only users whose fingerprint does not match what
+/// the directory says (or who are gone from it), and compares those.
+async fn plan_full(
+    conn: &mut AnyConnection,
+    source: &SourceName,
     cfg: &LdapSourceConfig,
-    read: DirectoryRead,
-    stored: &[IdentityUser],
-) -> DirectorySnapshot {
+    read: TranslatedRead,
+    prefetched: Option<Prefetched>,
+) -> Result<Plan, LdapError> {
+    // Every stored user not read is deleted, so none needs resolving as a
+    // member by its stored DN or login.
+    let snap = snapshot(cfg, read, &[]);
+    let (digests, stored_groups) = match prefetched {
+        Some(p) => (p.users, Some(p.groups)),
+        None => (ldap_fingerprints::user_digests(conn, source).await?, None),
+    };
+    let stored_count = digests.len();
+    let by_stable: HashMap<String, (Uuid, Option<i64>)> = digests
+        .into_iter()
+        .filter_map(|d| d.external_id.map(|x| (x, (d.id, d.fingerprint))))
+        .collect();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(snap.users.len());
+    let mut found: Vec<&DirectoryUser> = Vec::new();
+    let mut compare: Vec<Uuid> = Vec::new();
+    let mut prints: Vec<(Uuid, i64)> = Vec::new();
+    for user in snap.users.values() {
+        seen.insert(user.stable_id.as_str());
+        match by_stable.get(user.stable_id.as_str()) {
+            None => found.push(user),
+            Some((id, stored)) => {
+                let print = user_fingerprint(user);
+                if *stored != Some(print) {
+                    found.push(user);
+                    compare.push(*id);
+                    prints.push((*id, print));
+                }
+            }
+        }
+    }
+    compare.extend(
+        by_stable
+            .iter()
+            .filter(|(x, _)| !seen.contains(x.as_str()))
+            .map(|(_, (id, _))| *id),
+    );
+    let stored = ldap_fingerprints::users_by_ids(conn, source, &compare).await?;
+    let changes = diff_users(&stored, found.iter().copied(), true);
+    let changed: BTreeSet<Uuid> = changes.iter().filter_map(UserChange::id).collect();
+    prints.retain(|(id, _)| !changed.contains(id));
+    let by_stable = by_stable.into_iter().map(|(x, (id, _))| (x, id)).collect();
+    Ok(Plan {
+        snap,
+        stored,
+        stored_count,
+        changes,
+        unchanged_prints: prints,
+        by_stable: Some(by_stable),
+        stored_groups,
+    })
+}
+
+/// An incremental poll compares the users it read with every stored user
+/// (few were read; group member lists may name any stored user).
+async fn plan_incremental(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    cfg: &LdapSourceConfig,
+    read: TranslatedRead,
+) -> Result<Plan, LdapError> {
+    let stored = identities::list_users(conn, source).await?;
     let known: Vec<(String, String)> = stored
         .iter()
         .filter_map(|u| stored_dn(u).map(|dn| (dn_key(dn), u.user_name.clone())))
         .collect();
-    let mut snap = translate(cfg, &read.users, &read.groups, &known);
-    for key in &read.disabled {
+    let snap = snapshot(cfg, read, &known);
+    let changes = diff_users(&stored, snap.users.values(), false);
+    Ok(Plan {
+        snap,
+        stored_count: stored.len(),
+        stored,
+        changes,
+        unchanged_prints: Vec::new(),
+        by_stable: None,
+        stored_groups: None,
+    })
+}
+
+/// The read translated, with what the config adds: users matched by the
+/// disabled filter are inactive; in-chain members replace member lists.
+fn snapshot(cfg: &LdapSourceConfig, read: TranslatedRead, known: &KnownUsers) -> DirectorySnapshot {
+    let TranslatedRead {
+        users,
+        groups,
+        rest,
+    } = read;
+    let mut snap = users.finish_prepared(&groups, known);
+    for key in &rest.disabled {
         if let Some(user) = snap.users.get_mut(key) {
             user.active = false;
         }
     }
     if cfg.membership == MembershipMode::AdInChain {
-        snap.user_members = read.in_chain;
+        snap.user_members = rest.in_chain;
         snap.group_members.clear();
     }
     snap
+}
+
+/// Full polls: every user read, after the changes, by DN key (a stored
+/// user not read was deleted).
+fn full_user_refs(
+    by_stable: &HashMap<String, Uuid>,
+    snap: &DirectorySnapshot,
+    created: &[(String, Uuid)],
+) -> BTreeMap<String, UserRef> {
+    let created: BTreeMap<String, Uuid> =
+        created.iter().map(|(dn, id)| (dn_key(dn), *id)).collect();
+    snap.users
+        .iter()
+        .filter_map(|(key, user)| {
+            let id = by_stable
+                .get(user.stable_id.as_str())
+                .or_else(|| created.get(key))?;
+            let r = UserRef {
+                id: *id,
+                email: user.email.clone(),
+            };
+            Some((key.clone(), r))
+        })
+        .collect()
 }
 
 /// Every user of the source after the changes, by DN key.
@@ -208,4 +411,95 @@ fn user_refs(
         }
     }
     refs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ldap::read::DirectoryRead;
+    use crate::ldap::translate::{RawEntry, Translator};
+    use crate::store::StoreOptions;
+
+    fn read_of(cfg: &LdapSourceConfig, uids: &[&str]) -> TranslatedRead {
+        let mut users = Translator::new(cfg);
+        for uid in uids {
+            let attrs = [
+                ("entryUUID".to_string(), vec![format!("id-{uid}")]),
+                ("uid".to_string(), vec![uid.to_string()]),
+                ("mail".to_string(), vec![format!("{uid}@x.org")]),
+            ];
+            users.push_user(&RawEntry::new(format!("uid={uid},dc=x"), attrs));
+        }
+        TranslatedRead {
+            users,
+            groups: Vec::new(),
+            rest: DirectoryRead::default(),
+        }
+    }
+
+    /// Two full polls read the store before either writes: the second to
+    /// apply must see the generation moved and compare with what the first
+    /// wrote (else it would create the same users again).
+    #[tokio::test]
+    async fn a_prefetch_overtaken_by_another_poll_is_not_used() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&StoreOptions::new(url))
+            .await
+            .expect("store");
+        store.migrate().await.expect("migrate");
+        let cfg = LdapSourceConfig::default();
+        let source = SourceName::new("corp");
+        let options = PollOptions {
+            kind: PollKind::Full,
+            force: false,
+            since: None,
+        };
+        let first = prefetch(&store, &source).await.expect("prefetch");
+        let second = prefetch(&store, &source).await.expect("prefetch");
+        let report = apply_read(
+            &store,
+            &source,
+            &cfg,
+            options,
+            read_of(&cfg, &["a", "b"]),
+            Some(first),
+        )
+        .await
+        .expect("first");
+        assert_eq!(report.changes, 2);
+        let report = apply_read(
+            &store,
+            &source,
+            &cfg,
+            options,
+            read_of(&cfg, &["a", "b", "c"]),
+            Some(second),
+        )
+        .await
+        .expect("second");
+        assert_eq!(report.changes, 1, "{report:?}");
+        let mut conn = store.pool().acquire().await.expect("conn");
+        assert_eq!(
+            identities::count_users(&mut conn, &source)
+                .await
+                .expect("count"),
+            3
+        );
+        // A current prefetch is used as is.
+        drop(conn);
+        let current = prefetch(&store, &source).await.expect("prefetch");
+        assert_eq!(current.users.len(), 3);
+        let report = apply_read(
+            &store,
+            &source,
+            &cfg,
+            options,
+            read_of(&cfg, &["a", "b", "c"]),
+            Some(current),
+        )
+        .await
+        .expect("third");
+        assert_eq!(report.changes, 0, "{report:?}");
+    }
 }

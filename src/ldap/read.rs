@@ -1,6 +1,7 @@
 //! Reading one source: users (all, or changed since a time), all groups,
 //! and what the configuration adds (the disabled filter, AD range
-//! retrieval, AD in-chain membership). Any failure fails the whole read:
+//! retrieval, AD in-chain membership). Users and groups are read at once
+//! on two connections. Any failure fails the whole read:
 //! a partial directory must never look like one that lost entries.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +12,7 @@ use super::client::LdapClient;
 use super::config::{LdapSourceConfig, MembershipMode};
 use super::error::LdapError;
 use super::escape::filter_value;
-use super::translate::{RawEntry, dn_key};
+use super::translate::{GroupEntry, RawEntry, Translator, dn_key};
 use crate::domain::Timestamp;
 
 /// AD's LDAP_MATCHING_RULE_IN_CHAIN: transitive membership, server-side.
@@ -34,26 +35,104 @@ pub async fn read_directory(
     password: &SecretString,
     since: Option<Timestamp>,
 ) -> Result<DirectoryRead, LdapError> {
-    let mut client = LdapClient::connect(cfg, password).await?;
-    let result = read_with(&mut client, cfg, since).await;
-    client.close().await;
+    let mut users = Vec::new();
+    let (rest, ()) = read_parts(cfg, password, since, |e| users.push(e), |_| ()).await?;
+    Ok(DirectoryRead { users, ..rest })
+}
+
+/// What [`read_translated`] returns: the users translated as they arrived,
+/// the groups prepared, the rest as read.
+#[derive(Debug)]
+pub struct TranslatedRead {
+    pub users: Translator,
+    pub groups: Vec<GroupEntry>,
+    /// As in [`DirectoryRead`]; `users` and `groups` are empty.
+    pub rest: DirectoryRead,
+}
+
+/// Like [`read_directory`], but each user entry is translated as it
+/// arrives and then dropped (a poll never holds every raw user entry), and
+/// the groups are prepared ([`GroupEntry`]) while the users are still
+/// being read.
+pub async fn read_translated(
+    cfg: &LdapSourceConfig,
+    password: &SecretString,
+    since: Option<Timestamp>,
+) -> Result<TranslatedRead, LdapError> {
+    let mut users = Translator::new(cfg);
+    let mode = cfg.membership;
+    let prepare = move |groups: &[RawEntry]| -> Vec<GroupEntry> {
+        groups.iter().map(|g| GroupEntry::new(g, mode)).collect()
+    };
+    let (mut rest, groups) =
+        read_parts(cfg, password, since, |e| users.push_user(&e), prepare).await?;
+    rest.groups = Vec::new();
+    Ok(TranslatedRead {
+        users,
+        groups,
+        rest,
+    })
+}
+
+/// Users (into `sink`) and groups are read at the same time on two
+/// connections; either failing fails the read. `prepare` runs on the
+/// groups as soon as they are read, on a blocking thread (beside the
+/// users still arriving).
+async fn read_parts<G: Send + 'static>(
+    cfg: &LdapSourceConfig,
+    password: &SecretString,
+    since: Option<Timestamp>,
+    sink: impl FnMut(RawEntry),
+    prepare: impl FnOnce(&[RawEntry]) -> G + Send + 'static,
+) -> Result<(DirectoryRead, G), LdapError> {
+    let (mut users_client, mut groups_client) = tokio::try_join!(
+        LdapClient::connect(cfg, password),
+        LdapClient::connect(cfg, password)
+    )?;
+    let result = async {
+        let groups = async {
+            let groups = read_groups(&mut groups_client, cfg).await?;
+            tokio::task::spawn_blocking(move || {
+                let prepared = prepare(&groups);
+                (groups, prepared)
+            })
+            .await
+            .map_err(|e| LdapError::Search {
+                base: cfg.group_base.clone(),
+                detail: format!("preparing the groups read failed: {e}"),
+            })
+        };
+        let ((), (groups, prepared)) =
+            tokio::try_join!(read_users(&mut users_client, cfg, since, sink), groups)?;
+        let read = read_extras(&mut users_client, cfg, groups).await?;
+        Ok((read, prepared))
+    }
+    .await;
+    tokio::join!(users_client.close(), groups_client.close());
     result
 }
 
-async fn read_with(
+async fn read_users(
     client: &mut LdapClient,
     cfg: &LdapSourceConfig,
     since: Option<Timestamp>,
-) -> Result<DirectoryRead, LdapError> {
+    sink: impl FnMut(RawEntry),
+) -> Result<(), LdapError> {
     let user_filter = match since {
         Some(t) => changed_since_filter(&cfg.user_filter, &cfg.incremental_attribute, t),
         None => cfg.user_filter.clone(),
     };
     let attrs = user_attributes(cfg);
     let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-    let users = client
-        .search_all(&cfg.user_base, &cfg.user_scope, &user_filter, &attrs)
-        .await?;
+    client
+        .search_each(&cfg.user_base, &cfg.user_scope, &user_filter, &attrs, sink)
+        .await
+}
+
+async fn read_groups(
+    client: &mut LdapClient,
+    cfg: &LdapSourceConfig,
+) -> Result<Vec<RawEntry>, LdapError> {
     let group_attrs = [
         "cn",
         "member",
@@ -73,8 +152,16 @@ async fn read_with(
     for group in &mut groups {
         client.complete_ranged(group).await?;
     }
+    Ok(groups)
+}
+
+/// The disabled filter and AD in-chain membership.
+async fn read_extras(
+    client: &mut LdapClient,
+    cfg: &LdapSourceConfig,
+    groups: Vec<RawEntry>,
+) -> Result<DirectoryRead, LdapError> {
     let mut read = DirectoryRead {
-        users,
         groups,
         ..DirectoryRead::default()
     };

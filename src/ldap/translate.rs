@@ -125,32 +125,125 @@ pub fn translate(
     groups: &[RawEntry],
     known: &KnownUsers,
 ) -> DirectorySnapshot {
-    let mut snap = DirectorySnapshot::default();
+    let mut t = Translator::new(cfg);
     for entry in users {
-        match user_from(cfg, entry) {
-            Some(user) => {
-                snap.users.insert(dn_key(&entry.dn), user);
-            }
-            None => snap.skipped.push(entry.dn.clone()),
+        t.push_user(entry);
+    }
+    t.finish(groups, known)
+}
+
+/// [`translate`] in steps: users one at a time as they are read (only
+/// their translated form is kept, not the entries), then the groups.
+#[derive(Debug)]
+pub struct Translator {
+    cfg: LdapSourceConfig,
+    snap: DirectorySnapshot,
+    /// `memberOf` mode: each user entry's key and its groups' keys.
+    member_of: Vec<(String, Vec<String>)>,
+}
+
+impl Translator {
+    pub fn new(cfg: &LdapSourceConfig) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            snap: DirectorySnapshot::default(),
+            member_of: Vec::new(),
         }
     }
-    for entry in groups {
-        let name = entry.first("cn").unwrap_or(entry.dn.as_str()).to_string();
-        snap.groups.insert(
-            dn_key(&entry.dn),
-            DirectoryGroup {
-                dn: entry.dn.clone(),
-                name,
-            },
-        );
+
+    pub fn push_user(&mut self, entry: &RawEntry) {
+        let key = dn_key(&entry.dn);
+        if self.cfg.membership == MembershipMode::MemberOf {
+            let groups: Vec<String> = entry.all("memberOf").iter().map(|dn| dn_key(dn)).collect();
+            if !groups.is_empty() {
+                self.member_of.push((key.clone(), groups));
+            }
+        }
+        match user_from(&self.cfg, entry) {
+            Some(user) => {
+                self.snap.users.insert(key, user);
+            }
+            None => self.snap.skipped.push(entry.dn.clone()),
+        }
     }
-    match cfg.membership {
-        MembershipMode::GroupAttributes => members_from_groups(groups, known, &mut snap),
-        MembershipMode::MemberOf => members_from_member_of(users, groups, &mut snap),
-        // The poller asks the server for each group's members.
-        MembershipMode::AdInChain => {}
+
+    /// Users read so far.
+    pub fn users(&self) -> usize {
+        self.snap.users.len()
     }
-    snap
+
+    pub fn finish(self, groups: &[RawEntry], known: &KnownUsers) -> DirectorySnapshot {
+        let mode = self.cfg.membership;
+        let groups: Vec<GroupEntry> = groups.iter().map(|g| GroupEntry::new(g, mode)).collect();
+        self.finish_prepared(&groups, known)
+    }
+
+    /// [`Translator::finish`] with the groups prepared already.
+    pub fn finish_prepared(self, groups: &[GroupEntry], known: &KnownUsers) -> DirectorySnapshot {
+        let Self {
+            cfg,
+            mut snap,
+            member_of,
+        } = self;
+        for g in groups {
+            snap.groups.insert(
+                g.key.clone(),
+                DirectoryGroup {
+                    dn: g.dn.clone(),
+                    name: g.name.clone(),
+                },
+            );
+        }
+        match cfg.membership {
+            MembershipMode::GroupAttributes => members_from_groups(groups, known, &mut snap),
+            MembershipMode::MemberOf => members_from_member_of(member_of, groups, &mut snap),
+            // The poller asks the server for each group's members.
+            MembershipMode::AdInChain => {}
+        }
+        snap
+    }
+}
+
+/// A group entry with its member values keyed already (the costly part of
+/// translating groups), which the poller does while users are still being
+/// read; what is left for [`Translator::finish_prepared`] is lookups.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupEntry {
+    key: String,
+    dn: String,
+    name: String,
+    /// Keys of the `member` and `uniqueMember` values (group attributes).
+    members: Vec<String>,
+    /// `memberUid` values (group attributes).
+    member_uids: Vec<String>,
+    /// Keys of the `memberOf` values (`memberOf` mode).
+    parents: Vec<String>,
+}
+
+impl GroupEntry {
+    pub fn new(entry: &RawEntry, mode: MembershipMode) -> Self {
+        let mut g = GroupEntry {
+            key: dn_key(&entry.dn),
+            dn: entry.dn.clone(),
+            name: entry.first("cn").unwrap_or(entry.dn.as_str()).to_string(),
+            ..GroupEntry::default()
+        };
+        match mode {
+            MembershipMode::GroupAttributes => {
+                let dns = entry.all("member").iter().chain(entry.all("uniqueMember"));
+                // uniqueMember may carry an optional `#'bits'B` UID suffix.
+                g.members = dns
+                    .map(|dn| dn_key(dn.split('#').next().unwrap_or(dn)))
+                    .collect();
+                g.member_uids = entry.all("memberUid").to_vec();
+            }
+            MembershipMode::MemberOf => {
+                g.parents = entry.all("memberOf").iter().map(|dn| dn_key(dn)).collect();
+            }
+            MembershipMode::AdInChain => {}
+        }
+        g
+    }
 }
 
 /// Display names must be unique per source, but two groups in different
@@ -204,55 +297,57 @@ pub fn is_disabled(rule: DisabledRule, e: &RawEntry) -> bool {
     }
 }
 
-fn members_from_groups(groups: &[RawEntry], known: &KnownUsers, snap: &mut DirectorySnapshot) {
-    let mut by_login: BTreeMap<&str, &String> = known
-        .iter()
-        .map(|(key, login)| (login.as_str(), key))
-        .collect();
-    by_login.extend(snap.users.iter().map(|(key, u)| (u.login.as_str(), key)));
+fn members_from_groups(groups: &[GroupEntry], known: &KnownUsers, snap: &mut DirectorySnapshot) {
+    // Logins are only needed for memberUid values (posixGroup).
+    let mut by_login: BTreeMap<&str, &String> = BTreeMap::new();
+    if groups.iter().any(|g| !g.member_uids.is_empty()) {
+        by_login.extend(known.iter().map(|(key, login)| (login.as_str(), key)));
+        by_login.extend(snap.users.iter().map(|(key, u)| (u.login.as_str(), key)));
+    }
     let known_keys: BTreeSet<&str> = known.iter().map(|(key, _)| key.as_str()).collect();
     let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut nested: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for g in groups {
         let mut direct_users = BTreeSet::new();
         let mut direct_groups = BTreeSet::new();
-        let dns = g.all("member").iter().chain(g.all("uniqueMember"));
-        for dn in dns {
-            // uniqueMember may carry an optional `#'bits'B` UID suffix.
-            let member = dn_key(dn.split('#').next().unwrap_or(dn));
-            if snap.users.contains_key(&member) || known_keys.contains(member.as_str()) {
-                direct_users.insert(member);
-            } else if snap.groups.contains_key(&member) {
-                direct_groups.insert(member);
+        for member in &g.members {
+            if snap.users.contains_key(member) || known_keys.contains(member.as_str()) {
+                direct_users.insert(member.clone());
+            } else if snap.groups.contains_key(member) {
+                direct_groups.insert(member.clone());
             }
         }
-        for uid in g.all("memberUid") {
+        for uid in &g.member_uids {
             if let Some(user_key) = by_login.get(uid.as_str()) {
                 direct_users.insert((*user_key).clone());
             }
         }
         // Only groups with members get an entry; groups whose DNs share a
         // key are merged.
-        let key = dn_key(&g.dn);
         if !direct_users.is_empty() {
-            users.entry(key.clone()).or_default().extend(direct_users);
+            users.entry(g.key.clone()).or_default().extend(direct_users);
         }
         if !direct_groups.is_empty() {
-            nested.entry(key).or_default().extend(direct_groups);
+            nested
+                .entry(g.key.clone())
+                .or_default()
+                .extend(direct_groups);
         }
     }
     snap.user_members = users;
     snap.group_members = nested;
 }
 
-fn members_from_member_of(users: &[RawEntry], groups: &[RawEntry], snap: &mut DirectorySnapshot) {
-    for u in users {
-        let user_key = dn_key(&u.dn);
+fn members_from_member_of(
+    member_of: Vec<(String, Vec<String>)>,
+    groups: &[GroupEntry],
+    snap: &mut DirectorySnapshot,
+) {
+    for (user_key, group_keys) in member_of {
         if !snap.users.contains_key(&user_key) {
             continue;
         }
-        for group_dn in u.all("memberOf") {
-            let group_key = dn_key(group_dn);
+        for group_key in group_keys {
             if snap.groups.contains_key(&group_key) {
                 snap.user_members
                     .entry(group_key)
@@ -263,14 +358,12 @@ fn members_from_member_of(users: &[RawEntry], groups: &[RawEntry], snap: &mut Di
     }
     // Nested groups: a group's own memberOf names its parents.
     for g in groups {
-        let child = dn_key(&g.dn);
-        for parent_dn in g.all("memberOf") {
-            let parent = dn_key(parent_dn);
-            if snap.groups.contains_key(&parent) && parent != child {
+        for parent in &g.parents {
+            if snap.groups.contains_key(parent) && *parent != g.key {
                 snap.group_members
-                    .entry(parent)
+                    .entry(parent.clone())
                     .or_default()
-                    .insert(child.clone());
+                    .insert(g.key.clone());
             }
         }
     }

@@ -8,11 +8,13 @@
 //! are UUID text and booleans are BIGINT 0/1, which keeps every column inside
 //! the types `Any` decodes on both engines (it has no SQLite `BOOLEAN`).
 
+pub mod bulk;
 pub mod copy;
 mod error;
 pub mod events;
 pub mod group_members;
 pub mod identities;
+pub mod ldap_fingerprints;
 pub mod ldap_state;
 pub mod mappings;
 mod migrate;

@@ -15,6 +15,7 @@ mod config_example;
 mod health;
 mod ldap_client;
 mod ldap_e2e;
+mod ldap_fingerprints;
 mod ldap_groups;
 mod ldap_poll;
 mod ldap_slapd;

@@ -12,7 +12,6 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::events::OUTBOX_CHANNEL;
 use super::identities::parse_uuid;
 use crate::domain::{GroupMember, IdentityGroup, IdentityUser, NewIdentityEvent, Timestamp};
 
@@ -197,18 +196,13 @@ pub async fn add_members(
 }
 
 /// Appends events in the order given (their sequence numbers follow it).
-/// On PostgreSQL one `NOTIFY` covers them all (delivered on commit).
+/// On PostgreSQL the table's trigger sends the outbox `NOTIFY`.
 pub async fn append_events(
     conn: &mut AnyConnection,
     events: &[NewIdentityEvent],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
-    }
-    if conn.backend_name() == "PostgreSQL" {
-        sqlx::query(&format!("NOTIFY {OUTBOX_CHANNEL}"))
-            .execute(&mut *conn)
-            .await?;
     }
     let now = Timestamp::now().0;
     for chunk in events.chunks(rows_per_statement(conn, 6)) {

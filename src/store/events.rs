@@ -31,52 +31,6 @@ pub async fn append(conn: &mut AnyConnection, event: &NewIdentityEvent) -> Resul
     Ok(seq)
 }
 
-/// Appends events in order with one multi-row statement per chunk; call it
-/// inside the transaction that makes the changes.
-pub async fn append_many(
-    conn: &mut AnyConnection,
-    events: &[NewIdentityEvent],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let now = Timestamp::now().0;
-    // Rows go in in slice order, so their sequence numbers keep it.
-    for chunk in events.chunks(100) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|n| {
-                let p = 6 * n;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO identity_events (source, kind, subject_id, email, detail, created_at) \
-             VALUES {}",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for event in chunk {
-            query = query
-                .bind(event.source.as_str())
-                .bind(event.kind.as_str())
-                .bind(event.subject_id.map(|id| id.to_string()))
-                .bind(event.email.as_deref())
-                .bind(event.detail.to_string())
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 fn event_from_row(row: &AnyRow) -> Result<IdentityEvent, StoreError> {
     let kind: String = row.try_get("kind")?;
     let subject: Option<String> = row.try_get("subject_id")?;

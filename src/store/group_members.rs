@@ -9,8 +9,10 @@ use super::StoreError;
 use super::identities::{GROUP_COLUMNS, group_from_row, parse_uuid};
 use crate::domain::{GroupMember, IdentityGroup, MemberKind, SourceName};
 
-/// Ids per statement (far below either engine's bound-parameter limit).
-const CHUNK: usize = 500;
+/// Ids per statement (far below either engine's bound-parameter limit, and
+/// small enough for sqlx's SQLite binding, whose cost grows with the square
+/// of a statement's parameter count).
+const CHUNK: usize = 250;
 
 /// `$first, $first+1, …` for `count` parameters.
 fn placeholders(first: usize, count: usize) -> String {

@@ -159,12 +159,6 @@ async fn apply_group(
     jobs: &[&Job],
     now: Timestamp,
 ) -> Result<Vec<Answer>, StoreError> {
-    let Some(before) = group_members::lock_group(tx, source, id).await? else {
-        return Ok(jobs
-            .iter()
-            .map(|_| Err(ScimError::NotFound("group".into())))
-            .collect());
-    };
     let patches: Vec<PlannedPatch<'_>> = jobs
         .iter()
         .map(|job| PlannedPatch {
@@ -174,8 +168,15 @@ async fn apply_group(
         })
         .collect();
     let ids = member_plan::named_ids(&patches);
+    let Some((before, named)) = group_members::lock_group_with_named(tx, source, id, &ids).await?
+    else {
+        return Ok(jobs
+            .iter()
+            .map(|_| Err(ScimError::NotFound("group".into())))
+            .collect());
+    };
     let mut known = KnownRows::default();
-    for row in group_members::named_rows(tx, source, id, &ids).await? {
+    for row in named {
         if let Some(email) = row.user_email {
             known.users.insert(row.id, email);
         } else if row.is_group {
@@ -263,6 +264,6 @@ async fn write(
         scim_query::set_member_ref(tx, &group_id.to_string(), &member.to_string(), object).await?;
     }
     bulk::append_events(tx, &writes.events).await?;
-    crate::store::identities::update_group(tx, &after, Some(before.version)).await?;
+    group_members::bump_version(tx, &after, before.version).await?;
     Ok(())
 }

@@ -65,6 +65,56 @@ pub struct NamedRow {
     pub kept: Option<serde_json::Value>,
 }
 
+/// The joins that tell, for each id of the VALUES list `v`, what it is in
+/// source `$1` and in group `$2`.
+const NAMED_JOINS: &str = "\
+    LEFT JOIN identity_users u ON u.id = v.column1 AND u.source = $1 \
+    LEFT JOIN identity_groups ng ON ng.id = v.column1 AND ng.source = $1 \
+    LEFT JOIN identity_group_members m ON m.group_id = $2 AND m.member_id = v.column1 \
+    LEFT JOIN scim_member_refs r ON r.group_id = $2 AND r.member_id = v.column1";
+
+const NAMED_COLUMNS: &str = "v.column1 AS named_id, u.id AS user_id, u.email, \
+    ng.id AS named_group_id, COALESCE(u.display_name, u.user_name, ng.display_name, '') AS name, \
+    m.member_kind, r.body";
+
+/// `($3), ($4), …`: the VALUES list of `count` ids after `$1` and `$2`
+/// (`column1` is the name both engines give its column).
+fn values_list(count: usize) -> String {
+    let values: Vec<String> = (0..count).map(|n| format!("(${})", n + 3)).collect();
+    values.join(", ")
+}
+
+fn named_from_row(row: &sqlx::any::AnyRow) -> Result<NamedRow, StoreError> {
+    let kind = row
+        .try_get::<Option<String>, _>("member_kind")?
+        .map(|kind| {
+            MemberKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))
+        })
+        .transpose()?;
+    let is_user = row.try_get::<Option<String>, _>("user_id")?.is_some();
+    Ok(NamedRow {
+        id: parse_uuid(&row.try_get::<String, _>("named_id")?)?,
+        user_email: if is_user {
+            Some(row.try_get("email")?)
+        } else {
+            None
+        },
+        is_group: row
+            .try_get::<Option<String>, _>("named_group_id")?
+            .is_some(),
+        member_kind: kind,
+        name: row.try_get("name")?,
+        kept: row
+            .try_get::<Option<String>, _>("body")?
+            .map(|body| {
+                serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
+            })
+            .transpose()?,
+    })
+}
+
 /// For each of `ids`: whether it is a user or group of `source`, and its
 /// membership and kept member object in the group, in one statement per
 /// [`CHUNK`] ids.
@@ -76,18 +126,9 @@ pub async fn named_rows(
 ) -> Result<Vec<NamedRow>, StoreError> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
-        let values: Vec<String> = (0..chunk.len()).map(|n| format!("(${})", n + 3)).collect();
-        // `column1` is the name both engines give a VALUES list's column.
         let sql = format!(
-            "SELECT v.column1 AS id, u.id AS user_id, u.email, g.id AS group_id, \
-             COALESCE(u.display_name, u.user_name, g.display_name, '') AS name, \
-             m.member_kind, r.body \
-             FROM (VALUES {}) AS v \
-             LEFT JOIN identity_users u ON u.id = v.column1 AND u.source = $1 \
-             LEFT JOIN identity_groups g ON g.id = v.column1 AND g.source = $1 \
-             LEFT JOIN identity_group_members m ON m.group_id = $2 AND m.member_id = v.column1 \
-             LEFT JOIN scim_member_refs r ON r.group_id = $2 AND r.member_id = v.column1",
-            values.join(", ")
+            "SELECT {NAMED_COLUMNS} FROM (VALUES {}) AS v {NAMED_JOINS}",
+            values_list(chunk.len())
         );
         let mut query = sqlx::query(&sql)
             .bind(source.as_str())
@@ -96,35 +137,59 @@ pub async fn named_rows(
             query = query.bind(id.to_string());
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let kind = row
-                .try_get::<Option<String>, _>("member_kind")?
-                .map(|kind| {
-                    MemberKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))
-                })
-                .transpose()?;
-            let is_user = row.try_get::<Option<String>, _>("user_id")?.is_some();
-            found.push(NamedRow {
-                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-                user_email: if is_user {
-                    Some(row.try_get("email")?)
-                } else {
-                    None
-                },
-                is_group: row.try_get::<Option<String>, _>("group_id")?.is_some(),
-                member_kind: kind,
-                name: row.try_get("name")?,
-                kept: row
-                    .try_get::<Option<String>, _>("body")?
-                    .map(|body| {
-                        serde_json::from_str(&body)
-                            .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
-                    })
-                    .transpose()?,
-            });
+            found.push(named_from_row(&row)?);
         }
     }
     Ok(found)
+}
+
+/// [`lock_group`] and [`named_rows`] in one statement (for up to [`CHUNK`]
+/// ids; the rest are read after). `None` when the source has no such group.
+pub async fn lock_group_with_named(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    group_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Option<(IdentityGroup, Vec<NamedRow>)>, StoreError> {
+    let (first, rest) = ids.split_at(ids.len().min(CHUNK));
+    if first.is_empty() {
+        return Ok(lock_group(conn, source, group_id)
+            .await?
+            .map(|group| (group, Vec::new())));
+    }
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE OF g"
+    } else {
+        ""
+    };
+    let group_columns = GROUP_COLUMNS
+        .split(", ")
+        .map(|c| format!("g.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {group_columns}, {NAMED_COLUMNS} \
+         FROM identity_groups g CROSS JOIN (VALUES {}) AS v {NAMED_JOINS} \
+         WHERE g.id = $2 AND g.source = $1{lock}",
+        values_list(first.len())
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(source.as_str())
+        .bind(group_id.to_string());
+    for id in first {
+        query = query.bind(id.to_string());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let Some(first_row) = rows.first() else {
+        return Ok(None);
+    };
+    let group = group_from_row(first_row)?;
+    let mut named = rows
+        .iter()
+        .map(named_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    named.extend(named_rows(conn, source, group_id, rest).await?);
+    Ok(Some((group, named)))
 }
 
 /// Inserts member rows (ones already there are left as they are).
@@ -189,4 +254,32 @@ pub async fn delete_member_refs(
     ids: &[Uuid],
 ) -> Result<(), StoreError> {
     delete_among(conn, "scim_member_refs", group_id, ids).await
+}
+
+/// Records that the group's members changed: its new version and
+/// modification time, if it is still at `expected_version`. Only these two
+/// columns are set, so no index of the group row is rewritten.
+pub async fn bump_version(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    expected_version: i64,
+) -> Result<(), StoreError> {
+    let result = sqlx::query(
+        "UPDATE identity_groups SET version = $1, updated_at = $2 \
+         WHERE id = $3 AND source = $4 AND version = $5",
+    )
+    .bind(group.version)
+    .bind(group.updated_at.0)
+    .bind(group.id.to_string())
+    .bind(group.source.as_str())
+    .bind(expected_version)
+    .execute(&mut *conn)
+    .await?;
+    if result.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            entity: "version",
+            detail: "the group was changed concurrently".into(),
+        });
+    }
+    Ok(())
 }

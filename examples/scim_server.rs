@@ -10,6 +10,10 @@ use tyk_idsync::domain::SourceName;
 use tyk_idsync::scim::{self, ScimConfig, ScimSourceConfig, ScimState};
 use tyk_idsync::store::{Store, StoreOptions};
 
+/// The same allocator as the service binary (`src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

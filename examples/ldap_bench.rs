@@ -23,7 +23,8 @@
 //!    (mdb, memberof and refint overlays, as the tests do) on a loopback port;
 //! 2. times `ldapsearch -E pr=500/noprompt` of the users then the groups,
 //!    with the attributes the poller requests, output to /dev/null, after
-//!    one unmeasured pass that warms slapd's caches;
+//!    one unmeasured pass that warms slapd's caches, 3 × RUNS times (at
+//!    least 5: its time varies much more than the poll's);
 //! 3. times `read_directory` alone, then, per backend, a first full poll
 //!    (`run_once(.., PollKind::Full, false)`, page size 500) into an empty
 //!    store and a second full poll with nothing changed.
@@ -365,7 +366,9 @@ fn measure_ldapsearch(url: &str, options: &Options) -> Result<Vec<Sample>, BoxEr
         GROUP_ATTRS,
     )?;
     let mut samples = Vec::new();
-    for _ in 0..options.runs {
+    // ldapsearch's own time varies far more than the poll's (0.3–0.9 s on
+    // one slapd within a minute), so its median needs more runs.
+    for _ in 0..(3 * options.runs).max(5) {
         let start = Instant::now();
         search(&format!("ou=people,{SUFFIX}"), &cfg.user_filter, USER_ATTRS)?;
         search(

@@ -213,7 +213,6 @@ async fn apply_group(
                 let members = job.wants_members.then(|| members_as_left(&after, named));
                 Ok(Some((group, members)))
             }
-            PatchOutcome::NotApplicable => Ok(None),
             PatchOutcome::Refused(error) => Err(error),
         })
         .collect())

@@ -2,8 +2,10 @@
 //! and removing group members (`add` to `members`, `remove` of
 //! `members[value eq "…"]` or of `members` with a value list). It touches
 //! only the named members, so its cost does not grow with the group; any
-//! other operation, or a removal of someone who is not a member (an error
-//! or no-op the general path decides), goes through the general path.
+//! other operation goes through the general path. Normally these PATCHes
+//! are group-committed (`member_batch`); [`apply`] runs one on its own when
+//! its batch failed, and hands a removal of someone who is not a member to
+//! the general path (which accepts it as a no-op, as the batch does).
 
 use serde_json::Value;
 use sqlx::AnyConnection;

@@ -3,8 +3,9 @@
 //! PATCHes apply one after another, exactly as if each had its own
 //! transaction: each sees the members the previous ones left, checks its
 //! `If-Match` against the version the previous ones left, and gets its own
-//! version; a PATCH that removes someone who is not a member changes
-//! nothing here and goes to the general path.
+//! version. Removing someone who is not a member changes nothing but is
+//! accepted (and still moves the version), as on the general path: clients
+//! retry removals, and concurrent clients interleave their adds and removes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -61,9 +62,6 @@ pub(super) enum PatchOutcome {
     /// Applied; the group as this PATCH left it, and the named ids as it
     /// left them (empty unless it wants its members).
     Applied(IdentityGroup, Vec<NamedMember>),
-    /// Not for the fast path (removes someone who is not a member); nothing
-    /// of it is in the plan.
-    NotApplicable,
     /// Refused (e.g. `If-Match` does not match); nothing of it is in the plan.
     Refused(ScimError),
 }
@@ -99,12 +97,10 @@ pub(super) fn named_ids(patches: &[PlannedPatch<'_>]) -> Vec<Uuid> {
 }
 
 /// The simulated state of the named members while the PATCHes apply.
-#[derive(Clone)]
 struct Working {
     members: HashMap<Uuid, MemberKind>,
     /// `Some(object)`: keep it; `None`: forget the kept one.
     refs: HashMap<Uuid, Option<Value>>,
-    events: usize,
 }
 
 pub(super) fn plan(
@@ -116,7 +112,6 @@ pub(super) fn plan(
     let mut state = Working {
         members: known.members.clone(),
         refs: HashMap::new(),
-        events: 0,
     };
     let ids = named_ids(patches);
     let mut events = Vec::new();
@@ -128,39 +123,33 @@ pub(super) fn plan(
             outcomes.push(PatchOutcome::Refused(refused));
             continue;
         }
-        let saved = state.clone();
-        if apply_patch(&mut state, &mut events, known, &group, patch.changes) {
-            group = IdentityGroup {
-                version: group.version + 1,
-                updated_at: now,
-                ..group
-            };
-            applied = Some(group.clone());
-            let named = if patch.wants_members {
-                named_members(&ids, known, &state)
-            } else {
-                Vec::new()
-            };
-            outcomes.push(PatchOutcome::Applied(group.clone(), named));
+        apply_patch(&mut state, &mut events, known, &group, patch.changes);
+        group = IdentityGroup {
+            version: group.version + 1,
+            updated_at: now,
+            ..group
+        };
+        applied = Some(group.clone());
+        let named = if patch.wants_members {
+            named_members(&ids, known, &state)
         } else {
-            state = saved;
-            events.truncate(state.events);
-            outcomes.push(PatchOutcome::NotApplicable);
-        }
+            Vec::new()
+        };
+        outcomes.push(PatchOutcome::Applied(group.clone(), named));
     }
     let writes = writes(known, state, events, applied);
     (outcomes, writes)
 }
 
-/// Applies one PATCH's changes to `state`; false when a removal names
-/// someone who is not a member (the caller restores the state).
+/// Applies one PATCH's changes to `state`, with an event per member added
+/// or removed.
 fn apply_patch(
     state: &mut Working,
     events: &mut Vec<NewIdentityEvent>,
     known: &KnownRows,
     group: &IdentityGroup,
     changes: &[MemberChange],
-) -> bool {
+) {
     for change in changes {
         match change {
             MemberChange::Add(wanted) => {
@@ -184,7 +173,7 @@ fn apply_patch(
             MemberChange::Remove(ids) => {
                 for id in ids {
                     if state.members.remove(id).is_none() {
-                        return false;
+                        continue; // not a member: nothing to do
                     }
                     state.refs.insert(*id, None);
                     events.push(membership_event(known, group, *id, "removed"));
@@ -192,8 +181,6 @@ fn apply_patch(
             }
         }
     }
-    state.events = events.len();
-    true
 }
 
 /// Every named id as the state now has it.

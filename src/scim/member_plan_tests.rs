@@ -66,7 +66,6 @@ fn versions(outcomes: &[PatchOutcome]) -> Vec<String> {
         .iter()
         .map(|o| match o {
             PatchOutcome::Applied(g, _) => g.version.to_string(),
-            PatchOutcome::NotApplicable => "general".into(),
             PatchOutcome::Refused(e) => format!("refused: {e}"),
         })
         .collect()
@@ -138,23 +137,36 @@ fn add_then_remove_of_one_member_writes_no_row_but_both_events() {
 }
 
 #[test]
-fn a_removal_of_a_non_member_leaves_that_patch_to_the_general_path() {
+fn removing_a_non_member_is_accepted_and_changes_nothing_but_the_version() {
     let none = HeaderMap::new();
     let patches = vec![
         (none.clone(), vec![add(&[2])]),
-        // Adds 3, then fails on 9: none of this patch may remain.
+        // Adds 3, then removes 9, who is not a member: 3 stays added.
         (none.clone(), vec![add(&[3]), remove(&[9])]),
+        (none.clone(), vec![remove(&[2])]),
+        // Concurrent clients: a second removal of 2.
         (none.clone(), vec![remove(&[2])]),
     ];
     let (outcomes, writes) = run(&known(), &patches);
-    assert_eq!(versions(&outcomes), ["6", "general", "7"]);
-    assert!(writes.insert_members.is_empty());
+    assert_eq!(versions(&outcomes), ["6", "7", "8", "9"]);
+    assert_eq!(
+        writes.insert_members,
+        vec![GroupMember {
+            id: id(3),
+            kind: MemberKind::User
+        }]
+    );
+    assert!(writes.delete_members.is_empty());
     assert_eq!(
         events(&writes)
             .iter()
             .map(|(id, change, _)| (*id, change.clone()))
             .collect::<Vec<_>>(),
-        vec![(id(2), "added".into()), (id(2), "removed".into())]
+        vec![
+            (id(2), "added".into()),
+            (id(3), "added".into()),
+            (id(2), "removed".into())
+        ]
     );
 }
 
@@ -250,9 +262,11 @@ fn each_patch_sees_the_named_members_as_it_left_them() {
 
 #[test]
 fn nothing_applied_writes_nothing() {
-    let none = HeaderMap::new();
-    let (outcomes, writes) = run(&known(), &[(none, vec![remove(&[9])])]);
-    assert_eq!(versions(&outcomes), ["general"]);
+    let mut stale = HeaderMap::new();
+    stale.insert(header::IF_MATCH, HeaderValue::from_static("W/\"1\""));
+    let (outcomes, writes) = run(&known(), &[(stale, vec![remove(&[1])])]);
+    assert!(matches!(outcomes[0], PatchOutcome::Refused(_)));
     assert!(writes.group.is_none());
     assert!(writes.events.is_empty());
+    assert!(writes.delete_members.is_empty());
 }

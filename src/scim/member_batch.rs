@@ -22,7 +22,7 @@ use super::member_patch::MemberChange;
 use super::member_plan::{self, GroupWrites, KnownRows, NamedMember, PatchOutcome, PlannedPatch};
 use crate::domain::{GroupMember, IdentityGroup, SourceName, Timestamp};
 use crate::store::scim_query::{self, MemberView};
-use crate::store::{Store, StoreError, WriteTx, bulk, group_members};
+use crate::store::{Store, StoreError, WriteTx, group_members};
 
 /// PATCHes per transaction at most.
 const MAX_BATCH: usize = 256;
@@ -262,7 +262,6 @@ async fn write(
     for (member, object) in &writes.set_refs {
         scim_query::set_member_ref(tx, &group_id.to_string(), &member.to_string(), object).await?;
     }
-    bulk::append_events(tx, &writes.events).await?;
-    group_members::bump_version(tx, &after, before.version).await?;
+    group_members::bump_version_with_events(tx, &after, before.version, &writes.events).await?;
     Ok(())
 }

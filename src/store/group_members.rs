@@ -283,3 +283,64 @@ pub async fn bump_version(
     }
     Ok(())
 }
+
+/// [`bump_version`] with the membership events appended in the same
+/// statement on PostgreSQL (a data-modifying CTE: one round trip instead
+/// of two); on SQLite, or with many events, one after the other.
+pub async fn bump_version_with_events(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    expected_version: i64,
+    events: &[crate::domain::NewIdentityEvent],
+) -> Result<(), StoreError> {
+    const MAX_FOLDED: usize = 80;
+    if events.is_empty() || events.len() > MAX_FOLDED || conn.backend_name() != "PostgreSQL" {
+        super::bulk::append_events(conn, events).await?;
+        return bump_version(conn, group, expected_version).await;
+    }
+    let rows: Vec<String> = (0..events.len())
+        .map(|r| {
+            let p = 5 + 6 * r;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            )
+        })
+        .collect();
+    // Rows go in in slice order, so their sequence numbers keep it.
+    let sql = format!(
+        "WITH appended AS (INSERT INTO identity_events \
+         (source, kind, subject_id, email, detail, created_at) VALUES {} RETURNING seq) \
+         UPDATE identity_groups SET version = $1, updated_at = $2 \
+         WHERE id = $3 AND source = $4 AND version = $5",
+        rows.join(", ")
+    );
+    let now = crate::domain::Timestamp::now().0;
+    let mut query = sqlx::query(&sql)
+        .bind(group.version)
+        .bind(group.updated_at.0)
+        .bind(group.id.to_string())
+        .bind(group.source.as_str())
+        .bind(expected_version);
+    for event in events {
+        query = query
+            .bind(event.source.as_str().to_string())
+            .bind(event.kind.as_str())
+            .bind(event.subject_id.map(|id| id.to_string()))
+            .bind(event.email.clone())
+            .bind(event.detail.to_string())
+            .bind(now);
+    }
+    if query.execute(&mut *conn).await?.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            entity: "version",
+            detail: "the group was changed concurrently".into(),
+        });
+    }
+    Ok(())
+}

@@ -357,25 +357,23 @@ fn measure_ldapsearch(url: &str, options: &Options) -> Result<Vec<Sample>, BoxEr
         Ok(())
     };
     let cfg = LdapSourceConfig::default();
-    // One pass unmeasured: slapd has just started, and its caches (which
-    // every later read, the poller's included, finds warm) are cold.
-    search(&format!("ou=people,{SUFFIX}"), &cfg.user_filter, USER_ATTRS)?;
-    search(
-        &format!("ou=groups,{SUFFIX}"),
-        &cfg.group_filter,
-        GROUP_ATTRS,
-    )?;
-    let mut samples = Vec::new();
-    // ldapsearch's own time varies far more than the poll's (0.3–0.9 s on
-    // one slapd within a minute), so its median needs more runs.
-    for _ in 0..(3 * options.runs).max(5) {
-        let start = Instant::now();
+    let users_then_groups = || -> Result<(), BoxError> {
         search(&format!("ou=people,{SUFFIX}"), &cfg.user_filter, USER_ATTRS)?;
         search(
             &format!("ou=groups,{SUFFIX}"),
             &cfg.group_filter,
             GROUP_ATTRS,
-        )?;
+        )
+    };
+    // One pass unmeasured: slapd has just started, and its caches (which
+    // every later read, the poller's included, finds warm) are cold.
+    users_then_groups()?;
+    let mut samples = Vec::new();
+    // ldapsearch's own time varies far more than the poll's (0.3–0.9 s on
+    // one slapd within a minute), so its median needs more runs.
+    for _ in 0..(3 * options.runs).max(5) {
+        let start = Instant::now();
+        users_then_groups()?;
         let wall_s = start.elapsed().as_secs_f64();
         eprintln!("  ldapsearch {wall_s:.2}s");
         samples.push(Sample {

@@ -22,7 +22,7 @@ use super::member_patch::MemberChange;
 use super::member_plan::{self, GroupWrites, KnownRows, NamedMember, PatchOutcome, PlannedPatch};
 use crate::domain::{GroupMember, IdentityGroup, SourceName, Timestamp};
 use crate::store::scim_query::{self, MemberView};
-use crate::store::{Store, StoreError, WriteTx, group_members};
+use crate::store::{Store, StoreError, WriteTx, bulk, group_members};
 
 /// PATCHes per transaction at most.
 const MAX_BATCH: usize = 256;
@@ -254,7 +254,12 @@ async fn write(
         group_members::delete_members(tx, group_id, &writes.delete_members).await?;
     }
     if !writes.insert_members.is_empty() {
-        group_members::insert_members(tx, group_id, &writes.insert_members).await?;
+        let edges: Vec<_> = writes
+            .insert_members
+            .into_iter()
+            .map(|member| (group_id, member))
+            .collect();
+        bulk::add_members(tx, &edges).await?;
     }
     if !writes.delete_refs.is_empty() {
         group_members::delete_member_refs(tx, group_id, &writes.delete_refs).await?;

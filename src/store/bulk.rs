@@ -35,16 +35,44 @@ pub(crate) fn rows_per_statement(conn: &AnyConnection, width: usize) -> usize {
 
 /// `($first, …), (…), …`: `rows` tuples of `width` placeholders.
 fn values(rows: usize, width: usize) -> String {
+    values_after(0, rows, width)
+}
+
+/// [`values`] numbered from `$(after + 1)`, for statements whose first
+/// `after` parameters are something else.
+pub(crate) fn values_after(after: usize, rows: usize, width: usize) -> String {
     (0..rows)
         .map(|r| {
             let cols = (1..=width)
-                .map(|c| format!("${}", r * width + c))
+                .map(|c| format!("${}", after + r * width + c))
                 .collect::<Vec<_>>()
                 .join(", ");
             format!("({cols})")
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The `identity_events` columns a multi-row insert names, in the order
+/// [`bind_events`] binds them.
+pub(crate) const EVENT_COLUMNS: &str = "source, kind, subject_id, email, detail, created_at";
+
+/// Binds each event's [`EVENT_COLUMNS`] (six parameters per event).
+pub(crate) fn bind_events<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    events: &[NewIdentityEvent],
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for event in events {
+        query = query
+            .bind(event.source.as_str().to_string())
+            .bind(event.kind.as_str())
+            .bind(event.subject_id.map(|id| id.to_string()))
+            .bind(event.email.clone())
+            .bind(event.detail.to_string())
+            .bind(now);
+    }
+    query
 }
 
 /// A userName (or group displayName) clash within the rows given or with a
@@ -207,21 +235,12 @@ pub async fn append_events(
     let now = Timestamp::now().0;
     for chunk in events.chunks(rows_per_statement(conn, 6)) {
         let sql = format!(
-            "INSERT INTO identity_events (source, kind, subject_id, email, detail, created_at) \
-             VALUES {}",
+            "INSERT INTO identity_events ({EVENT_COLUMNS}) VALUES {}",
             values(chunk.len(), 6)
         );
-        let mut query = sqlx::query(&sql);
-        for event in chunk {
-            query = query
-                .bind(event.source.as_str().to_string())
-                .bind(event.kind.as_str())
-                .bind(event.subject_id.map(|id| id.to_string()))
-                .bind(event.email.clone())
-                .bind(event.detail.to_string())
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
+        bind_events(sqlx::query(&sql), chunk, now)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

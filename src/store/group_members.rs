@@ -6,8 +6,9 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::bulk::{EVENT_COLUMNS, append_events, bind_events, values_after};
 use super::identities::{GROUP_COLUMNS, group_from_row, parse_uuid};
-use crate::domain::{GroupMember, IdentityGroup, MemberKind, SourceName};
+use crate::domain::{IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp};
 
 /// Ids per statement (far below either engine's bound-parameter limit, and
 /// small enough for sqlx's SQLite binding, whose cost grows with the square
@@ -20,33 +21,6 @@ fn placeholders(first: usize, count: usize) -> String {
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Takes the group's write lock (a row lock on PostgreSQL; on SQLite the
-/// write transaction already holds the database's) and reads it, in one
-/// statement. `None` when the source has no such group.
-pub async fn lock_group(
-    conn: &mut AnyConnection,
-    source: &SourceName,
-    id: Uuid,
-) -> Result<Option<IdentityGroup>, StoreError> {
-    // Not a no-op UPDATE: on PostgreSQL that writes a new row version each
-    // time, and a hot group would pile up dead versions.
-    let lock = if conn.backend_name() == "PostgreSQL" {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
-    let sql =
-        format!("SELECT {GROUP_COLUMNS} FROM identity_groups WHERE id = $1 AND source = $2{lock}");
-    sqlx::query(&sql)
-        .bind(id.to_string())
-        .bind(source.as_str())
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(group_from_row)
-        .transpose()
 }
 
 /// What the store holds about one id a batch names.
@@ -76,13 +50,6 @@ const NAMED_JOINS: &str = "\
 const NAMED_COLUMNS: &str = "v.column1 AS named_id, u.id AS user_id, u.email, \
     ng.id AS named_group_id, COALESCE(u.display_name, u.user_name, ng.display_name, '') AS name, \
     m.member_kind, r.body";
-
-/// `($3), ($4), …`: the VALUES list of `count` ids after `$1` and `$2`
-/// (`column1` is the name both engines give its column).
-fn values_list(count: usize) -> String {
-    let values: Vec<String> = (0..count).map(|n| format!("(${})", n + 3)).collect();
-    values.join(", ")
-}
 
 fn named_from_row(row: &sqlx::any::AnyRow) -> Result<NamedRow, StoreError> {
     let kind = row
@@ -128,7 +95,7 @@ pub async fn named_rows(
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "SELECT {NAMED_COLUMNS} FROM (VALUES {}) AS v {NAMED_JOINS}",
-            values_list(chunk.len())
+            values_after(2, chunk.len(), 1)
         );
         let mut query = sqlx::query(&sql)
             .bind(source.as_str())
@@ -143,8 +110,10 @@ pub async fn named_rows(
     Ok(found)
 }
 
-/// [`lock_group`] and [`named_rows`] in one statement (for up to [`CHUNK`]
-/// ids; the rest are read after). `None` when the source has no such group.
+/// Takes the group's write lock (a row lock on PostgreSQL; on SQLite the
+/// write transaction already holds the database's) and reads it with
+/// [`named_rows`] in one statement (for up to [`CHUNK`] ids; the rest are
+/// read after). `None` when the source has no such group.
 pub async fn lock_group_with_named(
     conn: &mut AnyConnection,
     source: &SourceName,
@@ -153,10 +122,14 @@ pub async fn lock_group_with_named(
 ) -> Result<Option<(IdentityGroup, Vec<NamedRow>)>, StoreError> {
     let (first, rest) = ids.split_at(ids.len().min(CHUNK));
     if first.is_empty() {
-        return Ok(lock_group(conn, source, group_id)
+        // A PATCH with no operations: nothing to look up.
+        super::scim_query::lock_for_update(conn, source, &group_id.to_string(), false).await?;
+        return Ok(super::identities::get_group(conn, source, group_id)
             .await?
             .map(|group| (group, Vec::new())));
     }
+    // `SELECT … FOR UPDATE`, not a no-op UPDATE: on PostgreSQL that writes
+    // a new row version each time, and a hot group would pile up dead ones.
     let lock = if conn.backend_name() == "PostgreSQL" {
         " FOR UPDATE OF g"
     } else {
@@ -171,7 +144,7 @@ pub async fn lock_group_with_named(
         "SELECT {group_columns}, {NAMED_COLUMNS} \
          FROM identity_groups g CROSS JOIN (VALUES {}) AS v {NAMED_JOINS} \
          WHERE g.id = $2 AND g.source = $1{lock}",
-        values_list(first.len())
+        values_after(2, first.len(), 1)
     );
     let mut query = sqlx::query(&sql)
         .bind(source.as_str())
@@ -190,30 +163,6 @@ pub async fn lock_group_with_named(
         .collect::<Result<Vec<_>, _>>()?;
     named.extend(named_rows(conn, source, group_id, rest).await?);
     Ok(Some((group, named)))
-}
-
-/// Inserts member rows (ones already there are left as they are).
-pub async fn insert_members(
-    conn: &mut AnyConnection,
-    group_id: Uuid,
-    members: &[GroupMember],
-) -> Result<(), StoreError> {
-    for chunk in members.chunks(CHUNK) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|n| format!("($1, ${}, ${})", 2 + 2 * n, 3 + 2 * n))
-            .collect();
-        let sql = format!(
-            "INSERT INTO identity_group_members (group_id, member_id, member_kind) VALUES {} \
-             ON CONFLICT (group_id, member_id) DO NOTHING",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(group_id.to_string());
-        for member in chunk {
-            query = query.bind(member.id.to_string()).bind(member.kind.as_str());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 /// Deletes rows of the group's members from `table`
@@ -256,85 +205,44 @@ pub async fn delete_member_refs(
     delete_among(conn, "scim_member_refs", group_id, ids).await
 }
 
-/// Records that the group's members changed: its new version and
-/// modification time, if it is still at `expected_version`. Only these two
-/// columns are set, so no index of the group row is rewritten.
-pub async fn bump_version(
-    conn: &mut AnyConnection,
-    group: &IdentityGroup,
-    expected_version: i64,
-) -> Result<(), StoreError> {
-    let result = sqlx::query(
-        "UPDATE identity_groups SET version = $1, updated_at = $2 \
-         WHERE id = $3 AND source = $4 AND version = $5",
-    )
-    .bind(group.version)
-    .bind(group.updated_at.0)
-    .bind(group.id.to_string())
-    .bind(group.source.as_str())
-    .bind(expected_version)
-    .execute(&mut *conn)
-    .await?;
-    if result.rows_affected() == 0 {
-        return Err(StoreError::Conflict {
-            entity: "version",
-            detail: "the group was changed concurrently".into(),
-        });
-    }
-    Ok(())
-}
-
-/// [`bump_version`] with the membership events appended in the same
-/// statement on PostgreSQL (a data-modifying CTE: one round trip instead
-/// of two); on SQLite, or with many events, one after the other.
+/// Appends the batch's membership events and records that the group's
+/// members changed: its new version and modification time, if it is still
+/// at `expected_version`. Only these two columns are set, so no index of the
+/// group row is rewritten. On PostgreSQL the events go in the same statement
+/// (a data-modifying CTE: one round trip instead of two) unless there are
+/// many.
 pub async fn bump_version_with_events(
     conn: &mut AnyConnection,
     group: &IdentityGroup,
     expected_version: i64,
-    events: &[crate::domain::NewIdentityEvent],
+    events: &[NewIdentityEvent],
 ) -> Result<(), StoreError> {
     const MAX_FOLDED: usize = 80;
-    if events.is_empty() || events.len() > MAX_FOLDED || conn.backend_name() != "PostgreSQL" {
-        super::bulk::append_events(conn, events).await?;
-        return bump_version(conn, group, expected_version).await;
-    }
-    let rows: Vec<String> = (0..events.len())
-        .map(|r| {
-            let p = 5 + 6 * r;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6
-            )
-        })
-        .collect();
-    // Rows go in in slice order, so their sequence numbers keep it.
+    let fold =
+        !events.is_empty() && events.len() <= MAX_FOLDED && conn.backend_name() == "PostgreSQL";
+    let with = if fold {
+        // Rows go in in slice order, so their sequence numbers keep it.
+        format!(
+            "WITH appended AS (INSERT INTO identity_events ({EVENT_COLUMNS}) VALUES {} \
+             RETURNING seq) ",
+            values_after(5, events.len(), 6)
+        )
+    } else {
+        append_events(conn, events).await?;
+        String::new()
+    };
     let sql = format!(
-        "WITH appended AS (INSERT INTO identity_events \
-         (source, kind, subject_id, email, detail, created_at) VALUES {} RETURNING seq) \
-         UPDATE identity_groups SET version = $1, updated_at = $2 \
-         WHERE id = $3 AND source = $4 AND version = $5",
-        rows.join(", ")
+        "{with}UPDATE identity_groups SET version = $1, updated_at = $2 \
+         WHERE id = $3 AND source = $4 AND version = $5"
     );
-    let now = crate::domain::Timestamp::now().0;
     let mut query = sqlx::query(&sql)
         .bind(group.version)
         .bind(group.updated_at.0)
         .bind(group.id.to_string())
         .bind(group.source.as_str())
         .bind(expected_version);
-    for event in events {
-        query = query
-            .bind(event.source.as_str().to_string())
-            .bind(event.kind.as_str())
-            .bind(event.subject_id.map(|id| id.to_string()))
-            .bind(event.email.clone())
-            .bind(event.detail.to_string())
-            .bind(now);
+    if fold {
+        query = bind_events(query, events, Timestamp::now().0);
     }
     if query.execute(&mut *conn).await?.rows_affected() == 0 {
         return Err(StoreError::Conflict {

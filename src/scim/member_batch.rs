@@ -21,8 +21,9 @@ use super::error::ScimError;
 use super::member_patch::MemberChange;
 use super::member_plan::{self, GroupWrites, KnownRows, NamedMember, PatchOutcome, PlannedPatch};
 use crate::domain::{GroupMember, IdentityGroup, SourceName, Timestamp};
+use crate::store::checked_members::{self, CheckedMemberWrites};
 use crate::store::scim_query::{self, MemberView};
-use crate::store::{Store, StoreError, WriteTx, bulk, group_members};
+use crate::store::{Backend, Store, StoreError, WriteTx, bulk, group_members};
 
 /// PATCHes per transaction at most.
 const MAX_BATCH: usize = 256;
@@ -102,27 +103,21 @@ async fn run(store: Store, mut jobs: mpsc::Receiver<Job>) {
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let taken = std::mem::take(&mut batch);
         metrics::histogram!("tyk_idsync_scim_member_patch_batch_size").record(taken.len() as f64);
-        match commit_batch(&store, &taken).await {
-            Ok(outcomes) => {
-                for (job, outcome) in taken.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Outcome::Done(outcome));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, patches = taken.len(),
-                    "batched member PATCH failed; each runs on its own");
-                for job in taken {
-                    let _ = job.reply.send(Outcome::Alone);
-                }
-            }
+        let outcomes = commit_batch(&store, &taken).await;
+        for (job, outcome) in taken.into_iter().zip(outcomes) {
+            let _ = job.reply.send(outcome);
         }
     }
 }
 
 type Answer = Result<Option<Patched>, ScimError>;
 
-/// Applies a batch in one transaction; the answers are in job order.
-async fn commit_batch(store: &Store, jobs: &[Job]) -> Result<Vec<Answer>, StoreError> {
+/// Applies a batch; the outcomes are in job order. On PostgreSQL each
+/// group's PATCHes are first tried without a transaction
+/// ([`apply_group_checked`]); the groups left, and every group on SQLite,
+/// share one transaction. A group whose writes fail is answered
+/// [`Outcome::Alone`]; the others keep their answers.
+async fn commit_batch(store: &Store, jobs: &[Job]) -> Vec<Outcome> {
     let mut by_group: HashMap<(&SourceName, Uuid), Vec<usize>> = HashMap::new();
     let mut order = Vec::new();
     for (n, job) in jobs.iter().enumerate() {
@@ -135,23 +130,71 @@ async fn commit_batch(store: &Store, jobs: &[Job]) -> Result<Vec<Answer>, StoreE
             })
             .push(n);
     }
-    let mut answers: Vec<Option<Answer>> = jobs.iter().map(|_| None).collect();
-    let mut tx = store.begin_write().await?;
+    let mut outcomes: Vec<Outcome> = jobs.iter().map(|_| Outcome::Alone).collect();
+    let group_jobs = |key| -> Vec<&Job> { by_group[&key].iter().map(|&n| &jobs[n]).collect() };
     let now = Timestamp::now();
+    let mut left = Vec::new();
     for key in order {
-        let indexes = &by_group[&key];
-        let group_jobs: Vec<&Job> = indexes.iter().map(|&n| &jobs[n]).collect();
-        let outcomes = apply_group(&mut tx, key.0, key.1, &group_jobs, now).await?;
-        for (&n, outcome) in indexes.iter().zip(outcomes) {
-            answers[n] = Some(outcome);
+        let answers = if store.backend() == Backend::Postgres {
+            apply_group_checked(store, key.0, key.1, &group_jobs(key), now).await
+        } else {
+            Ok(None)
+        };
+        match answers {
+            Ok(Some(answers)) => {
+                for (&n, answer) in by_group[&key].iter().zip(answers) {
+                    outcomes[n] = Outcome::Done(answer);
+                }
+            }
+            Ok(None) => left.push(key),
+            Err(error) => tracing::warn!(%error, source = %key.0, group_id = %key.1,
+                "batched member PATCH failed; each runs on its own"),
         }
     }
-    tx.commit().await?;
-    Ok(answers.into_iter().map(|a| a.unwrap_or(Ok(None))).collect())
+    if left.is_empty() {
+        return outcomes;
+    }
+    let committed = async {
+        let mut tx = store.begin_write().await?;
+        let mut answers = Vec::with_capacity(left.len());
+        for &key in &left {
+            answers.push(apply_group(&mut tx, key.0, key.1, &group_jobs(key), now).await?);
+        }
+        tx.commit().await?;
+        Ok::<_, StoreError>(answers)
+    };
+    match committed.await {
+        Ok(answers) => {
+            for (key, group_answers) in left.into_iter().zip(answers) {
+                for (&n, answer) in by_group[&key].iter().zip(group_answers) {
+                    outcomes[n] = Outcome::Done(answer);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, groups = left.len(),
+            "batched member PATCH failed; each runs on its own"),
+    }
+    outcomes
 }
 
-/// One group's PATCHes: lock and read the group and the named rows, plan,
-/// write.
+fn planned<'a>(jobs: &[&'a Job]) -> Vec<PlannedPatch<'a>> {
+    jobs.iter()
+        .map(|job| PlannedPatch {
+            headers: &job.headers,
+            changes: &job.changes,
+            wants_members: job.wants_members,
+        })
+        .collect()
+}
+
+fn not_found(jobs: &[&Job]) -> Vec<Answer> {
+    jobs.iter()
+        .map(|_| Err(ScimError::NotFound("group".into())))
+        .collect()
+}
+
+/// One group's PATCHes in its own transaction: lock and read the group and
+/// the named rows, plan, write.
 async fn apply_group(
     tx: &mut WriteTx,
     source: &SourceName,
@@ -159,22 +202,80 @@ async fn apply_group(
     jobs: &[&Job],
     now: Timestamp,
 ) -> Result<Vec<Answer>, StoreError> {
-    let patches: Vec<PlannedPatch<'_>> = jobs
-        .iter()
-        .map(|job| PlannedPatch {
-            headers: &job.headers,
-            changes: &job.changes,
-            wants_members: job.wants_members,
-        })
-        .collect();
+    let patches = planned(jobs);
     let ids = member_plan::named_ids(&patches);
-    let Some((before, named)) = group_members::lock_group_with_named(tx, source, id, &ids).await?
+    let Some((before, named)) =
+        group_members::lock_group_with_named(tx, source, id, &ids, true).await?
     else {
-        return Ok(jobs
-            .iter()
-            .map(|_| Err(ScimError::NotFound("group".into())))
-            .collect());
+        return Ok(not_found(jobs));
     };
+    let (outcomes, writes) = member_plan::plan(&before, &known_rows(named), &patches, now);
+    write(tx, &before, writes).await?;
+    // The members as the batch left them: one read for all its PATCHes.
+    let after = if wants_listing(&outcomes) {
+        scim_query::member_views(tx, source, &id.to_string()).await?
+    } else {
+        Vec::new()
+    };
+    Ok(answers(source, id, outcomes, jobs, &after))
+}
+
+/// Reads of a group whose version moved before its write, at most.
+const CHECKED_ATTEMPTS: usize = 3;
+
+/// One group's PATCHes without a transaction (PostgreSQL): read the group
+/// and the named rows, plan, and write in one statement that applies only
+/// if the group's version has not moved since (read again if it has).
+/// `None` when the batch is better run in a transaction: too large for one
+/// statement, names no one, or the group kept changing.
+async fn apply_group_checked(
+    store: &Store,
+    source: &SourceName,
+    id: Uuid,
+    jobs: &[&Job],
+    now: Timestamp,
+) -> Result<Option<Vec<Answer>>, StoreError> {
+    let patches = planned(jobs);
+    let ids = member_plan::named_ids(&patches);
+    if ids.is_empty() || ids.len() > group_members::CHUNK {
+        return Ok(None);
+    }
+    let mut conn = store.pool().acquire().await?;
+    for _ in 0..CHECKED_ATTEMPTS {
+        let Some((before, named)) =
+            group_members::lock_group_with_named(&mut conn, source, id, &ids, false).await?
+        else {
+            return Ok(Some(not_found(jobs)));
+        };
+        let (outcomes, writes) = member_plan::plan(&before, &known_rows(named), &patches, now);
+        let Some(after) = &writes.group else {
+            // Every PATCH refused: nothing to write.
+            return Ok(Some(answers(source, id, outcomes, jobs, &[])));
+        };
+        let checked = CheckedMemberWrites {
+            group: after,
+            expected_version: before.version,
+            delete_members: &writes.delete_members,
+            upsert_members: &writes.insert_members,
+            delete_refs: &writes.delete_refs,
+            set_refs: &writes.set_refs,
+            events: &writes.events,
+            list_members: wants_listing(&outcomes),
+        };
+        if !checked.fits_one_statement() {
+            return Ok(None);
+        }
+        // The members as they were before the batch: the answers replace
+        // every id the batch names, so before or after serves alike.
+        if let Some(members) = checked_members::write_if_unchanged(&mut conn, &checked).await? {
+            return Ok(Some(answers(source, id, outcomes, jobs, &members)));
+        }
+        tracing::debug!(source = %source, group_id = %id, "group changed while batching; reading again");
+    }
+    Ok(None)
+}
+
+fn known_rows(named: Vec<group_members::NamedRow>) -> KnownRows {
     let mut known = KnownRows::default();
     for row in named {
         if let Some(email) = row.user_email {
@@ -192,37 +293,45 @@ async fn apply_group(
             known.refs.insert(row.id, kept);
         }
     }
-    let (outcomes, writes) = member_plan::plan(&before, &known, &patches, now);
-    write(tx, &before, writes).await?;
-    let wants_members = outcomes
+    known
+}
+
+/// Whether any answer shows the group's members.
+fn wants_listing(outcomes: &[PatchOutcome]) -> bool {
+    outcomes
         .iter()
-        .any(|o| matches!(o, PatchOutcome::Applied(_, named) if !named.is_empty()));
-    // The members as the batch left them: one read for all its PATCHes.
-    let after = if wants_members {
-        scim_query::member_views(tx, source, &id.to_string()).await?
-    } else {
-        Vec::new()
-    };
-    Ok(outcomes
+        .any(|o| matches!(o, PatchOutcome::Applied(_, named) if !named.is_empty()))
+}
+
+/// Each PATCH's answer, given the group's members with the batch applied or
+/// not (the ids the batch names are replaced by how each PATCH left them).
+fn answers(
+    source: &SourceName,
+    id: Uuid,
+    outcomes: Vec<PatchOutcome>,
+    jobs: &[&Job],
+    members: &[MemberView],
+) -> Vec<Answer> {
+    outcomes
         .into_iter()
         .zip(jobs)
         .map(|(outcome, job)| match outcome {
             PatchOutcome::Applied(group, named) => {
                 tracing::info!(source = %source, group_id = %id, version = group.version,
                     "SCIM group members changed");
-                let members = job.wants_members.then(|| members_as_left(&after, named));
+                let members = job.wants_members.then(|| members_as_left(members, named));
                 Ok(Some((group, members)))
             }
             PatchOutcome::Refused(error) => Err(error),
         })
-        .collect())
+        .collect()
 }
 
-/// The members as one PATCH left them: those of the batch's end, with the
-/// ids the batch names as that PATCH left them.
-fn members_as_left(after: &[MemberView], named: Vec<NamedMember>) -> Vec<MemberView> {
+/// The members as one PATCH left them: the group's members (before or
+/// after the batch) with the ids the batch names as that PATCH left them.
+fn members_as_left(members: &[MemberView], named: Vec<NamedMember>) -> Vec<MemberView> {
     let named_ids: HashSet<Uuid> = named.iter().map(|m| m.id).collect();
-    let mut members: Vec<MemberView> = after
+    let mut members: Vec<MemberView> = members
         .iter()
         .filter(|view| !named_ids.contains(&view.member.id))
         .cloned()

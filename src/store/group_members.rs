@@ -13,7 +13,7 @@ use crate::domain::{IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Tim
 /// Ids per statement (far below either engine's bound-parameter limit, and
 /// small enough for sqlx's SQLite binding, whose cost grows with the square
 /// of a statement's parameter count).
-const CHUNK: usize = 250;
+pub const CHUNK: usize = 250;
 
 /// `$first, $first+1, …` for `count` parameters.
 fn placeholders(first: usize, count: usize) -> String {
@@ -110,27 +110,31 @@ pub async fn named_rows(
     Ok(found)
 }
 
-/// Takes the group's write lock (a row lock on PostgreSQL; on SQLite the
-/// write transaction already holds the database's) and reads it with
-/// [`named_rows`] in one statement (for up to [`CHUNK`] ids; the rest are
-/// read after). `None` when the source has no such group.
+/// Reads the group with [`named_rows`] in one statement (for up to
+/// [`CHUNK`] ids; the rest are read after). With `lock` it takes the
+/// group's write lock first (a row lock on PostgreSQL; on SQLite the write
+/// transaction already holds the database's). `None` when the source has
+/// no such group.
 pub async fn lock_group_with_named(
     conn: &mut AnyConnection,
     source: &SourceName,
     group_id: Uuid,
     ids: &[Uuid],
+    lock: bool,
 ) -> Result<Option<(IdentityGroup, Vec<NamedRow>)>, StoreError> {
     let (first, rest) = ids.split_at(ids.len().min(CHUNK));
     if first.is_empty() {
         // A PATCH with no operations: nothing to look up.
-        super::scim_query::lock_for_update(conn, source, &group_id.to_string(), false).await?;
+        if lock {
+            super::scim_query::lock_for_update(conn, source, &group_id.to_string(), false).await?;
+        }
         return Ok(super::identities::get_group(conn, source, group_id)
             .await?
             .map(|group| (group, Vec::new())));
     }
     // `SELECT … FOR UPDATE`, not a no-op UPDATE: on PostgreSQL that writes
     // a new row version each time, and a hot group would pile up dead ones.
-    let lock = if conn.backend_name() == "PostgreSQL" {
+    let lock = if lock && conn.backend_name() == "PostgreSQL" {
         " FOR UPDATE OF g"
     } else {
         ""

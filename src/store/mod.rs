@@ -9,6 +9,7 @@
 //! the types `Any` decodes on both engines (it has no SQLite `BOOLEAN`).
 
 pub mod bulk;
+pub mod checked_members;
 pub mod copy;
 mod error;
 pub mod events;

@@ -234,42 +234,46 @@ pub async fn member_views(
     source: &SourceName,
     group_id: &str,
 ) -> Result<Vec<MemberView>, StoreError> {
+    let sql = format!("{MEMBER_VIEWS} ORDER BY m.member_id");
+    let rows = sqlx::query(&sql)
+        .bind(source.as_str().to_string())
+        .bind(group_id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(member_view_from_row).collect()
+}
+
+/// The members of group `$2` of source `$1` with their names and kept
+/// member objects (read by [`member_view_from_row`]).
+pub(crate) const MEMBER_VIEWS: &str = "SELECT m.member_id, m.member_kind, \
+    COALESCE(u.display_name, u.user_name, g.display_name, '') AS name, r.body \
+    FROM identity_group_members m \
+    LEFT JOIN identity_users u ON u.id = m.member_id AND u.source = $1 \
+    LEFT JOIN identity_groups g ON g.id = m.member_id AND g.source = $1 \
+    LEFT JOIN scim_member_refs r ON r.group_id = m.group_id AND r.member_id = m.member_id \
+    WHERE m.group_id = $2";
+
+/// One row of [`MEMBER_VIEWS`].
+pub(crate) fn member_view_from_row(r: &sqlx::any::AnyRow) -> Result<MemberView, StoreError> {
     use sqlx::Row;
-    let rows = sqlx::query(
-        "SELECT m.member_id, m.member_kind, \
-         COALESCE(u.display_name, u.user_name, g.display_name, '') AS name, r.body \
-         FROM identity_group_members m \
-         LEFT JOIN identity_users u ON u.id = m.member_id AND u.source = $1 \
-         LEFT JOIN identity_groups g ON g.id = m.member_id AND g.source = $1 \
-         LEFT JOIN scim_member_refs r ON r.group_id = m.group_id AND r.member_id = m.member_id \
-         WHERE m.group_id = $2 ORDER BY m.member_id",
-    )
-    .bind(source.as_str().to_string())
-    .bind(group_id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let id: String = r.try_get("member_id")?;
-            let kind: String = r.try_get("member_kind")?;
-            let sent = r
-                .try_get::<Option<String>, _>("body")?
-                .map(|body| {
-                    serde_json::from_str(&body)
-                        .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
-                })
-                .transpose()?;
-            Ok(MemberView {
-                member: crate::domain::GroupMember {
-                    id: super::identities::parse_uuid(&id)?,
-                    kind: crate::domain::MemberKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))?,
-                },
-                name: r.try_get("name")?,
-                sent,
-            })
+    let id: String = r.try_get("member_id")?;
+    let kind: String = r.try_get("member_kind")?;
+    let sent = r
+        .try_get::<Option<String>, _>("body")?
+        .map(|body| {
+            serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
         })
-        .collect()
+        .transpose()?;
+    Ok(MemberView {
+        member: crate::domain::GroupMember {
+            id: super::identities::parse_uuid(&id)?,
+            kind: crate::domain::MemberKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))?,
+        },
+        name: r.try_get("name")?,
+        sent,
+    })
 }
 
 /// Keeps the member object a client sent for a member we cannot resolve.

@@ -30,6 +30,7 @@ mod scim_conformance;
 mod scim_member_patch;
 mod scim_oauth;
 mod scim_replay;
+mod store_checked_members;
 mod store_identities;
 mod sync_e2e;
 mod sync_e2e_crash;

@@ -289,3 +289,117 @@ both_backends!(
     scim_member_patches_batched,
     concurrent_member_patches_answer_as_if_alone
 );
+
+/// Clients toggling one member without pause (Entra and Okta push adds and
+/// removes as they happen): whatever the batching, the PATCHes in version
+/// order must tell one consistent story — each answer, the events and the
+/// final members agree with applying them one after another. On PostgreSQL
+/// a batch is read while the previous one is written; reading it as if the
+/// previous one had not happened would add or remove the member twice.
+async fn concurrent_toggles_of_one_member_keep_one_history(db: Db) {
+    const CLIENTS: usize = 8;
+    const EACH: usize = 24;
+    let server = ScimServer::start(db).await;
+    let toggled = user(&server, "toggled@example.org").await;
+    let bystander = user(&server, "bystander@example.org").await;
+    let reply = server
+        .send(
+            "okta",
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Toggled", "members": [{"value": bystander}]})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
+    let start_version = etag_version(&reply);
+    let start_events = {
+        let mut conn = server.store.pool().acquire().await.expect("conn");
+        events::pending(&mut conn, 100_000)
+            .await
+            .expect("events")
+            .len()
+    };
+    let token = format!("Bearer {}", server.token("okta"));
+    let add = patch(json!([{"op": "add", "path": "members", "value": [{"value": toggled}]}]));
+    let remove =
+        patch(json!([{"op": "remove", "path": format!("members[value eq \"{toggled}\"]")}]));
+
+    // Each client alternates add and remove, one request after another.
+    let clients = (0..CLIENTS).map(|client| {
+        let (add, remove) = (add.clone(), remove.clone());
+        let (server, group, token) = (&server, &group, token.clone());
+        async move {
+            let mut seen = Vec::new();
+            for n in 0..EACH {
+                let adds = (client + n) % 2 == 0;
+                let body = if adds { &add } else { &remove };
+                let reply = server
+                    .send_raw(
+                        Method::PATCH,
+                        group,
+                        Some(token.clone()),
+                        body.as_ref().map(Value::to_string),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                seen.push((etag_version(&reply), adds, member_ids(&reply.body)));
+            }
+            seen
+        }
+    });
+    let mut applied: Vec<(i64, bool, Vec<String>)> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    applied.sort_by_key(|(version, _, _)| *version);
+
+    let versions: Vec<i64> = applied.iter().map(|(v, _, _)| *v).collect();
+    let total = (CLIENTS * EACH) as i64;
+    assert_eq!(
+        versions,
+        (start_version + 1..=start_version + total).collect::<Vec<_>>(),
+        "each PATCH got its own version"
+    );
+    // Replayed one after another: each answer shows the members as its
+    // PATCH left them, and a membership event marks each real change.
+    let mut member = false;
+    let mut want_events = Vec::new();
+    for (version, adds, members) in &applied {
+        if *adds != member {
+            want_events.push(if *adds { "added" } else { "removed" });
+        }
+        member = *adds;
+        let mut want = vec![bystander.clone()];
+        if member {
+            want.push(toggled.clone());
+        }
+        want.sort();
+        assert_eq!(members, &want, "members in the answer of version {version}");
+    }
+    let mut conn = server.store.pool().acquire().await.expect("conn");
+    let got_events: Vec<String> = events::pending(&mut conn, 100_000)
+        .await
+        .expect("events")
+        .split_off(start_events)
+        .into_iter()
+        .map(|e| e.detail["change"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        got_events, want_events,
+        "one event per real change, in order"
+    );
+    let after = server.send("okta", Method::GET, &group, None).await;
+    let mut want = vec![bystander.clone()];
+    if member {
+        want.push(toggled.clone());
+    }
+    want.sort();
+    assert_eq!(member_ids(&after.body), want);
+}
+both_backends!(
+    scim_member_toggles_batched,
+    concurrent_toggles_of_one_member_keep_one_history
+);

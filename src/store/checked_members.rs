@@ -113,12 +113,34 @@ pub async fn write_if_unchanged(
     Ok(Some(members))
 }
 
+/// Waits for `bumped`: empty when the version moved.
+const IF_BUMPED: &str = "EXISTS (SELECT 1 FROM bumped)";
+
+/// A CTE deleting the group's rows of `table` for `rows` member ids bound
+/// after parameter `used`.
+fn delete_cte(name: &str, table: &str, used: usize, rows: usize) -> String {
+    format!(
+        "{name} AS (DELETE FROM {table} WHERE group_id = $2 AND member_id IN ({}) AND {IF_BUMPED})",
+        values_after(used, rows, 1).replace(['(', ')'], "")
+    )
+}
+
+/// A CTE upserting the group's rows of `table`: `rows` pairs of member id
+/// and `column`, bound after parameter `used`.
+fn upsert_cte(name: &str, table: &str, column: &str, used: usize, rows: usize) -> String {
+    format!(
+        "{name} AS (INSERT INTO {table} (group_id, member_id, {column}) \
+         SELECT $2, v.column1, v.column2 FROM (VALUES {}) AS v WHERE {IF_BUMPED} \
+         ON CONFLICT (group_id, member_id) DO UPDATE SET {column} = EXCLUDED.{column})",
+        values_after(used, rows, 2)
+    )
+}
+
 /// The statement: `$1` source, `$2` group id, `$3` new version, `$4`
 /// modification time, `$5` expected version, then the deletes, upserts,
 /// forgotten refs, kept refs and events, in that order. Each write waits
 /// for `bumped`, which is empty when the version moved.
 fn statement(writes: &CheckedMemberWrites<'_>, deletes: usize) -> String {
-    const IF_BUMPED: &str = "EXISTS (SELECT 1 FROM bumped)";
     let mut ctes = vec![
         "bumped AS (UPDATE identity_groups SET version = $3, updated_at = $4 \
          WHERE id = $2 AND source = $1 AND version = $5 RETURNING id)"
@@ -126,39 +148,38 @@ fn statement(writes: &CheckedMemberWrites<'_>, deletes: usize) -> String {
     ];
     let mut used = 5;
     if deletes > 0 {
-        ctes.push(format!(
-            "removed AS (DELETE FROM identity_group_members \
-             WHERE group_id = $2 AND member_id IN ({}) AND {IF_BUMPED})",
-            values_after(used, deletes, 1).replace(['(', ')'], "")
+        ctes.push(delete_cte(
+            "removed",
+            "identity_group_members",
+            used,
+            deletes,
         ));
         used += deletes;
     }
     if !writes.upsert_members.is_empty() {
         let rows = writes.upsert_members.len();
-        ctes.push(format!(
-            "added AS (INSERT INTO identity_group_members (group_id, member_id, member_kind) \
-             SELECT $2, v.column1, v.column2 FROM (VALUES {}) AS v WHERE {IF_BUMPED} \
-             ON CONFLICT (group_id, member_id) DO UPDATE SET member_kind = EXCLUDED.member_kind)",
-            values_after(used, rows, 2)
+        ctes.push(upsert_cte(
+            "added",
+            "identity_group_members",
+            "member_kind",
+            used,
+            rows,
         ));
         used += 2 * rows;
     }
     if !writes.delete_refs.is_empty() {
         let rows = writes.delete_refs.len();
-        ctes.push(format!(
-            "refs_forgotten AS (DELETE FROM scim_member_refs \
-             WHERE group_id = $2 AND member_id IN ({}) AND {IF_BUMPED})",
-            values_after(used, rows, 1).replace(['(', ')'], "")
-        ));
+        ctes.push(delete_cte("refs_forgotten", "scim_member_refs", used, rows));
         used += rows;
     }
     if !writes.set_refs.is_empty() {
         let rows = writes.set_refs.len();
-        ctes.push(format!(
-            "refs_kept AS (INSERT INTO scim_member_refs (group_id, member_id, body) \
-             SELECT $2, v.column1, v.column2 FROM (VALUES {}) AS v WHERE {IF_BUMPED} \
-             ON CONFLICT (group_id, member_id) DO UPDATE SET body = EXCLUDED.body)",
-            values_after(used, rows, 2)
+        ctes.push(upsert_cte(
+            "refs_kept",
+            "scim_member_refs",
+            "body",
+            used,
+            rows,
         ));
         used += 2 * rows;
     }

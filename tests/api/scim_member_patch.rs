@@ -150,6 +150,27 @@ fn etag_version(reply: &crate::support::scim::Reply) -> i64 {
         .expect("numeric version")
 }
 
+/// Creates a group: its path, its version and the number of events stored
+/// before any PATCH.
+async fn new_group(server: &ScimServer, name: &str, members: Vec<Value>) -> (String, i64, usize) {
+    let reply = server
+        .send(
+            "okta",
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": name, "members": members})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
+    let mut conn = server.store.pool().acquire().await.expect("conn");
+    let stored = events::pending(&mut conn, 100_000)
+        .await
+        .expect("events")
+        .len();
+    (group, etag_version(&reply), stored)
+}
+
 fn member_ids(body: &Value) -> Vec<String> {
     let mut ids: Vec<String> = body["members"]
         .as_array()
@@ -176,24 +197,7 @@ async fn concurrent_member_patches_answer_as_if_alone(db: Db) {
     }
     let outsider = user(&server, "never-a-member@example.org").await;
     let members: Vec<Value> = olds.iter().map(|id| json!({"value": id})).collect();
-    let reply = server
-        .send(
-            "okta",
-            Method::POST,
-            "/Groups",
-            Some(json!({"displayName": "Busy", "members": members})),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
-    let start_version = etag_version(&reply);
-    let start_events = {
-        let mut conn = server.store.pool().acquire().await.expect("conn");
-        events::pending(&mut conn, 10_000)
-            .await
-            .expect("events")
-            .len()
-    };
+    let (group, start_version, start_events) = new_group(&server, "Busy", members).await;
     let token = format!("Bearer {}", server.token("okta"));
 
     enum Want {
@@ -302,24 +306,8 @@ async fn concurrent_toggles_of_one_member_keep_one_history(db: Db) {
     let server = ScimServer::start(db).await;
     let toggled = user(&server, "toggled@example.org").await;
     let bystander = user(&server, "bystander@example.org").await;
-    let reply = server
-        .send(
-            "okta",
-            Method::POST,
-            "/Groups",
-            Some(json!({"displayName": "Toggled", "members": [{"value": bystander}]})),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
-    let start_version = etag_version(&reply);
-    let start_events = {
-        let mut conn = server.store.pool().acquire().await.expect("conn");
-        events::pending(&mut conn, 100_000)
-            .await
-            .expect("events")
-            .len()
-    };
+    let members = vec![json!({"value": bystander})];
+    let (group, start_version, start_events) = new_group(&server, "Toggled", members).await;
     let token = format!("Bearer {}", server.token("okta"));
     let add = patch(json!([{"op": "add", "path": "members", "value": [{"value": toggled}]}]));
     let remove =

@@ -2,7 +2,7 @@
 //! differs from what the directory says: the fingerprints must never hide
 //! a change, whether it happened in the directory or in the store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use secrecy::SecretString;
 use tyk_idsync::domain::{MemberKind, SourceName};
@@ -10,7 +10,7 @@ use tyk_idsync::ldap::poller::{PollKind, PollReport, run_once};
 use tyk_idsync::store::{Store, identities};
 
 use crate::both_backends;
-use crate::ldap_groups::{ldap_config, person};
+use crate::ldap_groups::{ldap_config, memberships, person, set};
 use crate::support::slapd::{SUFFIX, Slapd};
 use crate::support::{Db, fresh_store};
 
@@ -23,34 +23,6 @@ fn directory() -> String {
          member: uid=c,ou=people,{SUFFIX}\n\n"
     ));
     ldif
-}
-
-/// Group name → member logins.
-async fn memberships(store: &Store, source: &SourceName) -> BTreeMap<String, BTreeSet<String>> {
-    let mut conn = store.pool().acquire().await.expect("conn");
-    let users = identities::list_users(&mut conn, source)
-        .await
-        .expect("users");
-    let names: BTreeMap<uuid::Uuid, String> =
-        users.iter().map(|u| (u.id, u.user_name.clone())).collect();
-    let mut out = BTreeMap::new();
-    for g in identities::list_groups(&mut conn, source)
-        .await
-        .expect("groups")
-    {
-        let members = identities::list_members(&mut conn, g.id)
-            .await
-            .expect("members");
-        out.insert(
-            g.display_name.clone(),
-            members.iter().map(|m| names[&m.id].clone()).collect(),
-        );
-    }
-    out
-}
-
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| s.to_string()).collect()
 }
 
 fn changes(report: &PollReport) -> (usize, usize, usize) {

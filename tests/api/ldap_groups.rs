@@ -61,7 +61,7 @@ fn directory() -> String {
 }
 
 /// Group display name → sorted member names (logins, or group names).
-async fn memberships(store: &Store, source: &SourceName) -> BTreeMap<String, BTreeSet<String>> {
+pub async fn memberships(store: &Store, source: &SourceName) -> BTreeMap<String, BTreeSet<String>> {
     let mut conn = store.pool().acquire().await.expect("conn");
     let users = identities::list_users(&mut conn, source)
         .await
@@ -89,7 +89,7 @@ async fn memberships(store: &Store, source: &SourceName) -> BTreeMap<String, BTr
     out
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
+pub fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 

@@ -33,6 +33,14 @@ pub(crate) fn rows_per_statement(conn: &AnyConnection, width: usize) -> usize {
     }
 }
 
+/// `$first, $first+1, …` for `count` parameters (an `IN (…)` list).
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `($first, …), (…), …`: `rows` tuples of `width` placeholders.
 fn values(rows: usize, width: usize) -> String {
     values_after(0, rows, width)
@@ -280,5 +288,6 @@ mod tests {
     #[test]
     fn placeholders_number_rows_then_columns() {
         assert_eq!(values(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(3, 2), "$3, $4");
     }
 }

@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::bulk::{EVENT_COLUMNS, bind_events, values_after};
+use super::bulk::{EVENT_COLUMNS, bind_events, placeholders, values_after};
 use super::scim_query::{MEMBER_VIEWS, MemberView, member_view_from_row};
 use crate::domain::{GroupMember, IdentityGroup, NewIdentityEvent, Timestamp};
 
@@ -121,7 +121,7 @@ const IF_BUMPED: &str = "EXISTS (SELECT 1 FROM bumped)";
 fn delete_cte(name: &str, table: &str, used: usize, rows: usize) -> String {
     format!(
         "{name} AS (DELETE FROM {table} WHERE group_id = $2 AND member_id IN ({}) AND {IF_BUMPED})",
-        values_after(used, rows, 1).replace(['(', ')'], "")
+        placeholders(used + 1, rows)
     )
 }
 

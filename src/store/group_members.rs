@@ -6,7 +6,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::bulk::{EVENT_COLUMNS, append_events, bind_events, values_after};
+use super::bulk::{EVENT_COLUMNS, append_events, bind_events, placeholders, values_after};
 use super::identities::{GROUP_COLUMNS, group_from_row, parse_uuid};
 use crate::domain::{IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp};
 
@@ -14,14 +14,6 @@ use crate::domain::{IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Tim
 /// small enough for sqlx's SQLite binding, whose cost grows with the square
 /// of a statement's parameter count).
 pub const CHUNK: usize = 250;
-
-/// `$first, $first+1, …` for `count` parameters.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// What the store holds about one id a batch names.
 #[derive(Debug, Clone, PartialEq, Eq)]

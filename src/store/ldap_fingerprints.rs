@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::bulk::rows_per_statement;
+use super::bulk::{placeholders, rows_per_statement};
 use super::identities::{USER_COLUMNS, parse_uuid, user_from_row};
 use crate::domain::{GroupMember, IdentityUser, MemberKind, SourceName};
 
@@ -233,14 +233,6 @@ async fn put(
         query.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// `$first, $first+1, …` (`n` of them).
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

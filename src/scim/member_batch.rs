@@ -205,7 +205,7 @@ async fn apply_group(
     let patches = planned(jobs);
     let ids = member_plan::named_ids(&patches);
     let Some((before, named)) =
-        group_members::lock_group_with_named(tx, source, id, &ids, true).await?
+        group_members::read_group_with_named(tx, source, id, &ids, true).await?
     else {
         return Ok(not_found(jobs));
     };
@@ -243,7 +243,7 @@ async fn apply_group_checked(
     let mut conn = store.pool().acquire().await?;
     for _ in 0..CHECKED_ATTEMPTS {
         let Some((before, named)) =
-            group_members::lock_group_with_named(&mut conn, source, id, &ids, false).await?
+            group_members::read_group_with_named(&mut conn, source, id, &ids, false).await?
         else {
             return Ok(Some(not_found(jobs)));
         };

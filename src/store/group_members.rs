@@ -107,7 +107,7 @@ pub async fn named_rows(
 /// group's write lock first (a row lock on PostgreSQL; on SQLite the write
 /// transaction already holds the database's). `None` when the source has
 /// no such group.
-pub async fn lock_group_with_named(
+pub async fn read_group_with_named(
     conn: &mut AnyConnection,
     source: &SourceName,
     group_id: Uuid,

@@ -173,8 +173,8 @@ pub enum TokenAction {
     Create {
         #[arg(long)]
         source: String,
-        /// Lifetime, e.g. 365d.
-        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        /// Lifetime from 1s to 3650d (10 years), e.g. 365d.
+        #[arg(long, default_value = "365d", value_parser = crate::scim::tokens::parse_lifetime)]
         expires: std::time::Duration,
         #[arg(long)]
         description: Option<String>,

@@ -190,12 +190,17 @@ impl Application {
         let (trigger, task_shutdown) = tasks::shutdown_pair();
         let running = tasks::spawn_all(self.tasks, &task_shutdown);
         let mut stopping = task_shutdown.clone();
-        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+        let limits = http::ConnectionLimits {
+            header_read_timeout: server_config.header_read_timeout,
+            idle_timeout: server_config.idle_timeout,
+            max_connections: server_config.max_connections,
+        };
+        let serve = http::serve(self.listener, router, limits, async move {
             shutdown.await;
             tracing::info!("Shutdown requested; finishing in-flight requests.");
             trigger.trigger();
         });
-        let mut serve = std::pin::pin!(serve.into_future());
+        let mut serve = std::pin::pin!(serve);
         tokio::select! {
             result = &mut serve => result.map_err(StartupError::Serve)?,
             _ = async {

@@ -20,7 +20,7 @@ use crate::scim::tokens::{self, TokenError};
 use crate::store::tokens::StoredToken;
 
 /// The lifetime `token create` defaults to.
-const DEFAULT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+use crate::scim::tokens::DEFAULT_TOKEN_LIFETIME as DEFAULT_LIFETIME;
 
 pub fn router() -> ApiRouter {
     ApiRouter::new()
@@ -116,28 +116,20 @@ fn token_error(e: TokenError) -> ApiError {
 }
 
 fn parse_lifetime(value: Option<&Value>) -> Result<Duration, ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            "expires",
-            "expires must be a duration such as \"365d\" or \"12h\", or a positive number of seconds",
-        )
-    };
-    let lifetime = match value {
-        None | Some(Value::Null) => DEFAULT_LIFETIME,
-        Some(Value::Number(n)) => Duration::from_secs(n.as_u64().ok_or_else(bad)?),
-        Some(Value::String(text)) => {
-            let text = text.trim();
-            match text.parse::<u64>() {
-                Ok(seconds) => Duration::from_secs(seconds),
-                Err(_) => humantime::parse_duration(text).map_err(|_| bad())?,
-            }
-        }
-        Some(_) => return Err(bad()),
-    };
-    if lifetime.is_zero() {
-        return Err(bad());
+    let bad = |e: tokens::LifetimeError| ApiError::bad_request("expires", e.to_string());
+    match value {
+        None | Some(Value::Null) => Ok(DEFAULT_LIFETIME),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(seconds) => tokens::check_lifetime(Duration::from_secs(seconds)).map_err(bad),
+            None => Err(bad(tokens::LifetimeError(format!(
+                "{n} is not a whole number of seconds"
+            )))),
+        },
+        Some(Value::String(text)) => tokens::parse_lifetime(text).map_err(bad),
+        Some(other) => Err(bad(tokens::LifetimeError(format!(
+            "{other} is not a duration"
+        )))),
     }
-    Ok(lifetime)
 }
 
 fn unknown_source(state: &SharedState, source: &str) -> ApiError {
@@ -279,6 +271,7 @@ mod tests {
         assert_eq!(ok(json!(3600)), 3600);
         assert_eq!(ok(json!("3600")), 3600);
         assert_eq!(ok(Value::Null), DEFAULT_LIFETIME.as_secs());
+        assert_eq!(ok(json!("3650d")), 315_360_000);
         assert_eq!(parse_lifetime(None).expect("default"), DEFAULT_LIFETIME);
         for bad in [
             json!(0),
@@ -287,6 +280,10 @@ mod tests {
             json!(1.5),
             json!("soon"),
             json!(true),
+            json!(9_223_372_036_854_775_807u64),
+            json!("1000000000d"),
+            json!("3651d"),
+            json!(315_360_001),
         ] {
             let e = parse_lifetime(Some(&bad)).expect_err("invalid");
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");

@@ -20,6 +20,17 @@ pub struct ServerConfig {
     /// Per-request timeout; a slower request is answered with 408.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A client must send a request's whole head (request line and headers)
+    /// within this long, also when it reuses a kept-alive connection.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no byte moved for this
+    /// long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// At most this many connections are served at once; more wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +39,9 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -54,10 +68,19 @@ impl ServerConfig {
                 "must be more than 0s",
             ));
         }
-        if self.request_timeout.is_zero() {
+        for (key, value) in [
+            ("server.request_timeout", self.request_timeout),
+            ("server.header_read_timeout", self.header_read_timeout),
+            ("server.idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(ConfigProblem::new(key, "must be more than 0s"));
+            }
+        }
+        if self.max_connections == 0 {
             problems.push(ConfigProblem::new(
-                "server.request_timeout",
-                "must be more than 0s",
+                "server.max_connections",
+                "must be at least 1",
             ));
         }
         problems

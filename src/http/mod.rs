@@ -1,10 +1,12 @@
 //! The HTTP edge: the router every boundary mounts its routes on, request
 //! ids and tracing, body and time limits.
 
+mod body;
 mod error;
 mod health;
 mod metrics;
 mod openapi;
+mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use openapi::{ADMIN_TOKEN, SCIM_TOKEN, plain_route_list};
+pub use serve::{ConnectionLimits, serve};
 
 /// A router that documents its routes in the OpenAPI document.
 pub type ApiRouter = utoipa_axum::router::OpenApiRouter<SharedState>;
@@ -112,4 +115,5 @@ pub fn router(
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(body::drain_unread_bodies))
 }

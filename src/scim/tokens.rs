@@ -23,6 +23,51 @@ pub struct TokenClaims {
     pub exp: i64,
 }
 
+/// A token lives at least a second and at most ten years: a longer lifetime
+/// is a token that never expires in practice (and overflowed the clock,
+/// listing as expiring in 1970 while it worked).
+pub const MAX_TOKEN_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+/// What `token create` and the admin API issue when no lifetime is given.
+pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// A lifetime outside 1 s ..= 10 years, or text that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0}: a token lifetime is a duration such as \"365d\" or \"12h\", or a number of seconds, from 1s up to 3650d (10 years)"
+)]
+pub struct LifetimeError(pub String);
+
+/// Checks a lifetime against the bounds every issuing path shares.
+pub fn check_lifetime(lifetime: std::time::Duration) -> Result<std::time::Duration, LifetimeError> {
+    if lifetime < std::time::Duration::from_secs(1) {
+        return Err(LifetimeError(format!(
+            "{} is too short",
+            humantime::format_duration(lifetime)
+        )));
+    }
+    if lifetime > MAX_TOKEN_LIFETIME {
+        return Err(LifetimeError(format!(
+            "{} is too long",
+            humantime::format_duration(lifetime)
+        )));
+    }
+    Ok(lifetime)
+}
+
+/// Parses `"365d"`, `"12h"` or `"3600"` (seconds) and checks the bounds;
+/// the CLI's `--expires` and the admin API's `expires` both come here.
+pub fn parse_lifetime(text: &str) -> Result<std::time::Duration, LifetimeError> {
+    let text = text.trim();
+    let lifetime = match text.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|_| LifetimeError(format!("{text:?} is not a duration")))?,
+    };
+    check_lifetime(lifetime)
+}
+
 /// A freshly issued token: the secret string is shown once, never stored.
 pub struct IssuedToken {
     pub id: Uuid,
@@ -46,6 +91,8 @@ pub enum TokenError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
+    Lifetime(#[from] LifetimeError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -61,8 +108,10 @@ pub async fn create_token(
     lifetime: std::time::Duration,
     description: Option<String>,
 ) -> Result<IssuedToken, TokenError> {
+    let lifetime = check_lifetime(lifetime)?;
     let id = Uuid::new_v4();
     let now = Timestamp::now();
+    // At most ten years of milliseconds: always fits.
     let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 2);
     let expires_at = Timestamp(now.0.saturating_add(lifetime_ms));
     let claims = TokenClaims {

@@ -13,6 +13,7 @@ mod cluster;
 mod compose;
 mod config_example;
 mod health;
+mod http_hardening;
 mod ldap_client;
 mod ldap_e2e;
 mod ldap_fingerprints;

@@ -308,13 +308,12 @@ fn apply_filtered(
 ) -> Result<(), ScimError> {
     let items = match obj.get_mut(key) {
         Some(Value::Array(items)) => items,
-        _ if kind == OpKind::Add => {
-            obj.insert(key.to_string(), Value::Array(Vec::new()));
-            return apply_filtered_new(obj, key, sub, value);
-        }
         // Removing what is already gone succeeds: clients retry removals.
         _ if kind == OpKind::Remove => return Ok(()),
-        _ => return Err(ScimError::NoTarget(format!("{key} has no values"))),
+        _ => {
+            obj.insert(key.to_string(), Value::Array(Vec::new()));
+            return apply_filtered_new(obj, key, kind, filter, sub, value);
+        }
     };
     let hits: Vec<usize> = (0..items.len())
         .filter(|i| filter::matches(filter, &items[*i]))
@@ -322,10 +321,7 @@ fn apply_filtered(
     if hits.is_empty() {
         return match kind {
             OpKind::Remove => Ok(()),
-            OpKind::Replace => Err(ScimError::NoTarget(format!(
-                "no {key} value matches the filter"
-            ))),
-            OpKind::Add => apply_filtered_new(obj, key, sub, value),
+            OpKind::Replace | OpKind::Add => apply_filtered_new(obj, key, kind, filter, sub, value),
         };
     }
     for &i in hits.iter().rev() {
@@ -349,25 +345,76 @@ fn apply_filtered(
     Ok(())
 }
 
-/// An `add` with a value filter that matched nothing creates the element
-/// (e.g. `emails[type eq "work"].value` on a user with no work e-mail).
+/// An `add` — or a `replace`, as Entra ID sends it — whose value filter
+/// matched nothing creates the element the filter describes:
+/// `phoneNumbers[type eq "mobile"].value` on a user with no mobile number
+/// adds `{"type": "mobile", "value": …}`. Only filters made of `eq`
+/// comparisons of sub-attributes joined by `and` describe an element; a
+/// `replace` with any other filter that matches nothing is `noTarget`.
 fn apply_filtered_new(
     obj: &mut Map<String, Value>,
     key: &str,
+    kind: OpKind,
+    filter: &Filter,
     sub: Option<&str>,
     value: Option<Value>,
 ) -> Result<(), ScimError> {
-    let element = match (sub, value) {
+    let described = described_element(filter);
+    if kind == OpKind::Replace && described.is_none() {
+        return Err(ScimError::NoTarget(format!(
+            "no {key} value matches the filter"
+        )));
+    }
+    let mut element = described.unwrap_or_default();
+    match (sub, value) {
         (Some(sub), Some(v)) => {
-            let mut m = Map::new();
-            m.insert(sub.to_string(), v);
-            Value::Object(m)
+            element.insert(sub.to_string(), v);
         }
-        (None, Some(v)) => v,
+        (None, Some(Value::Object(v))) => {
+            for (k, v) in v {
+                let k2 = key_ci(&element, &k);
+                element.insert(k2, v);
+            }
+        }
+        (None, Some(v)) if element.is_empty() => {
+            add_value(obj, key, Value::Array(vec![v]));
+            return Ok(());
+        }
+        (None, Some(_)) => {
+            return Err(ScimError::InvalidValue(format!(
+                "{key}: expected an object value"
+            )));
+        }
         (_, None) => return Err(ScimError::InvalidValue("a value is required".into())),
-    };
-    add_value(obj, key, Value::Array(vec![element]));
+    }
+    add_value(obj, key, Value::Array(vec![Value::Object(element)]));
     Ok(())
+}
+
+/// The sub-attributes a filter of `eq` comparisons joined by `and` fixes
+/// (`type eq "work" and primary eq true` → `{type: work, primary: true}`);
+/// `None` for any other filter. Iterative: the filter's depth is bounded by
+/// the parser, but nothing here needs to recurse.
+fn described_element(filter: &Filter) -> Option<Map<String, Value>> {
+    let mut element = Map::new();
+    let mut pending = vec![filter];
+    while let Some(next) = pending.pop() {
+        match next {
+            Filter::And(left, right) => {
+                pending.push(right);
+                pending.push(left);
+            }
+            Filter::Compare {
+                path,
+                op: filter::CompareOp::Eq,
+                value,
+            } if path.sub.is_none() && path.uri.is_none() => {
+                element.insert(path.attr.clone(), value.clone());
+            }
+            _ => return None,
+        }
+    }
+    Some(element)
 }
 
 #[cfg(test)]
@@ -432,6 +479,51 @@ mod tests {
         }
     }
 
+    /// Entra ID's `Replace` on a filtered path that matches nothing means
+    /// an add of the element the filter describes; an `Add` keeps the
+    /// filter's type too.
+    #[test]
+    fn a_filtered_path_that_matches_nothing_adds_the_described_element() {
+        let start = json!({"emails": [{"type": "work", "value": "a@x.org"}]});
+        let cases = [
+            (
+                json!([{"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555"}]),
+                "phoneNumbers",
+                json!([{"type": "mobile", "value": "+1 555"}]),
+            ),
+            (
+                json!([{"op": "Replace", "path": "emails[type eq \"home\"].value", "value": "a@h.net"}]),
+                "emails",
+                json!([{"type": "work", "value": "a@x.org"}, {"type": "home", "value": "a@h.net"}]),
+            ),
+            (
+                json!([{"op": "Replace", "path": "addresses[type eq \"work\"].formatted", "value": "1 Main St"}]),
+                "addresses",
+                json!([{"type": "work", "formatted": "1 Main St"}]),
+            ),
+            (
+                json!([{"op": "Add", "path": "emails[type eq \"home\"].value", "value": "a@h.net"}]),
+                "emails",
+                json!([{"type": "work", "value": "a@x.org"}, {"type": "home", "value": "a@h.net"}]),
+            ),
+            (
+                json!([{"op": "replace", "path": "emails[type eq \"other\" and primary eq false]", "value": {"value": "o@x.org"}}]),
+                "emails",
+                json!([{"type": "work", "value": "a@x.org"}, {"type": "other", "primary": false, "value": "o@x.org"}]),
+            ),
+            (
+                // A match is replaced in place, not added.
+                json!([{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "n@x.org"}]),
+                "emails",
+                json!([{"type": "work", "value": "n@x.org"}]),
+            ),
+        ];
+        for (ops, key, expected) in cases {
+            let out = patched(start.clone(), ops.clone()).expect("applies");
+            assert_eq!(out[key], expected, "{ops}");
+        }
+    }
+
     #[test]
     fn bad_operations_are_rejected_with_scim_types() {
         let start = json!({"emails": [{"type": "work", "value": "a@x.org"}]});
@@ -439,7 +531,8 @@ mod tests {
             json!([{"op": "jump", "path": "a", "value": 1}]),
             json!([{"op": "remove"}]),
             json!([{"op": "replace", "path": "emails[type eq]", "value": 1}]),
-            json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "x"}]),
+            json!([{"op": "replace", "path": "emails[value co \"zzz\"].value", "value": "x"}]),
+            json!([{"op": "replace", "path": "emails[type eq \"a\" or type eq \"b\"]", "value": {"value": "x"}}]),
             json!([{"op": "add", "path": "x"}]),
         ];
         for ops in bad {

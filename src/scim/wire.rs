@@ -41,11 +41,61 @@ impl FromRequest<ScimState> for ScimBody {
             .map_err(|_| ScimError::TooLarge(limit))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ScimError::InvalidSyntax(format!("the body is not valid JSON: {e}")))?;
+        if let Some(where_) = first_nul(&value) {
+            return Err(ScimError::InvalidValue(format!(
+                "{where_} contains a NUL character (U+0000), which no attribute may hold"
+            )));
+        }
         match value {
             serde_json::Value::Object(map) => Ok(ScimBody(map)),
             _ => Err(ScimError::InvalidSyntax(
                 "the body must be a JSON object".into(),
             )),
         }
+    }
+}
+
+/// Where the first NUL character is, in any key or string of `value`
+/// (`None` when there is none). PostgreSQL cannot store NUL in text, and a
+/// NUL cut in one engine but not the other would make them disagree, so
+/// no attribute may hold one. Iterative: the JSON's depth is the client's.
+fn first_nul(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let mut pending: Vec<(&Value, String)> = vec![(value, String::from("the body"))];
+    while let Some((value, path)) = pending.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => return Some(path),
+            Value::Array(items) => {
+                for item in items {
+                    pending.push((item, path.clone()));
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if key.contains('\0') {
+                        return Some(format!("a key of {path}"));
+                    }
+                    pending.push((item, format!("attribute {key:?}")));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_nul_anywhere_is_found() {
+        assert_eq!(super::first_nul(&json!({"userName": "a"})), None);
+        assert_eq!(
+            super::first_nul(&json!({"userName": "a\u{0}b"})).as_deref(),
+            Some("attribute \"userName\"")
+        );
+        assert!(super::first_nul(&json!({"emails": [{"value": "x\u{0}"}]})).is_some());
+        assert!(super::first_nul(&json!({"a\u{0}": 1})).is_some());
     }
 }

@@ -30,6 +30,7 @@ mod scim_api;
 mod scim_conformance;
 mod scim_entra_patch;
 mod scim_member_patch;
+mod scim_nul;
 mod scim_oauth;
 mod scim_replay;
 mod store_checked_members;

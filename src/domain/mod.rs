@@ -2,10 +2,14 @@
 //! them, and the identity-change events the sync worker consumes. No I/O here.
 
 mod desired;
+pub mod email;
 mod event;
+pub mod fold;
 mod identity;
 mod time;
 
+pub use email::{EmailProblem, email_key};
+pub use fold::fold_key;
 pub use desired::{DesiredGroup, DesiredState, DesiredUser};
 pub use event::{EventKind, IdentityEvent, NewIdentityEvent};
 pub use identity::{GroupMember, IdentityGroup, IdentityUser, MemberKind, SourceName};

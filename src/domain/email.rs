@@ -91,6 +91,16 @@ pub fn email_key(raw: &str) -> Result<String, EmailProblem> {
     Ok(key)
 }
 
+/// The `(email, email_problem)` pair of an identity from the primary
+/// address its source sent: the key when it is valid, else the problem.
+pub fn primary_email(raw: Option<&str>) -> (Option<String>, Option<EmailProblem>) {
+    match raw.map(email_key) {
+        None => (None, None),
+        Some(Ok(key)) => (Some(key), None),
+        Some(Err(problem)) => (None, Some(problem)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,14 +127,8 @@ mod tests {
         assert_eq!(validate("a b@c.io"), Err(EmailProblem::Syntax));
         assert_eq!(validate("Jo <jo@x.io>"), Err(EmailProblem::Syntax));
         assert_eq!(validate("jo@[10.0.0.1]"), Err(EmailProblem::Syntax));
-        assert_eq!(
-            validate("jo\0e@x.io"),
-            Err(EmailProblem::ControlCharacter)
-        );
-        assert_eq!(
-            validate("jo@x.io\n"),
-            Err(EmailProblem::ControlCharacter)
-        );
+        assert_eq!(validate("jo\0e@x.io"), Err(EmailProblem::ControlCharacter));
+        assert_eq!(validate("jo@x.io\n"), Err(EmailProblem::ControlCharacter));
     }
 
     #[test]

@@ -8,9 +8,9 @@ pub mod fold;
 mod identity;
 mod time;
 
-pub use email::{EmailProblem, email_key};
-pub use fold::fold_key;
 pub use desired::{DesiredGroup, DesiredState, DesiredUser};
+pub use email::{EmailProblem, email_key, primary_email};
 pub use event::{EventKind, IdentityEvent, NewIdentityEvent};
+pub use fold::fold_key;
 pub use identity::{GroupMember, IdentityGroup, IdentityUser, MemberKind, SourceName};
 pub use time::{Timestamp, now_millis};

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::{DisabledRule, LdapSourceConfig, MembershipMode};
+use crate::domain::{EmailProblem, fold_key, primary_email};
 
 /// One entry as read: DN plus attributes with lower-cased names.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,8 +49,11 @@ pub struct DirectoryUser {
     pub dn: String,
     pub stable_id: String,
     pub login: String,
-    /// Lower-cased.
+    /// The mail attribute's join key (`domain::email_key`); `None` when
+    /// the entry has none or one that is not an address.
     pub email: Option<String>,
+    /// Why the entry's mail attribute cannot be provisioned.
+    pub email_problem: Option<EmailProblem>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub display_name: Option<String>,
@@ -252,12 +256,12 @@ impl GroupEntry {
 pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap<String, String> {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for g in groups.values() {
-        *count.entry(g.name.to_lowercase()).or_default() += 1;
+        *count.entry(fold_key(&g.name)).or_default() += 1;
     }
     groups
         .iter()
         .map(|(key, g)| {
-            let name = if count[&g.name.to_lowercase()] > 1 {
+            let name = if count[&fold_key(&g.name)] > 1 {
                 g.dn.clone()
             } else {
                 g.name.clone()
@@ -269,11 +273,13 @@ pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap
 
 fn user_from(cfg: &LdapSourceConfig, e: &RawEntry) -> Option<DirectoryUser> {
     let owned = |name: &str| e.first(name).map(str::to_string);
+    let (email, email_problem) = primary_email(e.first(&cfg.mail_attribute));
     Some(DirectoryUser {
         dn: e.dn.clone(),
         stable_id: owned(&cfg.id_attribute)?,
         login: owned(&cfg.login_attribute)?,
-        email: e.first(&cfg.mail_attribute).map(str::to_lowercase),
+        email,
+        email_problem,
         given_name: owned(&cfg.given_name_attribute),
         family_name: owned(&cfg.family_name_attribute),
         display_name: owned(&cfg.display_name_attribute).or_else(|| owned("cn")),

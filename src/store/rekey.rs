@@ -44,9 +44,13 @@ pub struct RekeyReport {
 }
 
 /// Runs the re-key unless it already ran; returns its report when it ran.
+///
+/// A database without any row to re-key is left untouched (no marker):
+/// everything written from now on is keyed by this code already, and an
+/// empty database stays empty, as `migrate-store` needs its target to be.
 pub(super) async fn rekey_folded(store: &Store) -> Result<Option<RekeyReport>, StoreError> {
     let mut tx = store.begin_write().await?;
-    if settings::get(&mut tx, REKEY_SETTING).await?.is_some() {
+    if settings::get(&mut tx, REKEY_SETTING).await?.is_some() || nothing_to_rekey(&mut tx).await? {
         return Ok(None);
     }
     let report = rekey_all(&mut tx).await?;
@@ -72,6 +76,22 @@ pub async fn fold_collisions(conn: &mut AnyConnection) -> Result<Vec<String>, St
         .and_then(|json| serde_json::from_str::<RekeyReport>(&json).ok())
         .map(|r| r.collisions)
         .unwrap_or_default())
+}
+
+async fn nothing_to_rekey(conn: &mut AnyConnection) -> Result<bool, StoreError> {
+    for table in [
+        "identity_users",
+        "identity_groups",
+        "sync_managed_users",
+        "sync_pending_creates",
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 1) AS any_row");
+        let rows: i64 = sqlx::query_scalar(&sql).fetch_one(&mut *conn).await?;
+        if rows > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 async fn rekey_all(conn: &mut AnyConnection) -> Result<RekeyReport, StoreError> {

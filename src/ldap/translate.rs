@@ -565,6 +565,42 @@ mod tests {
     }
 
     #[test]
+    fn mail_is_folded_and_an_invalid_one_is_kept_out() {
+        let cfg = LdapSourceConfig::default();
+        let users = [
+            user("nfd", &[("mail", &["Jose\u{301}@X.org"])]),
+            user("bad", &[("mail", &["not-an-email"])]),
+            user("nul", &[("mail", &["a\0b@x.org"])]),
+        ];
+        let snap = translate(&cfg, &users, &[], &[]);
+        let get = |uid: &str| &snap.users[&format!("uid={uid},ou=people,dc=x")];
+        assert_eq!(get("nfd").email.as_deref(), Some("jos\u{e9}@x.org"));
+        assert_eq!(get("nfd").email_problem, None);
+        assert_eq!(get("bad").email, None);
+        assert_eq!(get("bad").email_problem, Some(EmailProblem::Syntax));
+        assert_eq!(get("nul").email, None);
+        assert_eq!(
+            get("nul").email_problem,
+            Some(EmailProblem::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn common_names_that_fold_together_clash_too() {
+        let cfg = LdapSourceConfig::default();
+        let groups = [
+            entry("cn=Straße,ou=a,dc=x", &[("cn", &["Straße"])]),
+            entry("cn=STRASSE,ou=b,dc=x", &[("cn", &["STRASSE"])]),
+            entry("cn=jose,ou=a,dc=x", &[("cn", &["Jose\u{301}"])]),
+        ];
+        let snap = translate(&cfg, &[], &groups, &[]);
+        let names = unique_group_names(&snap.groups);
+        assert_eq!(names["cn=straße,ou=a,dc=x"], "cn=Straße,ou=a,dc=x");
+        assert_eq!(names["cn=strasse,ou=b,dc=x"], "cn=STRASSE,ou=b,dc=x");
+        assert_eq!(names["cn=jose,ou=a,dc=x"], "Jose\u{301}", "stored as read");
+    }
+
+    #[test]
     fn clashing_common_names_fall_back_to_the_dn() {
         let cfg = LdapSourceConfig::default();
         let groups = [

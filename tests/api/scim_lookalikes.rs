@@ -493,3 +493,66 @@ async fn existing_rows_are_re_keyed_once(db: Db) {
     );
 }
 both_backends!(store_rekeys_existing_rows, existing_rows_are_re_keyed_once);
+
+/// LDAP logins that fold to the same name clash as logins differing only
+/// in case always did: the poll fails on the store's uniqueness, applies
+/// nothing, and the first login stays; a look-alike never becomes a second
+/// user.
+async fn ldap_look_alike_logins_clash(db: Db) {
+    use secrecy::SecretString;
+    use tyk_idsync::ldap::config::LdapSourceConfig;
+    use tyk_idsync::ldap::poller::{PollKind, run_once};
+    use tyk_idsync::store::StoreError;
+
+    use crate::support::slapd::{SUFFIX, Slapd};
+
+    let (store, _guard) = crate::support::fresh_store(db).await;
+    let slapd = Slapd::start();
+    let person = |uid: &str, login: &str| {
+        format!(
+            "dn: uid={uid},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\n\
+             cn: {uid}\nsn: S\ndescription: {login}\nmail: {uid}@example.org\n\n"
+        )
+    };
+    slapd.add(&person("j1", JOSE_NFC));
+    let cfg = LdapSourceConfig {
+        url: slapd.url(),
+        bind_dn: slapd.bind_dn().into(),
+        user_base: format!("ou=people,{SUFFIX}"),
+        group_base: format!("ou=groups,{SUFFIX}"),
+        login_attribute: "description".into(),
+        max_removal_min: 0,
+        ..LdapSourceConfig::default()
+    };
+    let pw = SecretString::from(slapd.bind_password().to_string());
+    let source = SourceName::new("ldap-corp");
+    run_once(&store, &source, &cfg, &pw, PollKind::Full, false)
+        .await
+        .expect("first poll");
+    for (uid, look_alike) in [("j2", JOSE_NFD), ("j3", "JOSÉ"), ("j4", "ｊｏｓé")] {
+        slapd.add(&person(uid, look_alike));
+        let err = run_once(&store, &source, &cfg, &pw, PollKind::Full, false)
+            .await
+            .expect_err("a look-alike login clashes");
+        assert!(
+            matches!(
+                err,
+                tyk_idsync::ldap::LdapError::Store(StoreError::Conflict {
+                    entity: "userName",
+                    ..
+                })
+            ),
+            "{look_alike:?}: {err}"
+        );
+        slapd.delete(&format!("uid={uid},ou=people,{SUFFIX}"));
+    }
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let logins: Vec<String> = identities::list_users(&mut conn, &source)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.user_name)
+        .collect();
+    assert_eq!(logins, vec![JOSE_NFC.to_string()]);
+}
+both_backends!(ldap_look_alike_logins, ldap_look_alike_logins_clash);

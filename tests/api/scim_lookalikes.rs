@@ -418,6 +418,23 @@ async fn existing_rows_are_re_keyed_once(db: Db) {
             .execute(&mut **tx)
             .await
             .expect("old e-mail key");
+        // A managed Tyk user recorded under an old key.
+        let managed = tyk_idsync::sync::ManagedUser {
+            org_id: "org".into(),
+            tyk_user_id: "tyk-1".into(),
+            email: "x".into(),
+            managed_since: Timestamp(1),
+            adopted: false,
+            deactivated_at: None,
+        };
+        tyk_idsync::store::sync_state::record_user(&mut tx, &managed)
+            .await
+            .expect("managed");
+        sqlx::query("UPDATE sync_managed_users SET email = $1 WHERE tyk_user_id = 'tyk-1'")
+            .bind("jose\u{301}@x.io")
+            .execute(&mut **tx)
+            .await
+            .expect("old managed key");
         // A look-alike the old keys let in.
         identities::insert_user(&mut tx, &strasse, &[])
             .await
@@ -483,6 +500,12 @@ async fn existing_rows_are_re_keyed_once(db: Db) {
             .await
             .expect("index");
     assert_eq!(indexed, vec!["jos\u{e9}@x.io".to_string()]);
+    let managed = tyk_idsync::store::sync_state::find_user_by_email(&mut conn, "org", "JOSÉ@x.io")
+        .await
+        .expect("managed")
+        .expect("found by its folded e-mail");
+    assert_eq!(managed.tyk_user_id, "tyk-1");
+    assert_eq!(managed.email, "jos\u{e9}@x.io");
     drop(conn);
     // Once only: a later start leaves the report and the rows alone.
     store.migrate().await.expect("again");

@@ -65,6 +65,7 @@ async fn seed_store(store: &Store, count: usize) -> Result<String, Box<dyn std::
                 external_id: Some(format!("ext-{n}")),
                 user_name: email.clone(),
                 email: Some(email.clone()),
+                email_problem: None,
                 given_name: Some("Bench".into()),
                 family_name: Some(format!("User{n}")),
                 display_name: Some(format!("Bench User{n}")),

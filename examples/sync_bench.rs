@@ -44,6 +44,7 @@ fn person(source: &SourceName, i: usize, given: &str, now: Timestamp) -> Identit
         external_id: Some(format!("ext-{i}")),
         user_name: format!("user{i}"),
         email: Some(format!("user{i}@bench.example")),
+        email_problem: None,
         given_name: Some(given.into()),
         family_name: Some(format!("Person{i}")),
         display_name: None,

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use crate::domain::{SourceName, Timestamp};
 use crate::http::{ApiError, ApiRouter, SharedState};
-use crate::store::{events, stats};
+use crate::store::{events, identities, rekey, stats};
 
 pub fn router() -> ApiRouter {
     ApiRouter::new().routes(routes!(status))
@@ -27,7 +27,33 @@ pub struct StatusResponse {
     /// Each configured identity source (SCIM and LDAP), by name.
     pub sources: BTreeMap<String, SourceStatus>,
     pub sync: SyncInfo,
+    /// People whose primary e-mail is not an address: stored, never sent
+    /// to Tyk.
+    pub invalid_email: InvalidEmailStatus,
+    /// Existing names that fold to the same key in one scope (found once,
+    /// when the keys were re-folded; see `store::rekey`): both rows kept.
+    pub fold_collisions: Vec<String>,
 }
+
+/// How many people cannot be provisioned for their e-mail, and who.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvalidEmailStatus {
+    pub count: i64,
+    /// The first few (by source, then userName).
+    pub sample: Vec<InvalidEmailPerson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvalidEmailPerson {
+    pub source: String,
+    pub id: String,
+    pub user_name: String,
+    /// `empty`, `control_character` or `syntax`.
+    pub problem: String,
+}
+
+/// How many people with an invalid e-mail the status lists by name.
+const INVALID_EMAIL_SAMPLE: i64 = 20;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OutboxStatus {
@@ -136,6 +162,13 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
     let held_runs = stats::held_runs(&mut conn)
         .await
         .map_err(ApiError::internal)?;
+    let (invalid_count, invalid_sample) =
+        identities::users_with_email_problem(&mut conn, INVALID_EMAIL_SAMPLE)
+            .await
+            .map_err(ApiError::internal)?;
+    let fold_collisions = rekey::fold_collisions(&mut conn)
+        .await
+        .map_err(ApiError::internal)?;
     let here = state.sync.as_ref().and_then(|w| w.metrics().last_success());
     let last_success = last_applied.as_ref().map(|r| r.finished_at).max(here);
     Ok(Json(StatusResponse {
@@ -158,5 +191,18 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
             last_success: last_success.map(Timestamp::to_rfc3339),
             held_runs,
         },
+        invalid_email: InvalidEmailStatus {
+            count: invalid_count,
+            sample: invalid_sample
+                .into_iter()
+                .map(|p| InvalidEmailPerson {
+                    source: p.source.0,
+                    id: p.id.to_string(),
+                    user_name: p.user_name,
+                    problem: p.problem.as_str().to_string(),
+                })
+                .collect(),
+        },
+        fold_collisions,
     }))
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Timestamp;
+use super::{EmailProblem, Timestamp};
 
 /// The configured name of an identity source, e.g. `okta` or `ldap-corp`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -40,8 +40,13 @@ pub struct IdentityUser {
     pub source: SourceName,
     pub external_id: Option<String>,
     pub user_name: String,
-    /// Primary e-mail, lower-cased.
+    /// Primary e-mail as its join key ([`crate::domain::email_key`]: folded
+    /// with [`crate::domain::fold_key`]); `None` when the source sent none or
+    /// one that is not an address (then `email_problem` says why).
     pub email: Option<String>,
+    /// Why the primary e-mail the source sent cannot be provisioned.
+    #[serde(default)]
+    pub email_problem: Option<EmailProblem>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub display_name: Option<String>,

@@ -129,6 +129,7 @@ fn new_row(source: &SourceName, user: &DirectoryUser, now: Timestamp) -> Identit
         external_id: Some(user.stable_id.clone()),
         user_name: user.login.clone(),
         email: user.email.clone(),
+        email_problem: user.email_problem,
         given_name: user.given_name.clone(),
         family_name: user.family_name.clone(),
         display_name: user.display_name.clone(),

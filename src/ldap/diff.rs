@@ -101,6 +101,7 @@ pub fn diff_users<'a>(
 fn differs(old: &IdentityUser, new: &DirectoryUser) -> bool {
     old.user_name != new.login
         || old.email != new.email
+        || old.email_problem != new.email_problem
         || old.given_name != new.given_name
         || old.family_name != new.family_name
         || old.display_name != new.display_name
@@ -155,6 +156,7 @@ mod tests {
             stable_id: id.into(),
             login: id.into(),
             email: Some(format!("{id}@x.org")),
+            email_problem: None,
             given_name: None,
             family_name: None,
             display_name: None,
@@ -169,6 +171,7 @@ mod tests {
             external_id: Some(id.into()),
             user_name: id.into(),
             email: Some(format!("{id}@x.org")),
+            email_problem: None,
             given_name: None,
             family_name: None,
             display_name: None,

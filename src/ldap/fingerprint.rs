@@ -23,6 +23,11 @@ pub fn user_fingerprint(user: &DirectoryUser) -> i64 {
     field(&mut h, Some(&user.stable_id));
     field(&mut h, Some(&user.login));
     field(&mut h, user.email.as_deref());
+    // Only when there is one, so fingerprints stored before the field
+    // existed stay valid for everyone with a usable (or no) address.
+    if let Some(problem) = user.email_problem {
+        field(&mut h, Some(problem.as_str()));
+    }
     field(&mut h, user.given_name.as_deref());
     field(&mut h, user.family_name.as_deref());
     field(&mut h, user.display_name.as_deref());
@@ -75,6 +80,7 @@ mod tests {
             stable_id: "id-a".into(),
             login: "a".into(),
             email: Some("a@x.org".into()),
+            email_problem: None,
             given_name: Some("A".into()),
             family_name: None,
             display_name: Some("A".into()),
@@ -86,7 +92,8 @@ mod tests {
     fn every_written_user_field_changes_the_fingerprint() {
         let base = user_fingerprint(&user());
         assert_eq!(base, user_fingerprint(&user()), "deterministic");
-        let changes: [fn(&mut DirectoryUser); 9] = [
+        let changes: [fn(&mut DirectoryUser); 10] = [
+            |u| u.email_problem = Some(crate::domain::EmailProblem::Syntax),
             |u| u.dn = "uid=b,dc=x".into(),
             |u| u.stable_id = "id-b".into(),
             |u| u.login = "b".into(),

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::{DisabledRule, LdapSourceConfig, MembershipMode};
+use crate::domain::{EmailProblem, fold_key, primary_email};
 
 /// One entry as read: DN plus attributes with lower-cased names.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,8 +49,11 @@ pub struct DirectoryUser {
     pub dn: String,
     pub stable_id: String,
     pub login: String,
-    /// Lower-cased.
+    /// The mail attribute's join key (`domain::email_key`); `None` when
+    /// the entry has none or one that is not an address.
     pub email: Option<String>,
+    /// Why the entry's mail attribute cannot be provisioned.
+    pub email_problem: Option<EmailProblem>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub display_name: Option<String>,
@@ -252,12 +256,12 @@ impl GroupEntry {
 pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap<String, String> {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for g in groups.values() {
-        *count.entry(g.name.to_lowercase()).or_default() += 1;
+        *count.entry(fold_key(&g.name)).or_default() += 1;
     }
     groups
         .iter()
         .map(|(key, g)| {
-            let name = if count[&g.name.to_lowercase()] > 1 {
+            let name = if count[&fold_key(&g.name)] > 1 {
                 g.dn.clone()
             } else {
                 g.name.clone()
@@ -269,11 +273,13 @@ pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap
 
 fn user_from(cfg: &LdapSourceConfig, e: &RawEntry) -> Option<DirectoryUser> {
     let owned = |name: &str| e.first(name).map(str::to_string);
+    let (email, email_problem) = primary_email(e.first(&cfg.mail_attribute));
     Some(DirectoryUser {
         dn: e.dn.clone(),
         stable_id: owned(&cfg.id_attribute)?,
         login: owned(&cfg.login_attribute)?,
-        email: e.first(&cfg.mail_attribute).map(str::to_lowercase),
+        email,
+        email_problem,
         given_name: owned(&cfg.given_name_attribute),
         family_name: owned(&cfg.family_name_attribute),
         display_name: owned(&cfg.display_name_attribute).or_else(|| owned("cn")),
@@ -556,6 +562,42 @@ mod tests {
         ];
         let snap = translate(&cfg, &[], &groups, &known);
         assert_eq!(snap.user_members["cn=eng,dc=x"].len(), 2);
+    }
+
+    #[test]
+    fn mail_is_folded_and_an_invalid_one_is_kept_out() {
+        let cfg = LdapSourceConfig::default();
+        let users = [
+            user("nfd", &[("mail", &["Jose\u{301}@X.org"])]),
+            user("bad", &[("mail", &["not-an-email"])]),
+            user("nul", &[("mail", &["a\0b@x.org"])]),
+        ];
+        let snap = translate(&cfg, &users, &[], &[]);
+        let get = |uid: &str| &snap.users[&format!("uid={uid},ou=people,dc=x")];
+        assert_eq!(get("nfd").email.as_deref(), Some("jos\u{e9}@x.org"));
+        assert_eq!(get("nfd").email_problem, None);
+        assert_eq!(get("bad").email, None);
+        assert_eq!(get("bad").email_problem, Some(EmailProblem::Syntax));
+        assert_eq!(get("nul").email, None);
+        assert_eq!(
+            get("nul").email_problem,
+            Some(EmailProblem::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn common_names_that_fold_together_clash_too() {
+        let cfg = LdapSourceConfig::default();
+        let groups = [
+            entry("cn=Straße,ou=a,dc=x", &[("cn", &["Straße"])]),
+            entry("cn=STRASSE,ou=b,dc=x", &[("cn", &["STRASSE"])]),
+            entry("cn=jose,ou=a,dc=x", &[("cn", &["Jose\u{301}"])]),
+        ];
+        let snap = translate(&cfg, &[], &groups, &[]);
+        let names = unique_group_names(&snap.groups);
+        assert_eq!(names["cn=straße,ou=a,dc=x"], "cn=Straße,ou=a,dc=x");
+        assert_eq!(names["cn=strasse,ou=b,dc=x"], "cn=STRASSE,ou=b,dc=x");
+        assert_eq!(names["cn=jose,ou=a,dc=x"], "Jose\u{301}", "stored as read");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn explain(
     rules: &[MappingRule],
     options: &ResolveOptions,
 ) -> Explanation {
-    let email = email.trim().to_lowercase();
+    let email = normalise_email(email);
     let mut identities: Vec<&PersonIdentity> = people
         .iter()
         .filter(|p| p.email.as_deref().map(normalise_email).as_deref() == Some(email.as_str()))

@@ -17,8 +17,8 @@ use crate::domain::{DesiredGroup, DesiredState, DesiredUser, SourceName};
 pub struct PersonIdentity {
     pub source: SourceName,
     pub user_name: String,
-    /// Lower-cased primary e-mail; `None` means the person cannot be
-    /// provisioned into Tyk.
+    /// Primary e-mail (its join key, `domain::email_key`); `None` means the
+    /// person cannot be provisioned into Tyk.
     pub email: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
@@ -107,8 +107,11 @@ pub(super) fn describe_group(group: &GroupRef) -> String {
     }
 }
 
+/// The key identities are merged by and Tyk's login: trimmed and folded
+/// (`domain::fold_key`), so look-alike spellings of one address in two
+/// sources are one person.
 pub(super) fn normalise_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    crate::domain::fold_key(email.trim())
 }
 
 pub(super) fn compile(rules: &[MappingRule]) -> Vec<CompiledRule<'_>> {
@@ -125,12 +128,17 @@ pub(super) fn compile(rules: &[MappingRule]) -> Vec<CompiledRule<'_>> {
     compiled
 }
 
-/// Groups identities by e-mail; identities without one are dropped.
+/// Groups identities by e-mail key; identities without a valid address are
+/// dropped, so no Tyk user is ever planned with a value that is not an
+/// e-mail (the store keeps such addresses out of `email` already; checking
+/// here too covers every way an identity reaches the mapping).
 fn merge_people(people: &[PersonIdentity]) -> Vec<Person<'_>> {
     let mut by_email: BTreeMap<String, Vec<&PersonIdentity>> = BTreeMap::new();
     for identity in people {
-        if let Some(email) = identity.email.as_deref().map(normalise_email)
-            && !email.is_empty()
+        if let Some(email) = identity
+            .email
+            .as_deref()
+            .and_then(|e| crate::domain::email_key(e).ok())
         {
             by_email.entry(email).or_default().push(identity);
         }

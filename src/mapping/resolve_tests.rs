@@ -43,6 +43,21 @@ fn only_user(state: &DesiredState) -> &DesiredUser {
 }
 
 #[test]
+fn look_alike_emails_are_one_person_and_invalid_ones_none() {
+    let people = [
+        person("okta", "Jose\u{301}@X.io", vec![g("okta", "Dev")]),
+        person("entra", "JOS\u{c9}@x.io", vec![g("entra", "Dev")]),
+        person("okta", "not-an-email", vec![g("okta", "Dev")]),
+        person("okta", "nu\0l@x.io", vec![g("okta", "Dev")]),
+    ];
+    let rules = [rule("r1", "org", "Developers", 10, &["Dev"])];
+    let state = desired_state(&people, &rules, &ResolveOptions::default());
+    let user = only_user(&state);
+    assert_eq!(user.email, "jos\u{e9}@x.io");
+    assert_eq!(user.sources.len(), 2, "{user:?}");
+}
+
+#[test]
 fn highest_priority_wins() {
     let people = [person(
         "okta",

@@ -109,7 +109,10 @@ fn compare(path: &AttrPath, op: CompareOp, value: &Value, kind: Kind) -> Option<
         })
     };
     let text = value.as_str();
-    let lc = text.map(str::to_lowercase);
+    // userName, group displayName and e-mails are compared by their fold
+    // keys (the `*_lc` columns hold `domain::fold_key`); a user's
+    // displayName only by `LOWER()`, as SQL can do it.
+    let lc = text.map(crate::domain::fold_key);
     match (kind, path.key().as_str(), op) {
         (_, "id", CompareOp::Eq) => exact(Condition::Id(text?.to_string())),
         (_, "externalid", CompareOp::Eq) => exact(Condition::ExternalId(text?.to_string())),
@@ -121,7 +124,7 @@ fn compare(path: &AttrPath, op: CompareOp, value: &Value, kind: Kind) -> Option<
             _ => None,
         },
         (Kind::User, "displayname", CompareOp::Eq) => Some(Translated {
-            condition: Condition::DisplayNameLc(lc?),
+            condition: Condition::DisplayNameLc(text?.to_lowercase()),
             exact: false,
         }),
         (Kind::User, "emails.value" | "emails", CompareOp::Eq) => exact(Condition::EmailLc(lc?)),

@@ -21,7 +21,9 @@ use super::resource::{
 };
 use super::schema::{ENTERPRISE_SCHEMA, USER_SCHEMA};
 use super::wire::{ScimBody, ScimJson};
-use crate::domain::{EventKind, IdentityUser, NewIdentityEvent, SourceName, Timestamp};
+use crate::domain::{
+    EventKind, IdentityUser, NewIdentityEvent, SourceName, Timestamp, primary_email,
+};
 use crate::retry_transient;
 use crate::store::scim_query;
 use crate::store::{StoreError, events, identities};
@@ -109,11 +111,11 @@ fn email_values(obj: &Map<String, Value>) -> Result<(Vec<String>, Option<String>
             .get("primary")
             .is_some_and(|p| p == &json!(true) || p == &json!("True") || p == &json!("true"))
         {
-            primary = Some(value.to_lowercase());
+            primary = Some(value.to_string());
         }
         values.push(value.to_string());
     }
-    let primary = primary.or_else(|| values.first().map(|v| v.to_lowercase()));
+    let primary = primary.or_else(|| values.first().cloned());
     Ok((values, primary))
 }
 
@@ -135,7 +137,11 @@ fn build_user(
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| ScimError::InvalidValue("userName is required".into()))?;
     let active = coerce_bool(&mut obj, "active")?.unwrap_or(true);
-    let (emails, email) = email_values(&obj)?;
+    let (emails, primary) = email_values(&obj)?;
+    // An address that is not one is kept in the document (nothing is lost)
+    // but never becomes the join key: the mapping skips the person and
+    // `/admin/v1/status` reports them as `invalid_email`.
+    let (email, email_problem) = primary_email(primary.as_deref());
     let name = match obj
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("name"))
@@ -152,6 +158,7 @@ fn build_user(
         external_id: text_attr(&obj, "externalId")?,
         user_name,
         email,
+        email_problem,
         given_name: text_attr(&name, "givenName")?,
         family_name: text_attr(&name, "familyName")?,
         display_name: text_attr(&obj, "displayName")?,

@@ -61,21 +61,33 @@ impl FromRequest<ScimState> for ScimBody {
 /// no attribute may hold one. Iterative: the JSON's depth is the client's.
 fn first_nul(value: &serde_json::Value) -> Option<String> {
     use serde_json::Value;
-    let mut pending: Vec<(&Value, String)> = vec![(value, String::from("the body"))];
+    let mut pending: Vec<(&Value, String)> = vec![(value, String::new())];
     while let Some((value, path)) = pending.pop() {
+        let named = |path: &str| {
+            if path.is_empty() {
+                "the body".to_string()
+            } else {
+                format!("attribute {path:?}")
+            }
+        };
         match value {
-            Value::String(s) if s.contains('\0') => return Some(path),
+            Value::String(s) if s.contains('\0') => return Some(named(&path)),
             Value::Array(items) => {
-                for item in items {
-                    pending.push((item, path.clone()));
+                for (i, item) in items.iter().enumerate() {
+                    pending.push((item, format!("{path}[{i}]")));
                 }
             }
             Value::Object(map) => {
                 for (key, item) in map {
                     if key.contains('\0') {
-                        return Some(format!("a key of {path}"));
+                        return Some(format!("a key of {}", named(&path)));
                     }
-                    pending.push((item, format!("attribute {key:?}")));
+                    let path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    pending.push((item, path));
                 }
             }
             _ => {}
@@ -95,7 +107,10 @@ mod tests {
             super::first_nul(&json!({"userName": "a\u{0}b"})).as_deref(),
             Some("attribute \"userName\"")
         );
-        assert!(super::first_nul(&json!({"emails": [{"value": "x\u{0}"}]})).is_some());
+        assert_eq!(
+            super::first_nul(&json!({"emails": [{"value": "x"}, {"value": "x\u{0}"}]})).as_deref(),
+            Some("attribute \"emails[1].value\"")
+        );
         assert!(super::first_nul(&json!({"a\u{0}": 1})).is_some());
     }
 }

@@ -90,7 +90,7 @@ fn conflict(entity: &'static str, names: &[&str]) -> impl Fn(sqlx::Error) -> Sto
     let mut seen = std::collections::BTreeSet::new();
     let duplicate = names
         .iter()
-        .find(|n| !seen.insert(n.to_lowercase()))
+        .find(|n| !seen.insert(crate::domain::fold_key(n)))
         .map(|n| n.to_string());
     move |e| {
         let err = StoreError::from(e);
@@ -107,18 +107,18 @@ fn conflict(entity: &'static str, names: &[&str]) -> impl Fn(sqlx::Error) -> Sto
     }
 }
 
-/// Inserts new users, each with its e-mail index (`emails`, lower-cased
-/// and deduplicated here, by user).
+/// Inserts new users, each with its e-mail index (`emails`, folded and
+/// deduplicated here, by user: [`super::identities::email_index_keys`]).
 pub async fn insert_users(
     conn: &mut AnyConnection,
     users: &[(IdentityUser, Vec<String>)],
 ) -> Result<(), StoreError> {
-    for chunk in users.chunks(rows_per_statement(conn, 14)) {
+    for chunk in users.chunks(rows_per_statement(conn, 15)) {
         let sql = format!(
             "INSERT INTO identity_users (id, source, external_id, user_name, user_name_lc, \
-             email, given_name, family_name, display_name, active, attributes, version, \
-             created_at, updated_at) VALUES {}",
-            values(chunk.len(), 14)
+             email, email_problem, given_name, family_name, display_name, active, attributes, \
+             version, created_at, updated_at) VALUES {}",
+            values(chunk.len(), 15)
         );
         let mut query = sqlx::query(&sql);
         for (user, _) in chunk {
@@ -127,8 +127,9 @@ pub async fn insert_users(
                 .bind(user.source.as_str().to_string())
                 .bind(user.external_id.clone())
                 .bind(user.user_name.clone())
-                .bind(user.user_name.to_lowercase())
+                .bind(crate::domain::fold_key(&user.user_name))
                 .bind(user.email.clone())
+                .bind(user.email_problem.map(crate::domain::EmailProblem::as_str))
                 .bind(user.given_name.clone())
                 .bind(user.family_name.clone())
                 .bind(user.display_name.clone())
@@ -145,12 +146,8 @@ pub async fn insert_users(
             .map_err(conflict("userName", &names))?;
         let mut emails: Vec<(String, String)> = Vec::new();
         for (user, addresses) in chunk {
-            let mut seen = std::collections::BTreeSet::new();
-            for email in addresses {
-                let lc = email.to_lowercase();
-                if seen.insert(lc.clone()) {
-                    emails.push((user.id.to_string(), lc));
-                }
+            for key in super::identities::email_index_keys(addresses) {
+                emails.push((user.id.to_string(), key));
             }
         }
         for part in emails.chunks(rows_per_statement(conn, 2)) {
@@ -186,7 +183,7 @@ pub async fn insert_groups(
                 .bind(group.source.as_str().to_string())
                 .bind(group.external_id.clone())
                 .bind(group.display_name.clone())
-                .bind(group.display_name.to_lowercase())
+                .bind(crate::domain::fold_key(&group.display_name))
                 .bind(group.attributes.to_string())
                 .bind(group.version)
                 .bind(group.created_at.0)

@@ -9,10 +9,13 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::domain::{GroupMember, IdentityGroup, IdentityUser, MemberKind, SourceName, Timestamp};
+use crate::domain::{
+    EmailProblem, GroupMember, IdentityGroup, IdentityUser, MemberKind, SourceName, Timestamp,
+    fold_key,
+};
 
-pub(crate) const USER_COLUMNS: &str = "id, source, external_id, user_name, email, given_name, family_name, \
-     display_name, active, attributes, version, created_at, updated_at";
+pub(crate) const USER_COLUMNS: &str = "id, source, external_id, user_name, email, email_problem, \
+     given_name, family_name, display_name, active, attributes, version, created_at, updated_at";
 pub(crate) const GROUP_COLUMNS: &str =
     "id, source, external_id, display_name, attributes, version, created_at, updated_at";
 
@@ -31,6 +34,13 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<IdentityUser, StoreError> {
         external_id: row.try_get("external_id")?,
         user_name: row.try_get("user_name")?,
         email: row.try_get("email")?,
+        email_problem: row
+            .try_get::<Option<String>, _>("email_problem")?
+            .map(|code| {
+                EmailProblem::parse(&code)
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad email problem {code:?}")))
+            })
+            .transpose()?,
         given_name: row.try_get("given_name")?,
         family_name: row.try_get("family_name")?,
         display_name: row.try_get("display_name")?,
@@ -70,8 +80,22 @@ fn conflict_on_unique(entity: &'static str, detail: &str) -> impl Fn(sqlx::Error
     }
 }
 
-/// Stores a new user with its e-mail index. `userName` is unique per source,
-/// case-insensitively: a clash is [`StoreError::Conflict`].
+/// The e-mail values a user's `emails.value` filters can find: their fold
+/// keys, deduplicated. Values with control characters are left out: they
+/// are never an address, and PostgreSQL text cannot hold a NUL.
+pub(crate) fn email_index_keys(emails: &[String]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    emails
+        .iter()
+        .filter(|e| !e.chars().any(char::is_control))
+        .map(|e| fold_key(e))
+        .filter(|key| seen.insert(key.clone()))
+        .collect()
+}
+
+/// Stores a new user with its e-mail index. `userName` is unique per source
+/// after folding ([`fold_key`]: `Straße` is `STRASSE`, NFC is NFD): a clash
+/// is [`StoreError::Conflict`]. The name is stored as sent.
 pub async fn insert_user(
     conn: &mut AnyConnection,
     user: &IdentityUser,
@@ -79,15 +103,17 @@ pub async fn insert_user(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO identity_users (id, source, external_id, user_name, user_name_lc, email, \
-         given_name, family_name, display_name, active, attributes, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         email_problem, given_name, family_name, display_name, active, attributes, version, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(user.id.to_string())
     .bind(user.source.as_str())
     .bind(user.external_id.as_deref())
     .bind(&user.user_name)
-    .bind(user.user_name.to_lowercase())
+    .bind(fold_key(&user.user_name))
     .bind(user.email.as_deref())
+    .bind(user.email_problem.map(EmailProblem::as_str))
     .bind(user.given_name.as_deref())
     .bind(user.family_name.as_deref())
     .bind(user.display_name.as_deref())
@@ -113,14 +139,15 @@ pub async fn update_user(
 ) -> Result<(), StoreError> {
     let result = sqlx::query(
         "UPDATE identity_users SET external_id = $1, user_name = $2, user_name_lc = $3, \
-         email = $4, given_name = $5, family_name = $6, display_name = $7, active = $8, \
-         attributes = $9, version = $10, updated_at = $11 \
-         WHERE id = $12 AND source = $13 AND ($14 IS NULL OR version = $14)",
+         email = $4, email_problem = $5, given_name = $6, family_name = $7, display_name = $8, \
+         active = $9, attributes = $10, version = $11, updated_at = $12 \
+         WHERE id = $13 AND source = $14 AND ($15 IS NULL OR version = $15)",
     )
     .bind(user.external_id.as_deref())
     .bind(&user.user_name)
-    .bind(user.user_name.to_lowercase())
+    .bind(fold_key(&user.user_name))
     .bind(user.email.as_deref())
+    .bind(user.email_problem.map(EmailProblem::as_str))
     .bind(user.given_name.as_deref())
     .bind(user.family_name.as_deref())
     .bind(user.display_name.as_deref())
@@ -156,16 +183,12 @@ async fn replace_user_emails(
         .bind(&id)
         .execute(&mut *conn)
         .await?;
-    let mut seen = std::collections::BTreeSet::new();
-    for email in emails {
-        let lc = email.to_lowercase();
-        if seen.insert(lc.clone()) {
-            sqlx::query("INSERT INTO identity_user_emails (user_id, value_lc) VALUES ($1, $2)")
-                .bind(&id)
-                .bind(lc)
-                .execute(&mut *conn)
-                .await?;
-        }
+    for key in email_index_keys(emails) {
+        sqlx::query("INSERT INTO identity_user_emails (user_id, value_lc) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -217,7 +240,7 @@ pub async fn find_user_by_user_name(
     );
     sqlx::query(&sql)
         .bind(source.as_str())
-        .bind(user_name.to_lowercase())
+        .bind(fold_key(user_name))
         .fetch_optional(&mut *conn)
         .await?
         .as_ref()
@@ -257,7 +280,7 @@ pub async fn list_users(
         .collect()
 }
 
-/// Every user of every source with this lower-cased e-mail.
+/// Every user of every source with this e-mail (compared by its fold key).
 pub async fn users_by_email(
     conn: &mut AnyConnection,
     email: &str,
@@ -265,7 +288,7 @@ pub async fn users_by_email(
     let sql =
         format!("SELECT {USER_COLUMNS} FROM identity_users WHERE email = $1 ORDER BY source, id");
     sqlx::query(&sql)
-        .bind(email.to_lowercase())
+        .bind(fold_key(email.trim()))
         .fetch_all(&mut *conn)
         .await?
         .iter()
@@ -293,7 +316,8 @@ pub async fn count_users(conn: &mut AnyConnection, source: &SourceName) -> Resul
     )
 }
 
-/// Stores a new group. `displayName` is unique per source, case-insensitively.
+/// Stores a new group. `displayName` is unique per source after folding
+/// (see [`insert_user`]); the name is stored as sent.
 pub async fn insert_group(
     conn: &mut AnyConnection,
     group: &IdentityGroup,
@@ -306,7 +330,7 @@ pub async fn insert_group(
     .bind(group.source.as_str())
     .bind(group.external_id.as_deref())
     .bind(&group.display_name)
-    .bind(group.display_name.to_lowercase())
+    .bind(fold_key(&group.display_name))
     .bind(group.attributes.to_string())
     .bind(group.version)
     .bind(group.created_at.0)
@@ -331,7 +355,7 @@ pub async fn update_group(
     )
     .bind(group.external_id.as_deref())
     .bind(&group.display_name)
-    .bind(group.display_name.to_lowercase())
+    .bind(fold_key(&group.display_name))
     .bind(group.attributes.to_string())
     .bind(group.version)
     .bind(group.updated_at.0)
@@ -561,4 +585,46 @@ pub async fn groups_of_member(
         .iter()
         .map(group_from_row)
         .collect()
+}
+
+/// A user whose primary e-mail cannot be provisioned (see
+/// [`crate::domain::email`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailProblemUser {
+    pub source: SourceName,
+    pub id: Uuid,
+    pub user_name: String,
+    pub problem: EmailProblem,
+}
+
+/// How many users of any source have an unusable primary e-mail, and the
+/// first `limit` of them (by source, then user name).
+pub async fn users_with_email_problem(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> Result<(i64, Vec<EmailProblemUser>), StoreError> {
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM identity_users WHERE email_problem IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+    let sample = sqlx::query(
+        "SELECT source, id, user_name, email_problem FROM identity_users \
+         WHERE email_problem IS NOT NULL ORDER BY source, user_name_lc LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        let code: String = row.try_get("email_problem")?;
+        Ok(EmailProblemUser {
+            source: SourceName(row.try_get("source")?),
+            id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+            user_name: row.try_get("user_name")?,
+            problem: EmailProblem::parse(&code)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad email problem {code:?}")))?,
+        })
+    })
+    .collect::<Result<_, StoreError>>()?;
+    Ok((count, sample))
 }

@@ -17,6 +17,7 @@ fn migrator(backend: Backend) -> &'static Migrator {
 
 pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
     migrator(store.backend).run(&store.pool).await?;
+    super::rekey::rekey_folded(store).await?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ pub mod ldap_fingerprints;
 pub mod ldap_state;
 pub mod mappings;
 mod migrate;
+pub mod rekey;
 pub mod scim_query;
 pub mod settings;
 pub mod stats;

@@ -128,7 +128,7 @@ pub async fn list(
          ORDER BY id DESC LIMIT $7",
     )
     .bind(filter.run_id.map(|id| id.to_string()))
-    .bind(filter.email.as_ref().map(|e| e.to_lowercase()))
+    .bind(filter.email.as_deref().map(crate::domain::fold_key))
     .bind(filter.org_id.as_deref())
     .bind(filter.step_kind.as_deref())
     .bind(filter.since.map(|t| t.0))

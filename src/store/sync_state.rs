@@ -35,7 +35,7 @@ pub async fn begin_create(
          ON CONFLICT (org_id, email) DO NOTHING",
     )
     .bind(org_id)
-    .bind(email.to_lowercase())
+    .bind(crate::domain::fold_key(email))
     .bind(now.0)
     .execute(&mut *conn)
     .await?;
@@ -50,7 +50,7 @@ pub async fn end_create(
 ) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM sync_pending_creates WHERE org_id = $1 AND email = $2")
         .bind(org_id)
-        .bind(email.to_lowercase())
+        .bind(crate::domain::fold_key(email))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -84,7 +84,7 @@ pub async fn record_user(conn: &mut AnyConnection, user: &ManagedUser) -> Result
         "DELETE FROM sync_managed_users WHERE org_id = $1 AND email = $2 AND tyk_user_id <> $3",
     )
     .bind(&user.org_id)
-    .bind(user.email.to_lowercase())
+    .bind(crate::domain::fold_key(&user.email))
     .bind(&user.tyk_user_id)
     .execute(&mut *conn)
     .await?;
@@ -97,7 +97,7 @@ pub async fn record_user(conn: &mut AnyConnection, user: &ManagedUser) -> Result
     )
     .bind(&user.tyk_user_id)
     .bind(&user.org_id)
-    .bind(user.email.to_lowercase())
+    .bind(crate::domain::fold_key(&user.email))
     .bind(user.managed_since.0)
     .bind(i64::from(user.adopted))
     .bind(user.deactivated_at.map(|t| t.0))
@@ -138,7 +138,7 @@ pub async fn find_user_by_email(
          FROM sync_managed_users WHERE org_id = $1 AND email = $2",
     )
     .bind(org_id)
-    .bind(email.to_lowercase())
+    .bind(crate::domain::fold_key(email))
     .fetch_optional(&mut *conn)
     .await?
     .as_ref()

@@ -274,6 +274,14 @@ impl<W: TykWriter> Applier<'_, W> {
         else {
             return (Err(StepError::Blocked("not a creation".into())), 0);
         };
+        // The planner never plans this; a plan held for approval since
+        // before e-mails were checked could still carry one.
+        if let Err(problem) = crate::domain::email::validate(email) {
+            return (
+                Err(StepError::Blocked(format!("{problem}: never sent to Tyk"))),
+                0,
+            );
+        }
         let group_id = match resolve_group(org_id, group, created) {
             Ok(id) => id,
             Err(e) => return (Err(e), 0),

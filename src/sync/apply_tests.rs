@@ -8,7 +8,7 @@ use pretty_assertions::assert_eq;
 use super::apply::{Applier, ApplyContext, ApplyLimits, ApplyReport};
 use super::fake_tyk::{FakeTyk, retryable};
 use super::retry::RetryPolicy;
-use super::{ActualUser, Deprovision, Plan, SyncPolicy, WriteError, plan};
+use super::{ActualUser, Deprovision, Plan, PlanStep, SyncPolicy, WriteError, plan};
 use crate::domain::{DesiredGroup, DesiredState, DesiredUser, SourceName, Timestamp};
 use crate::store::sync_audit::{self, AuditFilter};
 use crate::store::{Store, StoreOptions, sync_state};
@@ -443,4 +443,65 @@ async fn a_failed_group_creation_holds_back_its_members_only() {
     let (_, report) = round(&tyk, &store, &want, &SyncPolicy::default()).await;
     assert!(report.succeeded());
     assert_eq!(user_emails(&tyk), vec!["ada@x.io", "bob@x.io"]);
+}
+
+#[tokio::test]
+async fn a_held_plan_creating_an_invalid_email_writes_nothing_to_tyk() {
+    let (store, _dir) = sqlite_store().await;
+    let tyk = FakeTyk::default();
+    round(
+        &tyk,
+        &store,
+        &desired(&[("ada@x.io", "dev")]),
+        &SyncPolicy::default(),
+    )
+    .await;
+    let before = tyk.lock().writes.len();
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let ownership = sync_state::load_ownership(&mut conn)
+        .await
+        .expect("ownership");
+    drop(conn);
+    let actual = tyk.actual();
+    // A creation as a plan held for approval by an older version could
+    // carry it.
+    let template = plan(
+        &desired(&[("ada@x.io", "dev"), ("other@x.io", "dev")]),
+        &actual,
+        &ownership,
+        &SyncPolicy::default(),
+        Timestamp::now(),
+    );
+    let held = Plan {
+        steps: template
+            .steps
+            .into_iter()
+            .map(|step| match step {
+                PlanStep::CreateUser {
+                    org_id,
+                    profile,
+                    group,
+                    permissions,
+                    rule,
+                    ..
+                } => PlanStep::CreateUser {
+                    org_id,
+                    email: "not-an-email".into(),
+                    profile,
+                    group,
+                    permissions,
+                    rule,
+                },
+                other => other,
+            })
+            .collect(),
+        skipped: Vec::new(),
+    };
+    assert_eq!(held.steps.len(), 1, "{held:?}");
+    let report = Applier::new(&tyk, &store, fast_limits())
+        .apply(&held, &actual, &ctx(false))
+        .await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(tyk.lock().writes.len(), before, "nothing sent to Tyk");
+    assert_eq!(user_emails(&tyk), vec!["ada@x.io"]);
 }

@@ -72,7 +72,7 @@ impl Ownership {
     /// Whether a creation for this person was interrupted.
     pub fn creation_pending(&self, org_id: &str, email: &str) -> bool {
         self.pending_creates
-            .contains(&(org_id.to_string(), email.to_lowercase()))
+            .contains(&(org_id.to_string(), crate::domain::fold_key(email)))
     }
 
     /// Whether a creation of this group was interrupted.

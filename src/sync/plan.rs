@@ -23,7 +23,7 @@ use super::ownership::{Ownership, SyncPolicy};
 use super::step::{
     DeprovisionReason, GroupRef, Permissions, Plan, PlanStep, Profile, SkipReason, Skipped,
 };
-use crate::domain::{DesiredState, DesiredUser, Timestamp};
+use crate::domain::{DesiredState, DesiredUser, Timestamp, fold_key};
 
 type OrgKey = (String, String);
 
@@ -42,7 +42,13 @@ pub fn plan(
     planner.plan_forgotten_users();
     let mut desired_people = BTreeSet::new();
     for user in &desired.users {
-        let key = (user.org_id.clone(), user.email.to_lowercase());
+        let key = (user.org_id.clone(), fold_key(&user.email));
+        if crate::domain::email::validate(&key.1).is_err() {
+            // The mapping never wants such a person; should one get here
+            // all the same, no Tyk user is ever created or changed with it.
+            planner.skip(&key.0, &key.1, SkipReason::InvalidEmail);
+            continue;
+        }
         if desired_people.insert(key.clone()) {
             planner.plan_desired_person(&key, user, &targets);
         }
@@ -81,7 +87,7 @@ impl<'a> Planner<'a> {
     ) -> Self {
         let mut actual_users: BTreeMap<OrgKey, Vec<&ActualUser>> = BTreeMap::new();
         for user in &actual.users {
-            let key = (user.org_id.clone(), user.email.to_lowercase());
+            let key = (user.org_id.clone(), fold_key(&user.email));
             actual_users.entry(key).or_default().push(user);
         }
         Self {
@@ -131,7 +137,7 @@ impl<'a> Planner<'a> {
             .cloned()
             .collect();
         for managed in gone {
-            let key = (managed.org_id.clone(), managed.email.to_lowercase());
+            let key = (managed.org_id.clone(), fold_key(&managed.email));
             self.push_person_step(
                 &key,
                 PlanStep::ForgetUser {

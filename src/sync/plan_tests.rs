@@ -939,3 +939,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_tyk_login_spelled_differently_is_the_same_person() {
+    let (desired, mut actual, mut ownership) = one_group_world();
+    // The mapping's key is folded; Tyk holds another spelling of it.
+    actual.users[0].email = "ADA@Example.COM".into();
+    ownership = Ownership::from_parts(
+        [muser("u1", "Ada@example.com", None)],
+        ownership.groups.into_values(),
+    );
+    let same = plan(&desired, &actual, &ownership, &SyncPolicy::default(), NOW);
+    assert_eq!(kinds(&same), Vec::<&str>::new());
+    let desired = DesiredState {
+        users: vec![duser("jos\u{e9}@example.com", Some("dev"), true)],
+        ..desired
+    };
+    let actual = ActualState {
+        users: vec![auser("u2", "JOSE\u{301}@example.com", None, dev_perms())],
+        ..actual
+    };
+    let policy = SyncPolicy {
+        adopt_existing: true,
+        ..SyncPolicy::default()
+    };
+    let ownership = Ownership::from_parts([], [mgroup("g1", "dev")]);
+    let plan = plan(&desired, &actual, &ownership, &policy, NOW);
+    assert_eq!(kinds(&plan), vec!["adopt_user", "move_to_group"]);
+}
+
+#[test]
+fn an_invalid_email_is_never_planned_for_tyk() {
+    let (mut desired, actual, ownership) = one_group_world();
+    desired.users.push(duser("not-an-email", Some("dev"), true));
+    desired.users.push(duser("nu\0l@x.io", Some("dev"), true));
+    let plan = plan(&desired, &actual, &ownership, &SyncPolicy::default(), NOW);
+    assert_eq!(kinds(&plan), Vec::<&str>::new());
+    let skipped: Vec<_> = plan
+        .skipped
+        .iter()
+        .map(|s| (s.subject.as_str(), s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            ("not-an-email", SkipReason::InvalidEmail),
+            ("nu\0l@x.io", SkipReason::InvalidEmail),
+        ]
+    );
+}

@@ -12,15 +12,15 @@ use super::plan::plan;
 use super::step::{Plan, PlanStep, SkipReason};
 use crate::domain::{DesiredState, Timestamp};
 
-/// Keeps only the users (desired, actual and managed) whose lower-cased
-/// e-mail is in `emails`, in every org; groups are kept whole.
+/// Keeps only the users (desired, actual and managed) whose e-mail key
+/// (`domain::fold_key`) is in `emails`, in every org; groups are kept whole.
 pub fn restrict_to_people(
     desired: &DesiredState,
     actual: &ActualState,
     ownership: &Ownership,
     emails: &BTreeSet<String>,
 ) -> (DesiredState, ActualState, Ownership) {
-    let wanted = |email: &str| emails.contains(&email.to_lowercase());
+    let wanted = |email: &str| emails.contains(&crate::domain::fold_key(email));
     let desired = DesiredState {
         groups: desired.groups.clone(),
         users: desired

@@ -281,6 +281,9 @@ pub enum SkipReason {
     NoUsableGroup,
     /// A managed group no longer desired but still holding Tyk users.
     GroupStillHasMembers,
+    /// The desired e-mail is not an address (`domain::email::validate`):
+    /// never sent to Tyk.
+    InvalidEmail,
 }
 
 /// An ordered plan plus what was left alone.

@@ -243,7 +243,7 @@ impl TykWriter for TykGateway {
         email: &str,
     ) -> Result<Option<ActualUser>, WriteError> {
         // The same e-mail may exist once per organisation.
-        let wanted = email.to_lowercase();
+        let wanted = crate::domain::fold_key(email);
         let found = self
             .client
             .search_users(&wanted)
@@ -251,7 +251,7 @@ impl TykWriter for TykGateway {
             .map_err(write_error)?;
         Ok(found
             .iter()
-            .find(|u| u.org_id == org_id && u.email_address.to_lowercase() == wanted)
+            .find(|u| u.org_id == org_id && crate::domain::fold_key(&u.email_address) == wanted)
             .map(actual_user))
     }
 }

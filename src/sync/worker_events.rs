@@ -59,7 +59,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let everyone = events.iter().any(|e| e.email.is_none());
         let emails: BTreeSet<String> = events
             .iter()
-            .filter_map(|e| e.email.as_ref().map(|m| m.to_lowercase()))
+            .filter_map(|e| e.email.as_deref().map(crate::domain::fold_key))
             .collect();
         let scope = if everyone {
             ActualScope::Everyone
@@ -93,7 +93,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         for event in events {
             if let Some(email) = &event.email {
                 by_email
-                    .entry(email.to_lowercase())
+                    .entry(crate::domain::fold_key(email))
                     .or_default()
                     .push(event.seq);
             }
@@ -121,7 +121,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let (mut done, mut retry) = (Vec::new(), Vec::new());
         for event in events {
             let person_failed = match &event.email {
-                Some(email) => failed.contains(email.to_lowercase().as_str()),
+                Some(email) => failed.contains(crate::domain::fold_key(email).as_str()),
                 None => status.failed > 0,
             };
             if person_failed {

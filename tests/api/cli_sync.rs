@@ -52,6 +52,7 @@ async fn seed_identity(url: &str) {
         external_id: None,
         user_name: "ada".into(),
         email: Some("ada@example.org".into()),
+        email_problem: None,
         given_name: Some("Ada".into()),
         family_name: Some("Lovelace".into()),
         display_name: None,

@@ -29,6 +29,7 @@ mod replicas;
 mod scim_api;
 mod scim_conformance;
 mod scim_entra_patch;
+mod scim_lookalikes;
 mod scim_member_patch;
 mod scim_nul;
 mod scim_oauth;

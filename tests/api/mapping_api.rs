@@ -318,6 +318,7 @@ async fn explain_route(db: Db) {
         external_id: None,
         user_name: "bob@example.org".into(),
         email: Some("bob@example.org".into()),
+        email_problem: None,
         given_name: Some("Bob".into()),
         family_name: Some("Builder".into()),
         display_name: None,

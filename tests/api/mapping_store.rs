@@ -163,6 +163,7 @@ fn user(source: &str, name: &str, email: Option<&str>) -> IdentityUser {
         external_id: None,
         user_name: name.into(),
         email: email.map(str::to_string),
+        email_problem: None,
         given_name: Some(name.into()),
         family_name: Some("Test".into()),
         display_name: None,

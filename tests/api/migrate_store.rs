@@ -39,6 +39,7 @@ async fn populate(store: &Store) {
             external_id: (i % 2 == 0).then(|| format!("ext-{i}")),
             user_name: format!("user{i}@example.org"),
             email: Some(format!("user{i}@example.org")),
+            email_problem: None,
             given_name: None,
             family_name: Some("Ü-ñíçødé".into()),
             display_name: None,

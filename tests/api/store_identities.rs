@@ -18,6 +18,7 @@ fn user(source: &str, user_name: &str, email: &str) -> IdentityUser {
         external_id: Some(format!("ext-{user_name}")),
         user_name: user_name.into(),
         email: Some(email.into()),
+        email_problem: None,
         given_name: Some("Ada".into()),
         family_name: None,
         display_name: Some("Ada L".into()),

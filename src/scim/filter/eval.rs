@@ -99,7 +99,7 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value, case_exact: bool) ->
             let (a, e) = if case_exact {
                 (a.clone(), e.clone())
             } else {
-                (a.to_lowercase(), e.to_lowercase())
+                (crate::domain::fold_key(a), crate::domain::fold_key(e))
             };
             match op {
                 CompareOp::Co => a.contains(&e),

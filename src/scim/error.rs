@@ -42,6 +42,14 @@ pub enum ScimError {
 }
 
 impl ScimError {
+    /// A group member value that is not a user or group of the caller's
+    /// source (another source's, or nobody's): 400 `invalidValue` naming it.
+    pub(super) fn member_outside_source(value: &str) -> Self {
+        ScimError::InvalidValue(format!(
+            "member value {value:?} is not a user or group of this source"
+        ))
+    }
+
     fn status_and_type(&self) -> (StatusCode, Option<&'static str>) {
         match self {
             ScimError::InvalidFilter(_) => (StatusCode::BAD_REQUEST, Some("invalidFilter")),
@@ -61,6 +69,11 @@ impl ScimError {
                 (StatusCode::CONFLICT, Some("uniqueness"))
             }
             ScimError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, None),
+            // The store's own refusal, should a member get past the
+            // handlers' checks (they name the value first).
+            ScimError::Store(e) if e.member_outside_source().is_some() => {
+                (StatusCode::BAD_REQUEST, Some("invalidValue"))
+            }
             ScimError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         }
     }
@@ -69,6 +82,12 @@ impl ScimError {
         match self {
             ScimError::Store(e) if e.is_unique_violation() => e.to_string(),
             ScimError::Store(StoreError::NotFound(what)) => format!("{what} not found"),
+            ScimError::Store(e) if e.member_outside_source().is_some() => {
+                match e.member_outside_source().flatten() {
+                    Some(id) => ScimError::member_outside_source(&id).to_string(),
+                    None => "a member is not a user or group of this source".into(),
+                }
+            }
             other => other.to_string(),
         }
     }

@@ -257,8 +257,6 @@ async fn apply_group_checked(
             expected_version: before.version,
             delete_members: &writes.delete_members,
             upsert_members: &writes.insert_members,
-            delete_refs: &writes.delete_refs,
-            set_refs: &writes.set_refs,
             events: &writes.events,
             list_members: wants_listing(&outcomes),
         };
@@ -288,9 +286,6 @@ fn known_rows(named: Vec<group_members::NamedRow>) -> KnownRows {
         }
         if !row.name.is_empty() {
             known.names.insert(row.id, row.name);
-        }
-        if let Some(kept) = row.kept {
-            known.refs.insert(row.id, kept);
         }
     }
     known
@@ -343,7 +338,7 @@ fn members_as_left(members: &[MemberView], named: Vec<NamedMember>) -> Vec<Membe
                 kind: m.kind?,
             },
             name: m.name,
-            sent: m.sent,
+            sent: None,
         })
     }));
     members.sort_by_key(|view| view.member.id);
@@ -369,12 +364,6 @@ async fn write(
             .map(|member| (group_id, member))
             .collect();
         bulk::add_members(tx, &edges).await?;
-    }
-    if !writes.delete_refs.is_empty() {
-        group_members::delete_member_refs(tx, group_id, &writes.delete_refs).await?;
-    }
-    for (member, object) in &writes.set_refs {
-        scim_query::set_member_ref(tx, &group_id.to_string(), &member.to_string(), object).await?;
     }
     group_members::bump_version_with_events(tx, &after, before.version, &writes.events).await?;
     Ok(())

@@ -54,7 +54,7 @@ fn member_change(op: &PatchOp) -> Option<MemberChange> {
         }
         (OpKind::Remove, None, Some(Value::Array(items))) if !items.is_empty() => items
             .iter()
-            .map(|item| parse_member(item).ok().map(|(id, _, _)| id))
+            .map(|item| parse_member(item).ok().map(|member| member.id))
             .collect::<Option<Vec<_>>>()
             .map(MemberChange::Remove),
         _ => None,
@@ -119,8 +119,8 @@ async fn apply_change(
 ) -> Result<bool, ScimError> {
     match change {
         MemberChange::Add(wanted) => {
-            for (member_id, given, body) in wanted {
-                add_member(conn, group, *member_id, *given, body).await?;
+            for member in wanted {
+                add_member(conn, group, member).await?;
             }
         }
         MemberChange::Remove(ids) => {

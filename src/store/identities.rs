@@ -170,8 +170,9 @@ async fn replace_user_emails(
     Ok(())
 }
 
-/// Deletes a user and removes it from every group of its source. Returns
-/// whether a row was deleted.
+/// Deletes a user, which removes it from every group of its source (the
+/// database's own trigger, so no path can leave a member naming nobody).
+/// Returns whether a row was deleted.
 pub async fn delete_user(
     conn: &mut AnyConnection,
     source: &SourceName,
@@ -182,12 +183,6 @@ pub async fn delete_user(
         .bind(source.as_str())
         .execute(&mut *conn)
         .await?;
-    if result.rows_affected() > 0 {
-        sqlx::query("DELETE FROM identity_group_members WHERE member_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(result.rows_affected() > 0)
 }
 
@@ -368,17 +363,12 @@ pub async fn delete_group(
     .bind(source.as_str())
     .execute(&mut *conn)
     .await?;
+    // Its membership in other groups goes with the row (a trigger).
     let result = sqlx::query("DELETE FROM identity_groups WHERE id = $1 AND source = $2")
         .bind(&id_text)
         .bind(source.as_str())
         .execute(&mut *conn)
         .await?;
-    if result.rows_affected() > 0 {
-        sqlx::query("DELETE FROM identity_group_members WHERE member_id = $1")
-            .bind(&id_text)
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(result.rows_affected() > 0)
 }
 
@@ -516,17 +506,28 @@ pub async fn remove_members(
     Ok(removed)
 }
 
+/// The condition that member row `m` of group `g` names a user or group of
+/// `g`'s own source. The database refuses any other member row; reads of
+/// memberships check it too, so not even a bad row could carry a
+/// membership across sources.
+const MEMBER_WITHIN_SOURCE: &str = "\
+    (EXISTS (SELECT 1 FROM identity_users mu \
+             WHERE mu.id = m.member_id AND mu.source = g.source AND m.member_kind = 'User') \
+     OR EXISTS (SELECT 1 FROM identity_groups mg \
+             WHERE mg.id = m.member_id AND mg.source = g.source AND m.member_kind = 'Group'))";
+
 /// Every (group, member) pair of one source: what the mapping needs to work
-/// out each person's groups, nested ones included.
+/// out each person's groups, nested ones included. Both ends are of the
+/// source.
 pub async fn list_memberships(
     conn: &mut AnyConnection,
     source: &SourceName,
 ) -> Result<Vec<(Uuid, GroupMember)>, StoreError> {
-    sqlx::query(
+    sqlx::query(&format!(
         "SELECT m.group_id, m.member_id, m.member_kind FROM identity_group_members m \
          JOIN identity_groups g ON g.id = m.group_id WHERE g.source = $1 \
-         ORDER BY m.group_id, m.member_id",
-    )
+         AND {MEMBER_WITHIN_SOURCE} ORDER BY m.group_id, m.member_id"
+    ))
     .bind(source.as_str())
     .fetch_all(&mut *conn)
     .await?
@@ -538,7 +539,8 @@ pub async fn list_memberships(
     .collect()
 }
 
-/// The groups a user or group is a direct member of.
+/// The groups of `source` a user or group of `source` is a direct member
+/// of.
 pub async fn groups_of_member(
     conn: &mut AnyConnection,
     source: &SourceName,
@@ -546,7 +548,7 @@ pub async fn groups_of_member(
 ) -> Result<Vec<IdentityGroup>, StoreError> {
     let sql = format!(
         "SELECT {} FROM identity_groups g JOIN identity_group_members m ON m.group_id = g.id \
-         WHERE m.member_id = $1 AND g.source = $2 ORDER BY g.id",
+         WHERE m.member_id = $1 AND g.source = $2 AND {MEMBER_WITHIN_SOURCE} ORDER BY g.id",
         GROUP_COLUMNS
             .split(", ")
             .map(|c| format!("g.{c}"))

@@ -65,14 +65,7 @@ async fn member_rows(stack: &Stack, member: &str) -> i64 {
 /// The groups the mapping counts for the user named `user_name`, as
 /// (source, name).
 async fn mapped_groups(stack: &Stack, user_name: &str) -> Vec<(String, String)> {
-    let mut conn = stack
-        .app
-        .state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .expect("conn");
+    let mut conn = stack.app.state.store.pool().acquire().await.expect("conn");
     let people = tyk_idsync::mapping::input::load_people(&mut conn)
         .await
         .expect("people");
@@ -146,7 +139,11 @@ async fn another_sources_people_cannot_be_made_members(db: Db) {
         assert_refused("POST with an own member", value, reply);
         let filter = format!("/Groups?filter=displayName%20eq%20%22Escalate%20{n}%22");
         let (status, listed) = stack.scim(token, Method::GET, &filter, Value::Null).await;
-        assert_eq!((status, &listed["totalResults"]), (200, &json!(0)), "{listed}");
+        assert_eq!(
+            (status, &listed["totalResults"]),
+            (200, &json!(0)),
+            "{listed}"
+        );
 
         // PUT the group with it.
         let reply = stack
@@ -222,9 +219,10 @@ async fn another_sources_people_cannot_be_made_members(db: Db) {
     assert!(stack.in_group("bob@example.org", "Staff"));
     assert!(!stack.in_group("bob@example.org", "Escalated"));
     let bob_user = stack.tyk_user("bob@example.org").expect("bob in Tyk");
-    let moved = stack.tyk_writes().into_iter().any(|w| {
-        w.method == "PUT" && w.path == format!("/api/users/{}", bob_user.id)
-    });
+    let moved = stack
+        .tyk_writes()
+        .into_iter()
+        .any(|w| w.method == "PUT" && w.path == format!("/api/users/{}", bob_user.id));
     assert!(!moved, "Bob's Tyk user was never changed after creation");
     // And entra's own token still sees Bob in Staff only.
     let (status, bob_seen) = stack

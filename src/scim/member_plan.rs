@@ -11,6 +11,7 @@
 //! the value, as the general path does: the batch's one lookup of the named
 //! ids already tells which ids those are.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use axum::http::HeaderMap;
@@ -182,8 +183,8 @@ fn apply_patch(
                     let Some(kind) = kind_in_source(known, member.id) else {
                         continue; // refused before: not reached
                     };
-                    if !state.members.contains_key(&member.id) {
-                        state.members.insert(member.id, kind);
+                    if let Entry::Vacant(absent) = state.members.entry(member.id) {
+                        absent.insert(kind);
                         events.push(membership_event(known, group, member.id, "added"));
                     }
                 }

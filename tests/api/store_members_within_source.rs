@@ -159,7 +159,7 @@ async fn the_database_refuses_members_outside_the_source(db: Db) {
     }
     // A user of the source stored as a group (the kind must be right too).
     let other_ua = user("a", "ua2");
-    identities::insert_user(&mut *pool.acquire().await.expect("conn"), &other_ua, &[])
+    identities::insert_user(&mut pool.acquire().await.expect("conn"), &other_ua, &[])
         .await
         .expect("user");
     assert!(

@@ -225,7 +225,8 @@ const CHECKED_ATTEMPTS: usize = 3;
 
 /// One group's PATCHes without a transaction (PostgreSQL): read the group
 /// and the named rows, plan, and write in one statement that applies only
-/// if the group's version has not moved since (read again if it has).
+/// if the group's version has not moved since (read again if it has, or if
+/// the database refused a member that left the source in between).
 /// `None` when the batch is better run in a transaction: too large for one
 /// statement, names no one, or the group kept changing.
 async fn apply_group_checked(
@@ -265,10 +266,23 @@ async fn apply_group_checked(
         }
         // The members as they were before the batch: the answers replace
         // every id the batch names, so before or after serves alike.
-        if let Some(members) = checked_members::write_if_unchanged(&mut conn, &checked).await? {
-            return Ok(Some(answers(source, id, outcomes, jobs, &members)));
+        match checked_members::write_if_unchanged(&mut conn, &checked).await {
+            Ok(Some(members)) => {
+                return Ok(Some(answers(source, id, outcomes, jobs, &members)));
+            }
+            Ok(None) => {
+                tracing::debug!(source = %source, group_id = %id,
+                    "group changed while batching; reading again");
+            }
+            // A member the lookup found was deleted before the write, and
+            // the database refused the statement (nothing was written):
+            // read again, and the plan refuses the PATCHes naming it.
+            Err(refused) if refused.member_outside_source().is_some() => {
+                tracing::debug!(source = %source, group_id = %id, error = %refused,
+                    "a named member went away while batching; reading again");
+            }
+            Err(error) => return Err(error),
         }
-        tracing::debug!(source = %source, group_id = %id, "group changed while batching; reading again");
     }
     Ok(None)
 }

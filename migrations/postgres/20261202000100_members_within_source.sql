@@ -31,25 +31,23 @@ SELECT g.source, 'membership_changed', m.member_id, NULL,
        (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT
 FROM identity_group_members m
 JOIN identity_groups g ON g.id = m.group_id
-WHERE NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_users u ON u.source = parent.source
-        WHERE parent.id = m.group_id AND m.member_kind = 'User' AND u.id = m.member_id)
-  AND NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_groups mg ON mg.source = parent.source
-        WHERE parent.id = m.group_id AND m.member_kind = 'Group' AND mg.id = m.member_id)
+LEFT JOIN identity_users u ON m.member_kind = 'User' AND u.id = m.member_id
+LEFT JOIN identity_groups mg ON m.member_kind = 'Group' AND mg.id = m.member_id
+WHERE COALESCE(u.source, mg.source) IS NULL OR COALESCE(u.source, mg.source) <> g.source
 ORDER BY m.group_id, m.member_id;
 
+-- (Each member's source is found by its primary key; a join of a group's
+-- and a member's table on `source` alone would pair every user with every
+-- group of a source.)
 DELETE FROM identity_group_members
-WHERE NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_users u ON u.source = parent.source
-        WHERE parent.id = identity_group_members.group_id
-          AND identity_group_members.member_kind = 'User'
-          AND u.id = identity_group_members.member_id)
-  AND NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_groups mg ON mg.source = parent.source
-        WHERE parent.id = identity_group_members.group_id
-          AND identity_group_members.member_kind = 'Group'
-          AND mg.id = identity_group_members.member_id);
+WHERE (group_id, member_id) IN (
+    SELECT m.group_id, m.member_id
+    FROM identity_group_members m
+    LEFT JOIN identity_groups g ON g.id = m.group_id
+    LEFT JOIN identity_users u ON m.member_kind = 'User' AND u.id = m.member_id
+    LEFT JOIN identity_groups mg ON m.member_kind = 'Group' AND mg.id = m.member_id
+    WHERE g.id IS NULL OR COALESCE(u.source, mg.source) IS NULL
+       OR COALESCE(u.source, mg.source) <> g.source);
 
 -- The member objects kept for members a source did not know: such members
 -- are refused now, so every kept object belonged to a row removed above.
@@ -67,12 +65,11 @@ BEGIN
         FOR KEY SHARE;
     SELECT n.member_id INTO outsider
     FROM new_members n
-    WHERE NOT EXISTS (
-            SELECT 1 FROM identity_groups parent JOIN identity_users u ON u.source = parent.source
-            WHERE parent.id = n.group_id AND n.member_kind = 'User' AND u.id = n.member_id)
-      AND NOT EXISTS (
-            SELECT 1 FROM identity_groups parent JOIN identity_groups mg ON mg.source = parent.source
-            WHERE parent.id = n.group_id AND n.member_kind = 'Group' AND mg.id = n.member_id)
+    LEFT JOIN identity_groups g ON g.id = n.group_id
+    LEFT JOIN identity_users u ON n.member_kind = 'User' AND u.id = n.member_id
+    LEFT JOIN identity_groups mg ON n.member_kind = 'Group' AND mg.id = n.member_id
+    WHERE g.id IS NULL OR COALESCE(u.source, mg.source) IS NULL
+       OR COALESCE(u.source, mg.source) <> g.source
     LIMIT 1;
     IF FOUND THEN
         -- The text is matched by StoreError::member_outside_source.

@@ -26,25 +26,23 @@ SELECT g.source, 'membership_changed', m.member_id, NULL,
        CAST(strftime('%s', 'now') AS INTEGER) * 1000
 FROM identity_group_members m
 JOIN identity_groups g ON g.id = m.group_id
-WHERE NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_users u ON u.source = parent.source
-        WHERE parent.id = m.group_id AND m.member_kind = 'User' AND u.id = m.member_id)
-  AND NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_groups mg ON mg.source = parent.source
-        WHERE parent.id = m.group_id AND m.member_kind = 'Group' AND mg.id = m.member_id)
+LEFT JOIN identity_users u ON m.member_kind = 'User' AND u.id = m.member_id
+LEFT JOIN identity_groups mg ON m.member_kind = 'Group' AND mg.id = m.member_id
+WHERE COALESCE(u.source, mg.source) IS NULL OR COALESCE(u.source, mg.source) <> g.source
 ORDER BY m.group_id, m.member_id;
 
+-- (Each member's source is found by its primary key; a join of a group's
+-- and a member's table on `source` alone would pair every user with every
+-- group of a source.)
 DELETE FROM identity_group_members
-WHERE NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_users u ON u.source = parent.source
-        WHERE parent.id = identity_group_members.group_id
-          AND identity_group_members.member_kind = 'User'
-          AND u.id = identity_group_members.member_id)
-  AND NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_groups mg ON mg.source = parent.source
-        WHERE parent.id = identity_group_members.group_id
-          AND identity_group_members.member_kind = 'Group'
-          AND mg.id = identity_group_members.member_id);
+WHERE (group_id, member_id) IN (
+    SELECT m.group_id, m.member_id
+    FROM identity_group_members m
+    LEFT JOIN identity_groups g ON g.id = m.group_id
+    LEFT JOIN identity_users u ON m.member_kind = 'User' AND u.id = m.member_id
+    LEFT JOIN identity_groups mg ON m.member_kind = 'Group' AND mg.id = m.member_id
+    WHERE g.id IS NULL OR COALESCE(u.source, mg.source) IS NULL
+       OR COALESCE(u.source, mg.source) <> g.source);
 
 -- The member objects kept for members a source did not know: such members
 -- are refused now, so every kept object belonged to a row removed above.
@@ -56,11 +54,12 @@ DELETE FROM scim_member_refs;
 CREATE TRIGGER identity_group_members_within_source_insert
 BEFORE INSERT ON identity_group_members
 WHEN NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_users u ON u.source = parent.source
-        WHERE parent.id = NEW.group_id AND NEW.member_kind = 'User' AND u.id = NEW.member_id)
- AND NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_groups mg ON mg.source = parent.source
-        WHERE parent.id = NEW.group_id AND NEW.member_kind = 'Group' AND mg.id = NEW.member_id)
+        SELECT 1 FROM identity_groups parent
+        WHERE parent.id = NEW.group_id
+          AND parent.source = CASE NEW.member_kind
+              WHEN 'User' THEN (SELECT u.source FROM identity_users u WHERE u.id = NEW.member_id)
+              WHEN 'Group' THEN (SELECT mg.source FROM identity_groups mg WHERE mg.id = NEW.member_id)
+          END)
 BEGIN
     SELECT RAISE(ABORT, 'group member outside its source');
 END;
@@ -68,11 +67,12 @@ END;
 CREATE TRIGGER identity_group_members_within_source_update
 BEFORE UPDATE ON identity_group_members
 WHEN NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_users u ON u.source = parent.source
-        WHERE parent.id = NEW.group_id AND NEW.member_kind = 'User' AND u.id = NEW.member_id)
- AND NOT EXISTS (
-        SELECT 1 FROM identity_groups parent JOIN identity_groups mg ON mg.source = parent.source
-        WHERE parent.id = NEW.group_id AND NEW.member_kind = 'Group' AND mg.id = NEW.member_id)
+        SELECT 1 FROM identity_groups parent
+        WHERE parent.id = NEW.group_id
+          AND parent.source = CASE NEW.member_kind
+              WHEN 'User' THEN (SELECT u.source FROM identity_users u WHERE u.id = NEW.member_id)
+              WHEN 'Group' THEN (SELECT mg.source FROM identity_groups mg WHERE mg.id = NEW.member_id)
+          END)
 BEGIN
     SELECT RAISE(ABORT, 'group member outside its source');
 END;

@@ -506,15 +506,17 @@ pub async fn remove_members(
     Ok(removed)
 }
 
-/// The condition that member row `m` of group `g` names a user or group of
-/// `g`'s own source. The database refuses any other member row; reads of
-/// memberships check it too, so not even a bad row could carry a
-/// membership across sources.
-const MEMBER_WITHIN_SOURCE: &str = "\
-    (EXISTS (SELECT 1 FROM identity_users mu \
-             WHERE mu.id = m.member_id AND mu.source = g.source AND m.member_kind = 'User') \
-     OR EXISTS (SELECT 1 FROM identity_groups mg \
-             WHERE mg.id = m.member_id AND mg.source = g.source AND m.member_kind = 'Group'))";
+/// Joins each member row `m` of group `g` to the member it names (`mu` a
+/// user, `mg` a group, by primary key) so that [`MEMBER_IN_GROUPS_SOURCE`]
+/// can keep only members of `g`'s own source. The database refuses any
+/// other member row; reads of memberships check it too, so not even a bad
+/// row could carry a membership across sources.
+const MEMBER_JOINS: &str = "\
+    LEFT JOIN identity_users mu ON m.member_kind = 'User' AND mu.id = m.member_id \
+    LEFT JOIN identity_groups mg ON m.member_kind = 'Group' AND mg.id = m.member_id";
+
+/// See [`MEMBER_JOINS`].
+const MEMBER_IN_GROUPS_SOURCE: &str = "COALESCE(mu.source, mg.source) = g.source";
 
 /// Every (group, member) pair of one source: what the mapping needs to work
 /// out each person's groups, nested ones included. Both ends are of the
@@ -525,8 +527,8 @@ pub async fn list_memberships(
 ) -> Result<Vec<(Uuid, GroupMember)>, StoreError> {
     sqlx::query(&format!(
         "SELECT m.group_id, m.member_id, m.member_kind FROM identity_group_members m \
-         JOIN identity_groups g ON g.id = m.group_id WHERE g.source = $1 \
-         AND {MEMBER_WITHIN_SOURCE} ORDER BY m.group_id, m.member_id"
+         JOIN identity_groups g ON g.id = m.group_id {MEMBER_JOINS} \
+         WHERE g.source = $1 AND {MEMBER_IN_GROUPS_SOURCE} ORDER BY m.group_id, m.member_id"
     ))
     .bind(source.as_str())
     .fetch_all(&mut *conn)
@@ -548,7 +550,8 @@ pub async fn groups_of_member(
 ) -> Result<Vec<IdentityGroup>, StoreError> {
     let sql = format!(
         "SELECT {} FROM identity_groups g JOIN identity_group_members m ON m.group_id = g.id \
-         WHERE m.member_id = $1 AND g.source = $2 AND {MEMBER_WITHIN_SOURCE} ORDER BY g.id",
+         {MEMBER_JOINS} WHERE m.member_id = $1 AND g.source = $2 AND {MEMBER_IN_GROUPS_SOURCE} \
+         ORDER BY g.id",
         GROUP_COLUMNS
             .split(", ")
             .map(|c| format!("g.{c}"))

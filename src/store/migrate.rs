@@ -23,12 +23,11 @@ const MEMBERS_WITHIN_SOURCE: i64 = 20261202000100;
 /// its `DELETE` (neither a user nor a group of the group's source, as the
 /// row's kind says).
 const MEMBERS_OUTSIDE_SOURCE: &str = "SELECT COUNT(*) FROM identity_group_members m \
-    WHERE NOT EXISTS (SELECT 1 FROM identity_groups parent JOIN identity_users u \
-        ON u.source = parent.source WHERE parent.id = m.group_id \
-        AND m.member_kind = 'User' AND u.id = m.member_id) \
-    AND NOT EXISTS (SELECT 1 FROM identity_groups parent JOIN identity_groups mg \
-        ON mg.source = parent.source WHERE parent.id = m.group_id \
-        AND m.member_kind = 'Group' AND mg.id = m.member_id)";
+    LEFT JOIN identity_groups g ON g.id = m.group_id \
+    LEFT JOIN identity_users u ON m.member_kind = 'User' AND u.id = m.member_id \
+    LEFT JOIN identity_groups mg ON m.member_kind = 'Group' AND mg.id = m.member_id \
+    WHERE g.id IS NULL OR COALESCE(u.source, mg.source) IS NULL \
+    OR COALESCE(u.source, mg.source) <> g.source";
 
 /// Applies the pending migrations. SQL migrations cannot log, so the rows
 /// [`MEMBERS_WITHIN_SOURCE`] will remove are counted here just before and

@@ -11,10 +11,10 @@
 -- columns on identity_group_members, which every writer (multi-row LDAP
 -- inserts, the version-checked CTE) would have to fill, and SQLite cannot
 -- add them without rebuilding the table. The triggers below do what those
--- keys would: check the referenced row on insert/update (locking it FOR KEY
--- SHARE, as a foreign key check does, so a concurrent delete of the member
--- cannot slip in between), and remove a deleted user's or group's
--- memberships (ON DELETE CASCADE). A member's id and source cannot change.
+-- keys would: check the referenced row on insert/update (locking it as a
+-- foreign key check does, so a concurrent delete of the member cannot slip
+-- in between), and remove a deleted user's or group's memberships (ON
+-- DELETE CASCADE). A member's id and source cannot change.
 --
 -- The check is statement-level, with the new rows as a transition table: a
 -- multi-row insert of an LDAP import is checked with one join per
@@ -53,21 +53,24 @@ WHERE (group_id, member_id) IN (
 -- are refused now, so every kept object belonged to a row removed above.
 DELETE FROM scim_member_refs;
 
+-- One query per statement: each new row's group, and its member by primary
+-- key, locked FOR KEY SHARE until the transaction ends (as a foreign key
+-- check locks its parent): a concurrent delete of the member waits for
+-- this transaction, then its own trigger removes the new row; a delete
+-- that came first makes the member not found here.
 CREATE FUNCTION identity_group_members_within_source() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     outsider TEXT;
 BEGIN
-    PERFORM 1 FROM identity_users u
-        WHERE u.id IN (SELECT member_id FROM new_members WHERE member_kind = 'User')
-        FOR KEY SHARE;
-    PERFORM 1 FROM identity_groups g
-        WHERE g.id IN (SELECT member_id FROM new_members WHERE member_kind = 'Group')
-        FOR KEY SHARE;
     SELECT n.member_id INTO outsider
     FROM new_members n
     LEFT JOIN identity_groups g ON g.id = n.group_id
-    LEFT JOIN identity_users u ON n.member_kind = 'User' AND u.id = n.member_id
-    LEFT JOIN identity_groups mg ON n.member_kind = 'Group' AND mg.id = n.member_id
+    LEFT JOIN LATERAL (SELECT u.source FROM identity_users u
+                       WHERE n.member_kind = 'User' AND u.id = n.member_id
+                       FOR KEY SHARE) u ON true
+    LEFT JOIN LATERAL (SELECT mg.source FROM identity_groups mg
+                       WHERE n.member_kind = 'Group' AND mg.id = n.member_id
+                       FOR KEY SHARE) mg ON true
     WHERE g.id IS NULL OR COALESCE(u.source, mg.source) IS NULL
        OR COALESCE(u.source, mg.source) <> g.source
     LIMIT 1;

@@ -390,3 +390,63 @@ both_backends!(
     migration_removes_members_outside_the_source,
     the_migration_removes_cross_source_and_dangling_members
 );
+
+/// PostgreSQL, concurrently: a member being deleted and a membership naming
+/// it being added never leave a row naming nobody, whichever comes first
+/// (the check locks the member as a foreign key check would).
+#[tokio::test]
+async fn a_concurrent_delete_of_the_member_never_leaves_a_dangling_row() {
+    let (store, _guard) = fresh_store(Db::Postgres).await;
+    let pool = store.pool().clone();
+    let p = insert_people(&pool).await;
+    let waiting = std::time::Duration::from_millis(300);
+
+    // The delete first: the insert waits for it, then finds no member.
+    let mut deleting = pool.begin().await.expect("begin");
+    sqlx::query("DELETE FROM identity_users WHERE id = $1")
+        .bind(p.ua.id.to_string())
+        .execute(&mut *deleting)
+        .await
+        .expect("delete");
+    let insert = tokio::spawn({
+        let pool = pool.clone();
+        let (group, member) = (p.ga.id, p.ua.id);
+        async move { insert_member(&pool, group, member, "User").await }
+    });
+    tokio::time::sleep(waiting).await;
+    assert!(!insert.is_finished(), "the insert waits for the delete");
+    deleting.commit().await.expect("commit");
+    let refused = insert.await.expect("join").expect_err("no member any more");
+    assert!(
+        tyk_idsync::store::StoreError::from(refused)
+            .member_outside_source()
+            .is_some()
+    );
+
+    // The insert first: the delete waits for it, then removes the row too.
+    let mut inserting = pool.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO identity_group_members (group_id, member_id, member_kind) \
+         VALUES ($1, $2, 'Group')",
+    )
+    .bind(p.ga.id.to_string())
+    .bind(p.nested.id.to_string())
+    .execute(&mut *inserting)
+    .await
+    .expect("insert");
+    let delete = tokio::spawn({
+        let pool = pool.clone();
+        let group = p.nested.id;
+        async move {
+            sqlx::query("DELETE FROM identity_groups WHERE id = $1")
+                .bind(group.to_string())
+                .execute(&pool)
+                .await
+        }
+    });
+    tokio::time::sleep(waiting).await;
+    assert!(!delete.is_finished(), "the delete waits for the insert");
+    inserting.commit().await.expect("commit");
+    delete.await.expect("join").expect("delete");
+    assert_eq!(member_rows(&pool).await, vec![]);
+}

@@ -62,6 +62,14 @@ async fn member_rows(stack: &Stack, member: &str) -> i64 {
         .expect("count")
 }
 
+/// How many identity events source `okta` has written.
+async fn okta_events(stack: &Stack) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM identity_events WHERE source = 'okta'")
+        .fetch_one(stack.app.state.store.pool())
+        .await
+        .expect("count")
+}
+
 /// The groups the mapping counts for the user named `user_name`, as
 /// (source, name).
 async fn mapped_groups(stack: &Stack, user_name: &str) -> Vec<(String, String)> {
@@ -117,6 +125,7 @@ async fn another_sources_people_cannot_be_made_members(db: Db) {
     assert_eq!(bob_mapped, vec![("entra".to_string(), "Staff".to_string())]);
     let before = okta_group(&stack, &escalate).await;
     assert_eq!(before.0, vec![ada.clone()]);
+    let events_before = okta_events(&stack).await;
 
     let nobody = Uuid::new_v4().to_string();
     let path = format!("/Groups/{escalate}");
@@ -199,6 +208,7 @@ async fn another_sources_people_cannot_be_made_members(db: Db) {
     assert_eq!(member_rows(&stack, &bob).await, 1);
     assert_eq!(member_rows(&stack, &staff).await, 0);
     assert_eq!(member_rows(&stack, &nobody).await, 0);
+    assert_eq!(okta_events(&stack).await, events_before, "no event either");
 
     // The server keeps serving, and an own member is still accepted.
     let carol = stack.create_user("carol", "carol@example.org").await;

@@ -450,3 +450,71 @@ async fn a_concurrent_delete_of_the_member_never_leaves_a_dangling_row() {
     delete.await.expect("join").expect("delete");
     assert_eq!(member_rows(&pool).await, vec![]);
 }
+
+/// Reads check the rule too: with the database's check switched off and
+/// cross-source rows put in by hand, the mapping, a source's memberships
+/// and a member's groups still never cross sources.
+async fn membership_reads_never_cross_sources(db: Db) {
+    let (store, _guard) = fresh_store(db).await;
+    let pool = store.pool();
+    let p = insert_people(pool).await;
+    insert_member(pool, p.ga.id, p.ua.id, "User")
+        .await
+        .expect("own");
+    insert_member(pool, p.gb.id, p.ub.id, "User")
+        .await
+        .expect("b's own");
+    let switch_off = match db {
+        Db::Sqlite => "DROP TRIGGER identity_group_members_within_source_insert",
+        Db::Postgres => {
+            "ALTER TABLE identity_group_members \
+             DISABLE TRIGGER identity_group_members_within_source_insert"
+        }
+    };
+    sqlx::query(switch_off)
+        .execute(pool)
+        .await
+        .expect("switch off");
+    // a's group names b's user directly, and b's group as a nested group.
+    insert_member(pool, p.ga.id, p.ub.id, "User")
+        .await
+        .expect("bad row");
+    insert_member(pool, p.nested.id, p.gb.id, "Group")
+        .await
+        .expect("bad row");
+
+    let mut conn = pool.acquire().await.expect("conn");
+    let people = tyk_idsync::mapping::input::load_people(&mut conn)
+        .await
+        .expect("people");
+    let groups_of = |name: &str| -> Vec<(String, String)> {
+        let person = people.iter().find(|p| p.user_name == name).expect("person");
+        let mut groups: Vec<(String, String)> = person
+            .groups
+            .iter()
+            .map(|g| (g.source.as_str().to_string(), g.display_name.clone()))
+            .collect();
+        groups.sort();
+        groups
+    };
+    assert_eq!(groups_of("ub"), vec![("b".to_string(), "gb".to_string())]);
+    assert_eq!(groups_of("ua"), vec![("a".to_string(), "ga".to_string())]);
+    let a_memberships = identities::list_memberships(&mut conn, &SourceName::new("a"))
+        .await
+        .expect("memberships");
+    assert_eq!(
+        a_memberships
+            .iter()
+            .map(|(group, m)| (*group, m.id))
+            .collect::<Vec<_>>(),
+        vec![(p.ga.id, p.ua.id)]
+    );
+    let of_ub = identities::groups_of_member(&mut conn, &SourceName::new("a"), p.ub.id)
+        .await
+        .expect("groups");
+    assert!(of_ub.is_empty(), "{of_ub:?}");
+}
+both_backends!(
+    membership_reads_within_source,
+    membership_reads_never_cross_sources
+);

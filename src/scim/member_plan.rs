@@ -47,9 +47,9 @@ pub(super) struct PlannedPatch<'a> {
     pub wants_members: bool,
 }
 
-/// One id the batch names, as a PATCH left it: its membership, if any. With the group's members as the batch
-/// left them, these give the members as that PATCH left them (only the
-/// named ids change within a batch).
+/// One id the batch names, as a PATCH left it: its membership, if any.
+/// With the group's members as the batch left them, these give the members
+/// as that PATCH left them (only the named ids change within a batch).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct NamedMember {
     pub id: Uuid,

@@ -96,9 +96,11 @@ pub async fn apply_groups(
         &mut new_events,
     )
     .await?;
-    // Each group's wanted member set; only those whose fingerprint differs
-    // from the stored one (what the poller last wrote, dropped by any other
-    // change) are read back and compared. (A prefetched fingerprint may
+    // Each group's wanted member set, all of this source: `users` holds only
+    // its users and `group_ids` only its groups (the database refuses any
+    // other member, and a poll naming one would fail whole). Only those
+    // whose fingerprint differs from the stored one (what the poller last
+    // wrote, dropped by any other change) are read back and compared. (A prefetched fingerprint may
     // still name users this transaction deleted: then it cannot match.)
     let mut stale: Vec<(Uuid, BTreeMap<Uuid, MemberKind>)> = Vec::new();
     for (key, group_id) in &group_ids {

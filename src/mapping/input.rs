@@ -1,7 +1,8 @@
 //! Loads the pure resolution input from the store: every identity of every
 //! source with all its groups, nested groups expanded (a member of group B,
 //! where B is a member of group A, is in A too). Membership cycles are
-//! tolerated: each group is visited once.
+//! tolerated: each group is visited once. A person's groups are always of
+//! the person's own source (issue #16).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -41,9 +42,13 @@ pub async fn load_people(conn: &mut AnyConnection) -> Result<Vec<PersonIdentity>
             given_name: user.given_name.clone(),
             family_name: user.family_name.clone(),
             active: user.active,
+            // Only the user's own source's groups: the store keeps
+            // memberships within a source and reads them so; this holds
+            // even if a membership row somehow crossed sources.
             groups: ancestors(user.id, &parents)
                 .into_iter()
                 .filter_map(|id| by_id.get(&id))
+                .filter(|group| group.source == user.source)
                 .map(|group| GroupRef {
                     source: group.source.clone(),
                     display_name: group.display_name.clone(),

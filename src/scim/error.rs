@@ -42,6 +42,14 @@ pub enum ScimError {
 }
 
 impl ScimError {
+    /// A group member value that is not a user or group of the caller's
+    /// source (another source's, or nobody's): 400 `invalidValue` naming it.
+    pub(super) fn member_outside_source(value: &str) -> Self {
+        ScimError::InvalidValue(format!(
+            "member value {value:?} is not a user or group of this source"
+        ))
+    }
+
     fn status_and_type(&self) -> (StatusCode, Option<&'static str>) {
         match self {
             ScimError::InvalidFilter(_) => (StatusCode::BAD_REQUEST, Some("invalidFilter")),
@@ -61,6 +69,11 @@ impl ScimError {
                 (StatusCode::CONFLICT, Some("uniqueness"))
             }
             ScimError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, None),
+            // The store's own refusal, should a member get past the
+            // handlers' checks (they name the value first).
+            ScimError::Store(e) if e.member_outside_source().is_some() => {
+                (StatusCode::BAD_REQUEST, Some("invalidValue"))
+            }
             ScimError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         }
     }
@@ -69,6 +82,12 @@ impl ScimError {
         match self {
             ScimError::Store(e) if e.is_unique_violation() => e.to_string(),
             ScimError::Store(StoreError::NotFound(what)) => format!("{what} not found"),
+            ScimError::Store(e) if e.member_outside_source().is_some() => {
+                match e.member_outside_source().flatten() {
+                    Some(id) => ScimError::member_outside_source(&id).to_string(),
+                    None => "a member is not a user or group of this source".into(),
+                }
+            }
             other => other.to_string(),
         }
     }
@@ -111,6 +130,55 @@ impl IntoResponse for ScimError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The store's refusal of a member outside the group's source, as
+    /// each engine words it (PostgreSQL names the member, SQLite cannot).
+    async fn refused(message: &str) -> StoreError {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        let trigger = format!(
+            "CREATE TABLE t (x); CREATE TRIGGER r BEFORE INSERT ON t \
+             BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+        );
+        sqlx::raw_sql(&trigger)
+            .execute(&mut conn)
+            .await
+            .expect("schema");
+        let error = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut conn)
+            .await
+            .expect_err("refused");
+        StoreError::from(error)
+    }
+
+    #[tokio::test]
+    async fn the_stores_member_refusal_is_400_invalid_value_naming_the_member() {
+        let id = "0b8f1d9e-2c4a-4d5e-9f60-7a1b2c3d4e5f";
+        let named =
+            ScimError::Store(refused(&format!("group member outside its source: {id}")).await);
+        assert_eq!(
+            named.status_and_type(),
+            (StatusCode::BAD_REQUEST, Some("invalidValue"))
+        );
+        assert_eq!(
+            named.detail(),
+            format!("member value \"{id}\" is not a user or group of this source")
+        );
+        let unnamed = ScimError::Store(refused("group member outside its source").await);
+        assert_eq!(
+            unnamed.status_and_type(),
+            (StatusCode::BAD_REQUEST, Some("invalidValue"))
+        );
+        assert_eq!(
+            unnamed.detail(),
+            "a member is not a user or group of this source"
+        );
+        // Any other database error stays a 500.
+        let other = ScimError::Store(refused("something else").await);
+        assert_eq!(other.status_and_type().0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn error_bodies_follow_rfc7644() {

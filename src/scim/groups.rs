@@ -444,7 +444,6 @@ async fn delete_tx(
     check_if_match(headers, group.version)?;
     let members = identities::list_members(&mut tx, id).await?;
     identities::delete_group(&mut tx, source, id).await?;
-    scim_query::delete_member_refs(&mut tx, &id.to_string(), None).await?;
     events::append(&mut tx, &group_event(EventKind::GroupDeleted, &group)).await?;
     for member in members {
         membership_event(&mut tx, &group, member.id, "removed").await?;

@@ -225,7 +225,8 @@ const CHECKED_ATTEMPTS: usize = 3;
 
 /// One group's PATCHes without a transaction (PostgreSQL): read the group
 /// and the named rows, plan, and write in one statement that applies only
-/// if the group's version has not moved since (read again if it has).
+/// if the group's version has not moved since (read again if it has, or if
+/// the database refused a member that left the source in between).
 /// `None` when the batch is better run in a transaction: too large for one
 /// statement, names no one, or the group kept changing.
 async fn apply_group_checked(
@@ -257,8 +258,6 @@ async fn apply_group_checked(
             expected_version: before.version,
             delete_members: &writes.delete_members,
             upsert_members: &writes.insert_members,
-            delete_refs: &writes.delete_refs,
-            set_refs: &writes.set_refs,
             events: &writes.events,
             list_members: wants_listing(&outcomes),
         };
@@ -267,10 +266,23 @@ async fn apply_group_checked(
         }
         // The members as they were before the batch: the answers replace
         // every id the batch names, so before or after serves alike.
-        if let Some(members) = checked_members::write_if_unchanged(&mut conn, &checked).await? {
-            return Ok(Some(answers(source, id, outcomes, jobs, &members)));
+        match checked_members::write_if_unchanged(&mut conn, &checked).await {
+            Ok(Some(members)) => {
+                return Ok(Some(answers(source, id, outcomes, jobs, &members)));
+            }
+            Ok(None) => {
+                tracing::debug!(source = %source, group_id = %id,
+                    "group changed while batching; reading again");
+            }
+            // A member the lookup found was deleted before the write, and
+            // the database refused the statement (nothing was written):
+            // read again, and the plan refuses the PATCHes naming it.
+            Err(refused) if refused.member_outside_source().is_some() => {
+                tracing::debug!(source = %source, group_id = %id, error = %refused,
+                    "a named member went away while batching; reading again");
+            }
+            Err(error) => return Err(error),
         }
-        tracing::debug!(source = %source, group_id = %id, "group changed while batching; reading again");
     }
     Ok(None)
 }
@@ -288,9 +300,6 @@ fn known_rows(named: Vec<group_members::NamedRow>) -> KnownRows {
         }
         if !row.name.is_empty() {
             known.names.insert(row.id, row.name);
-        }
-        if let Some(kept) = row.kept {
-            known.refs.insert(row.id, kept);
         }
     }
     known
@@ -343,7 +352,7 @@ fn members_as_left(members: &[MemberView], named: Vec<NamedMember>) -> Vec<Membe
                 kind: m.kind?,
             },
             name: m.name,
-            sent: m.sent,
+            sent: None,
         })
     }));
     members.sort_by_key(|view| view.member.id);
@@ -369,12 +378,6 @@ async fn write(
             .map(|member| (group_id, member))
             .collect();
         bulk::add_members(tx, &edges).await?;
-    }
-    if !writes.delete_refs.is_empty() {
-        group_members::delete_member_refs(tx, group_id, &writes.delete_refs).await?;
-    }
-    for (member, object) in &writes.set_refs {
-        scim_query::set_member_ref(tx, &group_id.to_string(), &member.to_string(), object).await?;
     }
     group_members::bump_version_with_events(tx, &after, before.version, &writes.events).await?;
     Ok(())

@@ -54,7 +54,7 @@ fn member_change(op: &PatchOp) -> Option<MemberChange> {
         }
         (OpKind::Remove, None, Some(Value::Array(items))) if !items.is_empty() => items
             .iter()
-            .map(|item| parse_member(item).ok().map(|(id, _, _)| id))
+            .map(|item| parse_member(item).ok().map(|member| member.id))
             .collect::<Option<Vec<_>>>()
             .map(MemberChange::Remove),
         _ => None,
@@ -119,8 +119,8 @@ async fn apply_change(
 ) -> Result<bool, ScimError> {
     match change {
         MemberChange::Add(wanted) => {
-            for (member_id, given, body) in wanted {
-                add_member(conn, group, *member_id, *given, body).await?;
+            for member in wanted {
+                add_member(conn, group, member).await?;
             }
         }
         MemberChange::Remove(ids) => {
@@ -156,6 +156,105 @@ mod tests {
                 })
                 .collect()
         })
+    }
+
+    /// The unbatched path (a PATCH whose batch failed) refuses an added
+    /// member outside the group's source as the batch does, writing nothing.
+    #[tokio::test]
+    async fn the_unbatched_path_refuses_members_outside_the_source() {
+        use crate::domain::{IdentityUser, MemberKind};
+        use crate::scim::members::WantedMember;
+        use crate::store::StoreOptions;
+
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&StoreOptions::new(url))
+            .await
+            .expect("store");
+        store.migrate().await.expect("migrate");
+        let now = Timestamp::now();
+        let (a, b) = (SourceName::new("a"), SourceName::new("b"));
+        let group = IdentityGroup {
+            id: Uuid::new_v4(),
+            source: a.clone(),
+            external_id: None,
+            display_name: "Escalate".into(),
+            attributes: json!({}),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let user = |source: &SourceName, name: &str| IdentityUser {
+            id: Uuid::new_v4(),
+            source: source.clone(),
+            external_id: None,
+            user_name: name.into(),
+            email: None,
+            email_problem: None,
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            active: true,
+            attributes: json!({}),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let (own, foreign) = (user(&a, "own"), user(&b, "foreign"));
+        let mut tx = store.begin_write().await.expect("tx");
+        identities::insert_group(&mut tx, &group)
+            .await
+            .expect("group");
+        for u in [&own, &foreign] {
+            identities::insert_user(&mut tx, u, &[])
+                .await
+                .expect("user");
+        }
+        tx.commit().await.expect("commit");
+
+        let wanted = |id: Uuid| WantedMember {
+            id,
+            value: id.to_string(),
+        };
+        let headers = axum::http::HeaderMap::new();
+        for outsider in [foreign.id, Uuid::new_v4()] {
+            let changes = [MemberChange::Add(vec![wanted(own.id), wanted(outsider)])];
+            let refused = apply(&store, &a, group.id, &headers, &changes)
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(&refused, ScimError::InvalidValue(detail) if detail.contains(&outsider.to_string())),
+                "{refused:?}"
+            );
+        }
+        let mut conn = store.pool().acquire().await.expect("conn");
+        assert!(
+            identities::list_members(&mut conn, group.id)
+                .await
+                .expect("members")
+                .is_empty()
+        );
+        let stored = identities::get_group(&mut conn, &a, group.id)
+            .await
+            .expect("get")
+            .expect("group");
+        assert_eq!(stored.version, 1);
+        drop(conn);
+        // An own member still goes in.
+        let changes = [MemberChange::Add(vec![wanted(own.id)])];
+        let patched = apply(&store, &a, group.id, &headers, &changes)
+            .await
+            .expect("applied")
+            .expect("fast path");
+        assert_eq!(patched.version, 2);
+        let mut conn = store.pool().acquire().await.expect("conn");
+        let members = identities::list_members(&mut conn, group.id)
+            .await
+            .expect("members");
+        assert_eq!(
+            members.iter().map(|m| (m.id, m.kind)).collect::<Vec<_>>(),
+            vec![(own.id, MemberKind::User)]
+        );
     }
 
     #[test]

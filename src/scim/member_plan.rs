@@ -6,11 +6,16 @@
 //! version. Removing someone who is not a member changes nothing but is
 //! accepted (and still moves the version), as on the general path: clients
 //! retry removals, and concurrent clients interleave their adds and removes.
+//! Adding an id that is not a user or group of the group's source (another
+//! source's, or nobody's) refuses that PATCH with 400 `invalidValue` naming
+//! the value, as the general path does: the batch's one lookup of the named
+//! ids already tells which ids those are.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::error::ScimError;
@@ -29,8 +34,6 @@ pub(super) struct KnownRows {
     pub groups: HashSet<Uuid>,
     /// Which of the ids are members of the group now, and as what.
     pub members: HashMap<Uuid, MemberKind>,
-    /// The member objects kept in the group for any of the ids.
-    pub refs: HashMap<Uuid, Value>,
     /// Display names of the ids that are users or groups of the source.
     pub names: HashMap<Uuid, String>,
 }
@@ -44,16 +47,14 @@ pub(super) struct PlannedPatch<'a> {
     pub wants_members: bool,
 }
 
-/// One id the batch names, as a PATCH left it: its membership, if any, and
-/// the member object kept for it. With the group's members as the batch
-/// left them, these give the members as that PATCH left them (only the
-/// named ids change within a batch).
+/// One id the batch names, as a PATCH left it: its membership, if any.
+/// With the group's members as the batch left them, these give the members
+/// as that PATCH left them (only the named ids change within a batch).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct NamedMember {
     pub id: Uuid,
     pub kind: Option<MemberKind>,
     pub name: String,
-    pub sent: Option<Value>,
 }
 
 /// What became of one PATCH.
@@ -62,7 +63,8 @@ pub(super) enum PatchOutcome {
     /// Applied; the group as this PATCH left it, and the named ids as it
     /// left them (empty unless it wants its members).
     Applied(IdentityGroup, Vec<NamedMember>),
-    /// Refused (e.g. `If-Match` does not match); nothing of it is in the plan.
+    /// Refused (`If-Match` does not match, or it adds someone outside the
+    /// source); nothing of it is in the plan.
     Refused(ScimError),
 }
 
@@ -73,10 +75,6 @@ pub(super) struct GroupWrites {
     pub group: Option<IdentityGroup>,
     pub insert_members: Vec<GroupMember>,
     pub delete_members: Vec<Uuid>,
-    /// Member objects to keep for unresolved members.
-    pub set_refs: Vec<(Uuid, Value)>,
-    /// Kept member objects to forget.
-    pub delete_refs: Vec<Uuid>,
     /// One membership event per member added or removed, in order.
     pub events: Vec<NewIdentityEvent>,
 }
@@ -88,7 +86,7 @@ pub(super) fn named_ids(patches: &[PlannedPatch<'_>]) -> Vec<Uuid> {
     let all = patches.iter().flat_map(|p| p.changes.iter());
     for change in all {
         let named: Vec<Uuid> = match change {
-            MemberChange::Add(wanted) => wanted.iter().map(|(id, _, _)| *id).collect(),
+            MemberChange::Add(wanted) => wanted.iter().map(|member| member.id).collect(),
             MemberChange::Remove(removed) => removed.clone(),
         };
         ids.extend(named.into_iter().filter(|id| seen.insert(*id)));
@@ -99,8 +97,6 @@ pub(super) fn named_ids(patches: &[PlannedPatch<'_>]) -> Vec<Uuid> {
 /// The simulated state of the named members while the PATCHes apply.
 struct Working {
     members: HashMap<Uuid, MemberKind>,
-    /// `Some(object)`: keep it; `None`: forget the kept one.
-    refs: HashMap<Uuid, Option<Value>>,
 }
 
 pub(super) fn plan(
@@ -111,7 +107,6 @@ pub(super) fn plan(
 ) -> (Vec<PatchOutcome>, GroupWrites) {
     let mut state = Working {
         members: known.members.clone(),
-        refs: HashMap::new(),
     };
     let ids = named_ids(patches);
     let mut events = Vec::new();
@@ -119,7 +114,9 @@ pub(super) fn plan(
     let mut applied = None;
     let mut outcomes = Vec::with_capacity(patches.len());
     for patch in patches {
-        if let Err(refused) = check_if_match(patch.headers, group.version) {
+        let checked = check_if_match(patch.headers, group.version)
+            .and_then(|()| check_within_source(known, patch.changes));
+        if let Err(refused) = checked {
             outcomes.push(PatchOutcome::Refused(refused));
             continue;
         }
@@ -141,8 +138,37 @@ pub(super) fn plan(
     (outcomes, writes)
 }
 
+/// Refuses a PATCH adding an id that is not a user or group of the
+/// group's source, naming the first such value.
+fn check_within_source(known: &KnownRows, changes: &[MemberChange]) -> Result<(), ScimError> {
+    let outside = changes
+        .iter()
+        .filter_map(|change| match change {
+            MemberChange::Add(wanted) => Some(wanted),
+            MemberChange::Remove(_) => None,
+        })
+        .flatten()
+        .find(|member| kind_in_source(known, member.id).is_none());
+    match outside {
+        Some(member) => Err(ScimError::member_outside_source(&member.value)),
+        None => Ok(()),
+    }
+}
+
+/// What `id` is in the group's source, if anything.
+fn kind_in_source(known: &KnownRows, id: Uuid) -> Option<MemberKind> {
+    if known.users.contains_key(&id) {
+        Some(MemberKind::User)
+    } else if known.groups.contains(&id) {
+        Some(MemberKind::Group)
+    } else {
+        None
+    }
+}
+
 /// Applies one PATCH's changes to `state`, with an event per member added
-/// or removed.
+/// or removed. Its added ids are users or groups of the source
+/// ([`check_within_source`]).
 fn apply_patch(
     state: &mut Working,
     events: &mut Vec<NewIdentityEvent>,
@@ -153,20 +179,13 @@ fn apply_patch(
     for change in changes {
         match change {
             MemberChange::Add(wanted) => {
-                for (id, given, body) in wanted {
-                    let kind = if known.users.contains_key(id) {
-                        MemberKind::User
-                    } else if known.groups.contains(id) {
-                        MemberKind::Group
-                    } else {
-                        // Kept as sent: clients may send members before
-                        // the members themselves.
-                        state.refs.insert(*id, Some(body.clone()));
-                        given.unwrap_or(MemberKind::User)
+                for member in wanted {
+                    let Some(kind) = kind_in_source(known, member.id) else {
+                        continue; // refused before: not reached
                     };
-                    if !state.members.contains_key(id) {
-                        state.members.insert(*id, kind);
-                        events.push(membership_event(known, group, *id, "added"));
+                    if let Entry::Vacant(absent) = state.members.entry(member.id) {
+                        absent.insert(kind);
+                        events.push(membership_event(known, group, member.id, "added"));
                     }
                 }
             }
@@ -175,7 +194,6 @@ fn apply_patch(
                     if state.members.remove(id).is_none() {
                         continue; // not a member: nothing to do
                     }
-                    state.refs.insert(*id, None);
                     events.push(membership_event(known, group, *id, "removed"));
                 }
             }
@@ -190,10 +208,6 @@ fn named_members(ids: &[Uuid], known: &KnownRows, state: &Working) -> Vec<NamedM
             id,
             kind: state.members.get(&id).copied(),
             name: known.names.get(&id).cloned().unwrap_or_default(),
-            sent: match state.refs.get(&id) {
-                Some(kept) => kept.clone(),
-                None => known.refs.get(&id).cloned(),
-            },
         })
         .collect()
 }
@@ -245,15 +259,6 @@ fn writes(
         }
         if let Some(kind) = is {
             out.insert_members.push(GroupMember { id, kind: *kind });
-        }
-    }
-    let mut refs: Vec<(Uuid, Option<Value>)> = state.refs.into_iter().collect();
-    refs.sort_by_key(|(id, _)| *id);
-    for (id, kept) in refs {
-        match kept {
-            Some(object) => out.set_refs.push((id, object)),
-            None if known.refs.contains_key(&id) => out.delete_refs.push(id),
-            None => {}
         }
     }
     out

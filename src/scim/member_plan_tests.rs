@@ -3,6 +3,7 @@ use serde_json::json;
 
 use super::*;
 use crate::domain::SourceName;
+use crate::scim::members::WantedMember;
 
 fn group() -> IdentityGroup {
     IdentityGroup {
@@ -24,7 +25,10 @@ fn id(n: u128) -> Uuid {
 fn add(ids: &[u128]) -> MemberChange {
     MemberChange::Add(
         ids.iter()
-            .map(|n| (id(*n), None, json!({"value": id(*n).to_string()})))
+            .map(|n| WantedMember {
+                id: id(*n),
+                value: id(*n).to_string(),
+            })
             .collect(),
     )
 }
@@ -132,8 +136,6 @@ fn add_then_remove_of_one_member_writes_no_row_but_both_events() {
     assert_eq!(versions(&outcomes), ["6", "7", "8", "9"]);
     assert!(writes.insert_members.is_empty() && writes.delete_members.is_empty());
     assert_eq!(writes.events.len(), 4);
-    // Nothing was ever kept for a known user, so there is nothing to forget.
-    assert!(writes.delete_refs.is_empty() && writes.set_refs.is_empty());
 }
 
 #[test]
@@ -196,25 +198,30 @@ fn if_match_is_checked_against_the_version_the_previous_patches_left() {
 }
 
 #[test]
-fn unknown_members_are_kept_as_sent_and_forgotten_when_removed() {
+fn adding_an_id_outside_the_source_refuses_that_patch_only() {
     let none = HeaderMap::new();
-    let mut known = known();
-    // 8 is a member whose object was kept from an earlier PATCH.
-    known.members.insert(id(8), MemberKind::User);
-    known
-        .refs
-        .insert(id(8), json!({"value": id(8).to_string()}));
+    // 7 is no user or group of the source (another source's, or nobody's):
+    // the PATCH naming it is refused whole (3 is not added either).
     let patches = vec![
-        (none.clone(), vec![add(&[7, 50])]),
-        (none.clone(), vec![remove(&[8])]),
+        (none.clone(), vec![add(&[2])]),
+        (none.clone(), vec![add(&[3, 7])]),
+        (none.clone(), vec![add(&[50])]),
     ];
-    let (outcomes, writes) = run(&known, &patches);
-    assert_eq!(versions(&outcomes), ["6", "7"]);
+    let (outcomes, writes) = run(&known(), &patches);
+    let refused = format!(
+        "refused: member value \"{}\" is not a user or group of this source",
+        id(7)
+    );
+    assert_eq!(versions(&outcomes), ["6".to_string(), refused, "7".into()]);
+    assert!(matches!(
+        &outcomes[1],
+        PatchOutcome::Refused(ScimError::InvalidValue(_))
+    ));
     assert_eq!(
         writes.insert_members,
         vec![
             GroupMember {
-                id: id(7),
+                id: id(2),
                 kind: MemberKind::User
             },
             GroupMember {
@@ -223,14 +230,25 @@ fn unknown_members_are_kept_as_sent_and_forgotten_when_removed() {
             },
         ]
     );
-    assert_eq!(writes.delete_members, vec![id(8)]);
     assert_eq!(
-        writes.set_refs,
-        vec![(id(7), json!({"value": id(7).to_string()}))]
+        events(&writes)
+            .iter()
+            .map(|(id, change, _)| (*id, change.clone()))
+            .collect::<Vec<_>>(),
+        vec![(id(2), "added".into()), (id(50), "added".into())]
     );
-    assert_eq!(writes.delete_refs, vec![id(8)]);
-    // An unknown member's event has no e-mail.
-    assert_eq!(events(&writes)[0], (id(7), "added".into(), None));
+}
+
+#[test]
+fn a_batch_of_only_outside_ids_writes_nothing() {
+    let none = HeaderMap::new();
+    let (outcomes, writes) = run(&known(), &[(none, vec![add(&[7])])]);
+    assert!(matches!(
+        outcomes[0],
+        PatchOutcome::Refused(ScimError::InvalidValue(_))
+    ));
+    assert!(writes.group.is_none());
+    assert!(writes.insert_members.is_empty() && writes.events.is_empty());
 }
 
 #[test]

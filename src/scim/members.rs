@@ -1,8 +1,8 @@
 //! Group members as clients send them: parsing, resolving ids within the
-//! source, and applying the difference row by row with one
+//! source (refusing any other), and applying the difference row by row with one
 //! membership-change event per affected member.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
@@ -12,60 +12,56 @@ use super::error::ScimError;
 use crate::domain::{
     EventKind, GroupMember, IdentityGroup, MemberKind, NewIdentityEvent, SourceName,
 };
-use crate::store::{events, identities, scim_query};
+use crate::store::{events, identities};
 
-/// Member ids a client asked for, with the type it gave, if any.
-pub(super) type WantedMembers = Vec<(Uuid, Option<MemberKind>, Value)>;
+/// A member a client asked for: its id, and its value as sent (errors name
+/// what the client sent). The `type` a client gives is not needed: the id
+/// itself says whether it is a user or a group of the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WantedMember {
+    pub id: Uuid,
+    pub value: String,
+}
 
-pub(super) fn parse_member(item: &Value) -> Result<(Uuid, Option<MemberKind>, Value), ScimError> {
+/// Members a client asked for.
+pub(super) type WantedMembers = Vec<WantedMember>;
+
+pub(super) fn parse_member(item: &Value) -> Result<WantedMember, ScimError> {
     let value = item
         .get("value")
         .and_then(Value::as_str)
         .ok_or_else(|| ScimError::InvalidValue("each member needs a string value".into()))?;
     let id = Uuid::parse_str(value)
         .map_err(|_| ScimError::InvalidValue(format!("member value {value:?} is not an id")))?;
-    let kind = item
-        .get("type")
-        .and_then(Value::as_str)
-        .and_then(MemberKind::parse);
-    Ok((id, kind, item.clone()))
+    Ok(WantedMember {
+        id,
+        value: value.to_string(),
+    })
 }
 
-/// Resolves a wanted member to a user or group of this source. An id this
-/// source does not know is kept as a reference of the type the client gave
-/// (clients may send members before the members themselves); it never
-/// reaches another source's data, as every lookup is scoped by source.
+/// Resolves a wanted member to a user or group of this source. Any other
+/// id (another source's user or group, or nobody's) is refused: membership
+/// never crosses sources and never names nobody. The store refuses such a
+/// row too; checking here first lets the error name the value.
 async fn resolve_member(
     conn: &mut AnyConnection,
     source: &SourceName,
-    id: Uuid,
-    given: Option<MemberKind>,
-) -> Result<(GroupMember, bool), ScimError> {
+    wanted: &WantedMember,
+) -> Result<GroupMember, ScimError> {
+    let id = wanted.id;
     if identities::get_user(conn, source, id).await?.is_some() {
-        return Ok((
-            GroupMember {
-                id,
-                kind: MemberKind::User,
-            },
-            true,
-        ));
+        return Ok(GroupMember {
+            id,
+            kind: MemberKind::User,
+        });
     }
     if identities::get_group(conn, source, id).await?.is_some() {
-        return Ok((
-            GroupMember {
-                id,
-                kind: MemberKind::Group,
-            },
-            true,
-        ));
-    }
-    Ok((
-        GroupMember {
+        return Ok(GroupMember {
             id,
-            kind: given.unwrap_or(MemberKind::User),
-        },
-        false,
-    ))
+            kind: MemberKind::Group,
+        });
+    }
+    Err(ScimError::member_outside_source(&wanted.value))
 }
 
 pub(super) async fn membership_event(
@@ -89,23 +85,22 @@ pub(super) async fn membership_event(
 }
 
 /// Brings the member rows to `wanted` by inserting and deleting the
-/// difference, with one membership event per affected member.
+/// difference, with one membership event per affected member. Fails (and
+/// the caller's transaction writes nothing) if a new member is not a user
+/// or group of the group's source.
 pub(super) async fn sync_members(
     conn: &mut AnyConnection,
     group: &IdentityGroup,
-    wanted: &[(Uuid, Option<MemberKind>, Value)],
+    wanted: &[WantedMember],
 ) -> Result<(), ScimError> {
-    let current: Vec<Uuid> = identities::list_members(conn, group.id)
+    let current: BTreeSet<Uuid> = identities::list_members(conn, group.id)
         .await?
         .iter()
         .map(|m| m.id)
         .collect();
-    let wanted_ids: BTreeMap<Uuid, (Option<MemberKind>, &Value)> = wanted
-        .iter()
-        .map(|(id, kind, body)| (*id, (*kind, body)))
-        .collect();
-    for (id, (given, body)) in wanted_ids.iter().filter(|(id, _)| !current.contains(id)) {
-        add_member(conn, group, *id, *given, body).await?;
+    let wanted_ids: BTreeMap<Uuid, &WantedMember> = wanted.iter().map(|w| (w.id, w)).collect();
+    for wanted in wanted_ids.values().filter(|w| !current.contains(&w.id)) {
+        add_member(conn, group, wanted).await?;
     }
     for id in current.iter().filter(|id| !wanted_ids.contains_key(id)) {
         remove_member(conn, group, *id).await?;
@@ -113,32 +108,26 @@ pub(super) async fn sync_members(
     Ok(())
 }
 
-/// Adds one member, resolved within the group's source (an id the source
-/// does not know yet is kept with what the client sent), with a
-/// membership event. False if it was a member already.
+/// Adds one member, a user or group of the group's source (anything else
+/// is refused), with a membership event. False if it was a member already.
 pub(super) async fn add_member(
     conn: &mut AnyConnection,
     group: &IdentityGroup,
-    id: Uuid,
-    given: Option<MemberKind>,
-    body: &Value,
+    wanted: &WantedMember,
 ) -> Result<bool, ScimError> {
-    let (member, known) = resolve_member(conn, &group.source, id, given).await?;
-    if !known {
-        scim_query::set_member_ref(conn, &group.id.to_string(), &id.to_string(), body).await?;
-    }
+    let member = resolve_member(conn, &group.source, wanted).await?;
     if identities::add_members(conn, group.id, &[member])
         .await?
         .is_empty()
     {
         return Ok(false);
     }
-    membership_event(conn, group, id, "added").await?;
+    membership_event(conn, group, wanted.id, "added").await?;
     Ok(true)
 }
 
-/// Removes one member, its stored reference and with a membership event.
-/// False if it was not a member.
+/// Removes one member, with a membership event. False if it was not a
+/// member.
 pub(super) async fn remove_member(
     conn: &mut AnyConnection,
     group: &IdentityGroup,
@@ -150,7 +139,6 @@ pub(super) async fn remove_member(
     {
         return Ok(false);
     }
-    scim_query::delete_member_refs(conn, &group.id.to_string(), Some(&id.to_string())).await?;
     membership_event(conn, group, id, "removed").await?;
     Ok(true)
 }

@@ -116,13 +116,19 @@ fn user_attributes() -> Vec<Value> {
 }
 
 fn group_attributes() -> Vec<Value> {
+    // The members' sub-attributes as RFC 7643 §8.7.1 has them: `$ref` a
+    // reference to a User or Group, `type` one of those. A member must be a
+    // user or group of the caller's source, so clients (and conformance
+    // checkers) read this to name members that exist. `display` is the
+    // member's name as this server knows it: read-only.
+    let mut subs = strings(&["value", "$ref", "type", "display"]);
+    subs[1]["type"] = json!("reference");
+    subs[1]["referenceTypes"] = json!(["User", "Group"]);
+    subs[2]["canonicalValues"] = json!(["User", "Group"]);
+    subs[3]["mutability"] = json!("readOnly");
     vec![
         attr("displayName", "string", false, true),
-        complex(
-            "members",
-            true,
-            strings(&["value", "$ref", "type", "display"]),
-        ),
+        complex("members", true, subs),
     ]
 }
 

@@ -11,7 +11,6 @@
 //! the read is still true; one that moved means nothing was written and
 //! the caller reads again.
 
-use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
@@ -33,12 +32,11 @@ pub struct CheckedMemberWrites<'a> {
     pub group: &'a IdentityGroup,
     pub expected_version: i64,
     pub delete_members: &'a [Uuid],
-    /// Added, or kept with a different kind.
+    /// Added, or kept with a different kind. Each is a user or group of
+    /// the group's source: the database refuses the statement otherwise
+    /// (migration `20261202000100_members_within_source`), and nothing of
+    /// it is written.
     pub upsert_members: &'a [GroupMember],
-    /// Kept member objects to forget.
-    pub delete_refs: &'a [Uuid],
-    /// Member objects to keep (each id once).
-    pub set_refs: &'a [(Uuid, Value)],
     pub events: &'a [NewIdentityEvent],
     /// Whether to return the group's members.
     pub list_members: bool,
@@ -47,11 +45,7 @@ pub struct CheckedMemberWrites<'a> {
 impl CheckedMemberWrites<'_> {
     /// Whether the changes fit one statement.
     pub fn fits_one_statement(&self) -> bool {
-        5 + self.delete_members.len()
-            + 2 * self.upsert_members.len()
-            + self.delete_refs.len()
-            + 2 * self.set_refs.len()
-            + 6 * self.events.len()
+        5 + self.delete_members.len() + 2 * self.upsert_members.len() + 6 * self.events.len()
             <= MAX_PARAMETERS
     }
 }
@@ -87,12 +81,6 @@ pub async fn write_if_unchanged(
     for member in writes.upsert_members {
         query = query.bind(member.id.to_string()).bind(member.kind.as_str());
     }
-    for id in writes.delete_refs {
-        query = query.bind(id.to_string());
-    }
-    for (id, object) in writes.set_refs {
-        query = query.bind(id.to_string()).bind(object.to_string());
-    }
     query = bind_events(query, writes.events, Timestamp::now().0);
     let rows = query.fetch_all(&mut *conn).await?;
     let applied: i64 = match rows.first() {
@@ -116,30 +104,31 @@ pub async fn write_if_unchanged(
 /// Waits for `bumped`: empty when the version moved.
 const IF_BUMPED: &str = "EXISTS (SELECT 1 FROM bumped)";
 
-/// A CTE deleting the group's rows of `table` for `rows` member ids bound
+/// A CTE deleting the group's member rows for `rows` member ids bound
 /// after parameter `used`.
-fn delete_cte(name: &str, table: &str, used: usize, rows: usize) -> String {
+fn delete_cte(used: usize, rows: usize) -> String {
     format!(
-        "{name} AS (DELETE FROM {table} WHERE group_id = $2 AND member_id IN ({}) AND {IF_BUMPED})",
+        "removed AS (DELETE FROM identity_group_members \
+         WHERE group_id = $2 AND member_id IN ({}) AND {IF_BUMPED})",
         placeholders(used + 1, rows)
     )
 }
 
-/// A CTE upserting the group's rows of `table`: `rows` pairs of member id
-/// and `column`, bound after parameter `used`.
-fn upsert_cte(name: &str, table: &str, column: &str, used: usize, rows: usize) -> String {
+/// A CTE upserting the group's member rows: `rows` pairs of member id and
+/// kind, bound after parameter `used`.
+fn upsert_cte(used: usize, rows: usize) -> String {
     format!(
-        "{name} AS (INSERT INTO {table} (group_id, member_id, {column}) \
+        "added AS (INSERT INTO identity_group_members (group_id, member_id, member_kind) \
          SELECT $2, v.column1, v.column2 FROM (VALUES {}) AS v WHERE {IF_BUMPED} \
-         ON CONFLICT (group_id, member_id) DO UPDATE SET {column} = EXCLUDED.{column})",
+         ON CONFLICT (group_id, member_id) DO UPDATE SET member_kind = EXCLUDED.member_kind)",
         values_after(used, rows, 2)
     )
 }
 
 /// The statement: `$1` source, `$2` group id, `$3` new version, `$4`
-/// modification time, `$5` expected version, then the deletes, upserts,
-/// forgotten refs, kept refs and events, in that order. Each write waits
-/// for `bumped`, which is empty when the version moved.
+/// modification time, `$5` expected version, then the deletes, upserts
+/// and events, in that order. Each write waits for `bumped`, which is
+/// empty when the version moved.
 fn statement(writes: &CheckedMemberWrites<'_>, deletes: usize) -> String {
     let mut ctes = vec![
         "bumped AS (UPDATE identity_groups SET version = $3, updated_at = $4 \
@@ -148,39 +137,12 @@ fn statement(writes: &CheckedMemberWrites<'_>, deletes: usize) -> String {
     ];
     let mut used = 5;
     if deletes > 0 {
-        ctes.push(delete_cte(
-            "removed",
-            "identity_group_members",
-            used,
-            deletes,
-        ));
+        ctes.push(delete_cte(used, deletes));
         used += deletes;
     }
     if !writes.upsert_members.is_empty() {
         let rows = writes.upsert_members.len();
-        ctes.push(upsert_cte(
-            "added",
-            "identity_group_members",
-            "member_kind",
-            used,
-            rows,
-        ));
-        used += 2 * rows;
-    }
-    if !writes.delete_refs.is_empty() {
-        let rows = writes.delete_refs.len();
-        ctes.push(delete_cte("refs_forgotten", "scim_member_refs", used, rows));
-        used += rows;
-    }
-    if !writes.set_refs.is_empty() {
-        let rows = writes.set_refs.len();
-        ctes.push(upsert_cte(
-            "refs_kept",
-            "scim_member_refs",
-            "body",
-            used,
-            rows,
-        ));
+        ctes.push(upsert_cte(used, rows));
         used += 2 * rows;
     }
     if !writes.events.is_empty() {
@@ -233,8 +195,6 @@ mod tests {
             expected_version: 1,
             delete_members: &[Uuid::max()],
             upsert_members: &upsert,
-            delete_refs: &[],
-            set_refs: &[],
             events: &[],
             list_members: false,
         };

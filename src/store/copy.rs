@@ -127,6 +127,14 @@ async fn tables_in_dependency_order(
             parents.entry(child).or_default().insert(parent);
         }
     }
+    // Not a declared foreign key, but checked as one by the database's
+    // triggers: a member row needs its user or group to be there already.
+    if tables.iter().any(|t| t == "identity_group_members") {
+        parents
+            .entry("identity_group_members".into())
+            .or_default()
+            .extend(["identity_users".to_string(), "identity_groups".to_string()]);
+    }
     let mut ordered: Vec<String> = Vec::new();
     let mut remaining: Vec<String> = tables;
     while !remaining.is_empty() {

@@ -22,7 +22,29 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// How the database words its refusal of a group member that is not a user
+/// or group of the group's source (the triggers of migration
+/// `20261202000100_members_within_source`); PostgreSQL adds `: <member id>`.
+const MEMBER_OUTSIDE_SOURCE: &str = "group member outside its source";
+
 impl StoreError {
+    /// The database refused a group member outside the group's source:
+    /// `Some(id)` of the refused member when the database named it (on
+    /// PostgreSQL; SQLite cannot), `Some(None)` when it did not, `None` for
+    /// any other error.
+    pub fn member_outside_source(&self) -> Option<Option<String>> {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+            return None;
+        };
+        let message = db.message();
+        let at = message.find(MEMBER_OUTSIDE_SOURCE)?;
+        let named = message[at + MEMBER_OUTSIDE_SOURCE.len()..]
+            .strip_prefix(": ")
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty());
+        Some(named)
+    }
+
     /// A unique-constraint violation, which callers turn into a conflict.
     pub fn is_unique_violation(&self) -> bool {
         match self {

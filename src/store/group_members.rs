@@ -27,8 +27,6 @@ pub struct NamedRow {
     pub member_kind: Option<MemberKind>,
     /// The display name of the user or group it is (empty if neither).
     pub name: String,
-    /// The member object kept for it in the group, if any.
-    pub kept: Option<serde_json::Value>,
 }
 
 /// The joins that tell, for each id of the VALUES list `v`, what it is in
@@ -36,12 +34,11 @@ pub struct NamedRow {
 const NAMED_JOINS: &str = "\
     LEFT JOIN identity_users u ON u.id = v.column1 AND u.source = $1 \
     LEFT JOIN identity_groups ng ON ng.id = v.column1 AND ng.source = $1 \
-    LEFT JOIN identity_group_members m ON m.group_id = $2 AND m.member_id = v.column1 \
-    LEFT JOIN scim_member_refs r ON r.group_id = $2 AND r.member_id = v.column1";
+    LEFT JOIN identity_group_members m ON m.group_id = $2 AND m.member_id = v.column1";
 
 const NAMED_COLUMNS: &str = "v.column1 AS named_id, u.id AS user_id, u.email, \
     ng.id AS named_group_id, COALESCE(u.display_name, u.user_name, ng.display_name, '') AS name, \
-    m.member_kind, r.body";
+    m.member_kind";
 
 fn named_from_row(row: &sqlx::any::AnyRow) -> Result<NamedRow, StoreError> {
     let kind = row
@@ -64,18 +61,12 @@ fn named_from_row(row: &sqlx::any::AnyRow) -> Result<NamedRow, StoreError> {
             .is_some(),
         member_kind: kind,
         name: row.try_get("name")?,
-        kept: row
-            .try_get::<Option<String>, _>("body")?
-            .map(|body| {
-                serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
-            })
-            .transpose()?,
     })
 }
 
-/// For each of `ids`: whether it is a user or group of `source`, and its
-/// membership and kept member object in the group, in one statement per
+/// For each of `ids`: whether it is a user or group of `source` (what lets
+/// a batch refuse any other id), and its membership in the group, in one
+/// statement per
 /// [`CHUNK`] ids.
 pub async fn named_rows(
     conn: &mut AnyConnection,
@@ -161,17 +152,15 @@ pub async fn read_group_with_named(
     Ok(Some((group, named)))
 }
 
-/// Deletes rows of the group's members from `table`
-/// (`identity_group_members`, or `scim_member_refs` for kept member objects).
-async fn delete_among(
+/// Deletes member rows.
+pub async fn delete_members(
     conn: &mut AnyConnection,
-    table: &str,
     group_id: Uuid,
     ids: &[Uuid],
 ) -> Result<(), StoreError> {
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
-            "DELETE FROM {table} WHERE group_id = $1 AND member_id IN ({})",
+            "DELETE FROM identity_group_members WHERE group_id = $1 AND member_id IN ({})",
             placeholders(2, chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(group_id.to_string());
@@ -181,24 +170,6 @@ async fn delete_among(
         query.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Deletes member rows.
-pub async fn delete_members(
-    conn: &mut AnyConnection,
-    group_id: Uuid,
-    ids: &[Uuid],
-) -> Result<(), StoreError> {
-    delete_among(conn, "identity_group_members", group_id, ids).await
-}
-
-/// Forgets the member objects kept for unresolved members.
-pub async fn delete_member_refs(
-    conn: &mut AnyConnection,
-    group_id: Uuid,
-    ids: &[Uuid],
-) -> Result<(), StoreError> {
-    delete_among(conn, "scim_member_refs", group_id, ids).await
 }
 
 /// Appends the batch's membership events and records that the group's

@@ -193,8 +193,9 @@ async fn replace_user_emails(
     Ok(())
 }
 
-/// Deletes a user and removes it from every group of its source. Returns
-/// whether a row was deleted.
+/// Deletes a user, which removes it from every group of its source (the
+/// database's own trigger, so no path can leave a member naming nobody).
+/// Returns whether a row was deleted.
 pub async fn delete_user(
     conn: &mut AnyConnection,
     source: &SourceName,
@@ -205,12 +206,6 @@ pub async fn delete_user(
         .bind(source.as_str())
         .execute(&mut *conn)
         .await?;
-    if result.rows_affected() > 0 {
-        sqlx::query("DELETE FROM identity_group_members WHERE member_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(result.rows_affected() > 0)
 }
 
@@ -392,17 +387,12 @@ pub async fn delete_group(
     .bind(source.as_str())
     .execute(&mut *conn)
     .await?;
+    // Its membership in other groups goes with the row (a trigger).
     let result = sqlx::query("DELETE FROM identity_groups WHERE id = $1 AND source = $2")
         .bind(&id_text)
         .bind(source.as_str())
         .execute(&mut *conn)
         .await?;
-    if result.rows_affected() > 0 {
-        sqlx::query("DELETE FROM identity_group_members WHERE member_id = $1")
-            .bind(&id_text)
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(result.rows_affected() > 0)
 }
 
@@ -540,17 +530,30 @@ pub async fn remove_members(
     Ok(removed)
 }
 
+/// Joins each member row `m` of group `g` to the member it names (`mu` a
+/// user, `mg` a group, by primary key) so that [`MEMBER_IN_GROUPS_SOURCE`]
+/// can keep only members of `g`'s own source. The database refuses any
+/// other member row; reads of memberships check it too, so not even a bad
+/// row could carry a membership across sources.
+const MEMBER_JOINS: &str = "\
+    LEFT JOIN identity_users mu ON m.member_kind = 'User' AND mu.id = m.member_id \
+    LEFT JOIN identity_groups mg ON m.member_kind = 'Group' AND mg.id = m.member_id";
+
+/// See [`MEMBER_JOINS`].
+const MEMBER_IN_GROUPS_SOURCE: &str = "COALESCE(mu.source, mg.source) = g.source";
+
 /// Every (group, member) pair of one source: what the mapping needs to work
-/// out each person's groups, nested ones included.
+/// out each person's groups, nested ones included. Both ends are of the
+/// source.
 pub async fn list_memberships(
     conn: &mut AnyConnection,
     source: &SourceName,
 ) -> Result<Vec<(Uuid, GroupMember)>, StoreError> {
-    sqlx::query(
+    sqlx::query(&format!(
         "SELECT m.group_id, m.member_id, m.member_kind FROM identity_group_members m \
-         JOIN identity_groups g ON g.id = m.group_id WHERE g.source = $1 \
-         ORDER BY m.group_id, m.member_id",
-    )
+         JOIN identity_groups g ON g.id = m.group_id {MEMBER_JOINS} \
+         WHERE g.source = $1 AND {MEMBER_IN_GROUPS_SOURCE} ORDER BY m.group_id, m.member_id"
+    ))
     .bind(source.as_str())
     .fetch_all(&mut *conn)
     .await?
@@ -562,7 +565,8 @@ pub async fn list_memberships(
     .collect()
 }
 
-/// The groups a user or group is a direct member of.
+/// The groups of `source` a user or group of `source` is a direct member
+/// of.
 pub async fn groups_of_member(
     conn: &mut AnyConnection,
     source: &SourceName,
@@ -570,7 +574,8 @@ pub async fn groups_of_member(
 ) -> Result<Vec<IdentityGroup>, StoreError> {
     let sql = format!(
         "SELECT {} FROM identity_groups g JOIN identity_group_members m ON m.group_id = g.id \
-         WHERE m.member_id = $1 AND g.source = $2 ORDER BY g.id",
+         {MEMBER_JOINS} WHERE m.member_id = $1 AND g.source = $2 AND {MEMBER_IN_GROUPS_SOURCE} \
+         ORDER BY g.id",
         GROUP_COLUMNS
             .split(", ")
             .map(|c| format!("g.{c}"))

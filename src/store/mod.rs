@@ -211,6 +211,13 @@ impl Store {
 
     /// Applies every embedded migration that is not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate::run(self).await.map(|_| ())
+    }
+
+    /// [`Store::migrate`], returning how many group members outside their
+    /// group's source the migration that forbids them removed (0 when it
+    /// had been applied before); that number is also logged.
+    pub async fn migrate_counting_removed_members(&self) -> Result<u64, StoreError> {
         migrate::run(self).await
     }
 

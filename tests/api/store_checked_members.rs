@@ -1,11 +1,13 @@
 //! The batched member PATCH's one-statement write on PostgreSQL: it applies
 //! everything only while the group is at the version the batch read, and
-//! nothing at all once that version has moved.
+//! nothing at all once that version has moved, or if it names a member
+//! outside the group's source (the database refuses the statement).
 
 use pretty_assertions::assert_eq;
 use serde_json::json;
 use tyk_idsync::domain::{
-    EventKind, GroupMember, IdentityGroup, MemberKind, NewIdentityEvent, SourceName, Timestamp,
+    EventKind, GroupMember, IdentityGroup, IdentityUser, MemberKind, NewIdentityEvent, SourceName,
+    Timestamp,
 };
 use tyk_idsync::store::checked_members::{CheckedMemberWrites, write_if_unchanged};
 use tyk_idsync::store::{events, identities, scim_query};
@@ -27,17 +29,55 @@ fn event(source: &SourceName, group: Uuid, member: Uuid, change: &str) -> NewIde
     }
 }
 
-/// (member id, kind, kept object) of the group, ordered by id.
+fn new_group(source: &SourceName, name: &str) -> IdentityGroup {
+    let now = Timestamp::now();
+    IdentityGroup {
+        id: Uuid::new_v4(),
+        source: source.clone(),
+        external_id: None,
+        display_name: name.into(),
+        attributes: json!({}),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// A stored user of `source` with id `id`.
+async fn stored_user(conn: &mut sqlx::AnyConnection, source: &SourceName, id: Uuid) {
+    let now = Timestamp::now();
+    let user = IdentityUser {
+        id,
+        source: source.clone(),
+        external_id: None,
+        user_name: format!("user-{id}"),
+        email: None,
+        email_problem: None,
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        active: true,
+        attributes: json!({}),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    identities::insert_user(conn, &user, &[])
+        .await
+        .expect("user");
+}
+
+/// (member id, kind) of the group, ordered by id.
 async fn members(
     conn: &mut sqlx::AnyConnection,
     source: &SourceName,
     group: Uuid,
-) -> Vec<(Uuid, MemberKind, Option<serde_json::Value>)> {
+) -> Vec<(Uuid, MemberKind)> {
     scim_query::member_views(conn, source, &group.to_string())
         .await
         .expect("members")
         .into_iter()
-        .map(|v| (v.member.id, v.member.kind, v.sent))
+        .map(|v| (v.member.id, v.member.kind))
         .collect()
 }
 
@@ -47,22 +87,20 @@ async fn checked_member_write_applies_only_at_the_expected_version() {
     let mut conn = store.pool().acquire().await.expect("conn");
     let okta = SourceName::new("okta");
     let now = Timestamp::now();
-    let group = IdentityGroup {
-        id: Uuid::new_v4(),
-        source: okta.clone(),
-        external_id: None,
-        display_name: "Admins".into(),
-        attributes: json!({}),
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
+    let group = new_group(&okta, "Admins");
     identities::insert_group(&mut conn, &group)
         .await
         .expect("group");
-    let mut ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let mut ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     ids.sort();
-    let (gone, kept, added, unresolved) = (ids[0], ids[1], ids[2], ids[3]);
+    let (gone, kept, added) = (ids[0], ids[1], ids[2]);
+    for id in [gone, kept, added] {
+        stored_user(&mut conn, &okta, id).await;
+    }
+    let nested = new_group(&okta, "Nested");
+    identities::insert_group(&mut conn, &nested)
+        .await
+        .expect("nested group");
     identities::add_members(
         &mut conn,
         group.id,
@@ -73,14 +111,6 @@ async fn checked_member_write_applies_only_at_the_expected_version() {
     )
     .await
     .expect("members");
-    scim_query::set_member_ref(
-        &mut conn,
-        &group.id.to_string(),
-        &gone.to_string(),
-        &json!({"value": gone.to_string()}),
-    )
-    .await
-    .expect("ref");
     let before = members(&mut conn, &okta, group.id).await;
     let seq_before = events::since(&mut conn, &okta, 0)
         .await
@@ -94,24 +124,22 @@ async fn checked_member_write_applies_only_at_the_expected_version() {
     };
     let upserts = [
         member(added, MemberKind::User),
-        // Its kind changes: deleted and upserted by one statement.
-        member(kept, MemberKind::Group),
-        member(unresolved, MemberKind::User),
+        // Both deleted and upserted: one statement must not touch a row
+        // twice, so it is only upserted.
+        member(kept, MemberKind::User),
+        member(nested.id, MemberKind::Group),
     ];
-    let refs = [(unresolved, json!({"value": unresolved.to_string(), "x": 1}))];
     let batch_events = [
         event(&okta, group.id, gone, "removed"),
         event(&okta, group.id, added, "added"),
-        event(&okta, group.id, unresolved, "added"),
+        event(&okta, group.id, nested.id, "added"),
     ];
-    let (deletes, forgotten) = ([gone, kept], [gone]);
+    let deletes = [gone, kept];
     let writes = |expected_version| CheckedMemberWrites {
         group: &after,
         expected_version,
         delete_members: &deletes,
         upsert_members: &upserts,
-        delete_refs: &forgotten,
-        set_refs: &refs,
         events: &batch_events,
         list_members: true,
     };
@@ -140,21 +168,16 @@ async fn checked_member_write_applies_only_at_the_expected_version() {
         .expect("version matched");
     let listed: Vec<_> = listed
         .into_iter()
-        .map(|v| (v.member.id, v.member.kind, v.sent))
+        .map(|v| (v.member.id, v.member.kind))
         .collect();
     assert_eq!(listed, before);
-    assert_eq!(
-        members(&mut conn, &okta, group.id).await,
-        vec![
-            (kept, MemberKind::Group, None),
-            (added, MemberKind::User, None),
-            (
-                unresolved,
-                MemberKind::User,
-                Some(json!({"value": unresolved.to_string(), "x": 1}))
-            ),
-        ]
-    );
+    let mut expected = vec![
+        (kept, MemberKind::User),
+        (added, MemberKind::User),
+        (nested.id, MemberKind::Group),
+    ];
+    expected.sort();
+    assert_eq!(members(&mut conn, &okta, group.id).await, expected);
     let stored = identities::get_group(&mut conn, &okta, group.id)
         .await
         .expect("get")
@@ -174,7 +197,7 @@ async fn checked_member_write_applies_only_at_the_expected_version() {
             (EventKind::MembershipChanged, Some(added), json!("added")),
             (
                 EventKind::MembershipChanged,
-                Some(unresolved),
+                Some(nested.id),
                 json!("added")
             ),
         ]
@@ -194,4 +217,79 @@ async fn checked_member_write_applies_only_at_the_expected_version() {
             .len(),
         seq_before + 3
     );
+}
+
+/// The batch path's backstop: should a batch name a member outside the
+/// group's source (its lookup raced a change), the database refuses the
+/// whole statement, naming the member, and nothing of it is written.
+#[tokio::test]
+async fn checked_member_write_outside_the_source_writes_nothing() {
+    let (store, _guard) = fresh_store(Db::Postgres).await;
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let (okta, other) = (SourceName::new("okta"), SourceName::new("other"));
+    let group = new_group(&okta, "Admins");
+    identities::insert_group(&mut conn, &group)
+        .await
+        .expect("group");
+    let (own, foreign) = (Uuid::new_v4(), Uuid::new_v4());
+    stored_user(&mut conn, &okta, own).await;
+    stored_user(&mut conn, &other, foreign).await;
+    let foreign_group = new_group(&other, "Theirs");
+    identities::insert_group(&mut conn, &foreign_group)
+        .await
+        .expect("other group");
+    let seq_before = events::since(&mut conn, &okta, 0)
+        .await
+        .expect("events")
+        .len();
+    let after = IdentityGroup {
+        version: 2,
+        ..group.clone()
+    };
+    for outsider in [
+        member(foreign, MemberKind::User),
+        member(foreign_group.id, MemberKind::Group),
+        member(Uuid::new_v4(), MemberKind::User),
+        // A user of the source, but stored as a group: refused too.
+        member(own, MemberKind::Group),
+    ] {
+        let upserts = [member(own, MemberKind::User), outsider.clone()];
+        let batch_events = [
+            event(&okta, group.id, own, "added"),
+            event(&okta, group.id, outsider.id, "added"),
+        ];
+        let writes = CheckedMemberWrites {
+            group: &after,
+            expected_version: 1,
+            delete_members: &[],
+            upsert_members: if outsider.id == own {
+                &upserts[1..]
+            } else {
+                &upserts
+            },
+            events: &batch_events,
+            list_members: false,
+        };
+        let refused = write_if_unchanged(&mut conn, &writes)
+            .await
+            .expect_err("a member outside the source is refused");
+        assert_eq!(
+            refused.member_outside_source(),
+            Some(Some(outsider.id.to_string())),
+            "{refused}"
+        );
+        assert_eq!(members(&mut conn, &okta, group.id).await, vec![]);
+        let stored = identities::get_group(&mut conn, &okta, group.id)
+            .await
+            .expect("get")
+            .expect("group");
+        assert_eq!(stored.version, 1, "the version did not move");
+        assert_eq!(
+            events::since(&mut conn, &okta, 0)
+                .await
+                .expect("events")
+                .len(),
+            seq_before
+        );
+    }
 }

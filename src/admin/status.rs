@@ -27,6 +27,9 @@ pub struct StatusResponse {
     /// Each configured identity source (SCIM and LDAP), by name.
     pub sources: BTreeMap<String, SourceStatus>,
     pub sync: SyncInfo,
+    /// TIB profile pushes; absent without a `[tib]` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tib: Option<crate::tib::TibStatus>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -138,6 +141,9 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
         .map_err(ApiError::internal)?;
     let here = state.sync.as_ref().and_then(|w| w.metrics().last_success());
     let last_success = last_applied.as_ref().map(|r| r.finished_at).max(here);
+    let tib = crate::tib::service::status(&state.store, &state.config)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_string(),
         database: state.store.backend().as_str().to_string(),
@@ -158,5 +164,6 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
             last_success: last_success.map(Timestamp::to_rfc3339),
             held_runs,
         },
+        tib,
     }))
 }

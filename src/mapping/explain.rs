@@ -213,6 +213,38 @@ mod tests {
     }
 
     #[test]
+    fn a_person_in_several_mapped_groups_of_a_tib_source_gets_the_login_caveat() {
+        let (people, mut rules) = fixture();
+        rules.push(MappingRule {
+            id: "r-plat".into(),
+            name: "Platform".into(),
+            priority: 20,
+            mappings_sso: vec!["okta:platform team".into()],
+            ..rules[0].clone()
+        });
+        let mut explanation = explain(
+            "alice@example.org",
+            &people,
+            &rules,
+            &ResolveOptions::default(),
+        );
+        let login = |source: &str| TibLogin {
+            profile_id: "okta-dashboard".into(),
+            source: source.into(),
+            org_id: "org1".into(),
+        };
+        // One mapped group through ldap-corp: nothing to say.
+        add_tib_notes(&mut explanation, &[login("ldap-corp")]);
+        assert!(explanation.notes.is_empty());
+        add_tib_notes(&mut explanation, &[login("okta")]);
+        assert_eq!(explanation.notes.len(), 1);
+        let note = &explanation.notes[0];
+        assert!(note.contains("2 mapped groups"), "{note}");
+        assert!(note.contains("sso_enable_user_lookup"), "{note}");
+        assert!(render_text(&explanation).contains("Notes:"));
+    }
+
+    #[test]
     fn explain_text_snapshot() {
         let (people, rules) = fixture();
         let options = ResolveOptions {

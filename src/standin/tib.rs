@@ -38,8 +38,8 @@ use tokio::sync::oneshot;
 pub enum TibFault {
     /// Answer with this status and an error body, doing nothing.
     Status(u16),
-    /// Answer a POST/PUT as if it worked, but keep nothing (as when TIB's
-    /// backend write is lost).
+    /// Answer the next POST/PUT as if it worked, but keep nothing (as when
+    /// TIB's backend write is lost); reads before it are served normally.
     ForgetWrite,
 }
 
@@ -247,7 +247,17 @@ fn answer(
     if !authorised(shared, headers) {
         return error(StatusCode::UNAUTHORIZED, "Authorization failed");
     }
-    let fault = lock(&shared.faults).pop_front();
+    // A status fault hits the next request; a forgotten write waits for
+    // the next POST or PUT.
+    let fault = {
+        let mut faults = lock(&shared.faults);
+        let writes = matches!(*method, Method::POST | Method::PUT);
+        match faults.front() {
+            Some(TibFault::Status(_)) => faults.pop_front(),
+            Some(TibFault::ForgetWrite) if writes => faults.pop_front(),
+            _ => None,
+        }
+    };
     if let Some(TibFault::Status(code)) = fault {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error(status, "injected fault");

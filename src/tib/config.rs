@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::profile::{FieldKind, GENERATED_FIELDS, PROFILE_FIELDS, USER_PROFILE_ACTION};
+use super::profile::{GENERATED_FIELDS, PROFILE_FIELDS, USER_PROFILE_ACTION};
 use crate::config::{ConfigProblem, require_secret, serialize_redacted};
 
 /// `[tib]`: where the profiles go and which ones tyk-idsync keeps.
@@ -308,7 +308,6 @@ pub fn check_template(fields: &Map<String, Value>) -> Result<(), String> {
     {
         return Err("`CustomUserGroupField` is empty: TIB would never read groups".into());
     }
-    let _ = FieldKind::Text;
     Ok(())
 }
 
@@ -357,6 +356,56 @@ mod tests {
             let err = check_template(&fields(template.clone())).expect_err("bad template");
             assert!(err.contains(want), "{template}: {err}");
         }
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"ProviderName": "ADProvider", "Type": "passthrough"}"#,
+        )
+        .expect("write");
+        let profile = |id: &str, source: &str| TibProfileConfig {
+            id: id.into(),
+            source: source.into(),
+            org_id: "o".into(),
+            template_file: good.clone(),
+            default_group: None,
+        };
+        let cfg = TibConfig {
+            url: Some("tib:3010".into()),
+            profiles: vec![profile("a", "okta"), profile("a", "nope")],
+            ..TibConfig::default()
+        };
+        let sources = BTreeSet::from(["okta".to_string()]);
+        let keys: Vec<String> = cfg
+            .validate("tib", None, &sources)
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "tib",
+                "tib.url",
+                "tib.secret",
+                "tib.profiles[1].id",
+                "tib.profiles[1].source"
+            ]
+        );
+        let tyk = crate::tyk::TykConfig::new("http://dash:3000", "k");
+        let embedded = TibConfig {
+            embedded: true,
+            profiles: vec![profile("a", "okta")],
+            ..TibConfig::default()
+        };
+        assert_eq!(embedded.validate("tib", Some(&tyk), &sources), vec![]);
+        assert_eq!(
+            embedded.effective_url(Some(&tyk)).as_deref(),
+            Some("http://dash:3000")
+        );
     }
 
     #[test]

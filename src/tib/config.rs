@@ -409,6 +409,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_template_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tib/okta.json");
+        let template = load_template("tib.profiles[0].template_file", &path).expect("valid");
+        assert_eq!(template.fields["ProviderName"], "SocialProvider");
+    }
+
+    #[test]
     fn toml_shape_parses_and_unknown_keys_fail() {
         let cfg: TibConfig = toml::from_str(
             "url = \"http://tib:3010\"\nsecret = \"s\"\n[[profiles]]\nid = \"okta\"\nsource = \"okta\"\norg_id = \"o\"\ntemplate_file = \"t.json\"\n",

@@ -529,8 +529,8 @@ fn a_bad_template_or_key_is_a_config_error_at_start_naming_the_key() {
         ),
         (
             profile("templat = \"x\"\n", &bad),
-            "config error: tib.profiles",
-            "templat",
+            "config error: tib.profiles[0].templat: is not a known key",
+            "template_file",
         ),
         (
             "[tib]\nurl = \"http://tib:3010\"\nsecret = \"s\"\nintervall = \"1s\"\n".to_string(),

@@ -243,8 +243,8 @@ fn choose_default(
                 });
             }
             None => notes.push(format!(
-                "the default group {name:?} has no Tyk group id yet; the least privileged \
-                 mapped group is the default meanwhile"
+                "the default group {name:?} has no Tyk group id (no Tyk group of that name \
+                 in this org yet); the least privileged mapped group is the default meanwhile"
             )),
         }
     }

@@ -526,7 +526,8 @@ impl TibService {
     /// The delay before the next run after `failures` failed pushes in a row.
     pub fn backoff(&self, failures: u32) -> Duration {
         if failures == 0 {
-            return self.config.interval;
+            // Wake in time for the read-back, too.
+            return self.config.interval.min(self.config.verify_interval);
         }
         let factor = 1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX);
         self.config

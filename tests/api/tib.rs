@@ -797,3 +797,101 @@ async fn the_tib_standin_matches_the_published_api() {
         Some(created["Data"].to_string())
     );
 }
+
+// ---- the background task ---------------------------------------------------
+
+async fn wait_for(what: &str, check: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_running_service_corrects_a_hand_edit_by_itself() {
+    let setup = TibSetup::new(TIB_SECRET).await;
+    let stack = spawn_stack_configured(Db::Sqlite, |config| {
+        let org = config.mapping.default_org_id.clone().unwrap_or_default();
+        let mut tib = setup.config(&org);
+        tib.interval = Duration::from_secs(3600);
+        tib.verify_interval = Duration::from_millis(200);
+        config.tib = Some(tib);
+    })
+    .await;
+    provision(&stack).await;
+    let readers = group_id(&stack, "Readers");
+    wait_for("the whole profile is pushed", || {
+        setup
+            .tib
+            .profile(PROFILE_ID)
+            .is_some_and(|p| p["UserGroupMapping"]["Everyone"] == readers)
+    })
+    .await;
+    let mut edited = setup.tib.profile(PROFILE_ID).expect("profile");
+    edited["DefaultUserGroupID"] = json!(group_id(&stack, "API Developers"));
+    setup.tib.put_profile(edited);
+    wait_for("the hand edit is corrected", || {
+        setup
+            .tib
+            .profile(PROFILE_ID)
+            .is_some_and(|p| p["DefaultUserGroupID"] == readers)
+    })
+    .await;
+    let start = std::time::Instant::now();
+    loop {
+        let corrections = audit(&stack, "tib_api_correct").await;
+        if let Some(entry) = corrections.first() {
+            assert_eq!(entry.entry.actor, "tib");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no audit entry");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Two replicas on one PostgreSQL database, each with its own TIB
+/// stand-in: only the leader's ever hears from tyk-idsync.
+#[tokio::test]
+async fn only_the_leader_pushes() {
+    let first = TibSetup::new(TIB_SECRET).await;
+    let second = TibSetup::new(TIB_SECRET).await;
+    let stack = spawn_stack_configured(Db::Postgres, |config| {
+        let org = config.mapping.default_org_id.clone().unwrap_or_default();
+        let mut tib = first.config(&org);
+        tib.verify_interval = Duration::from_millis(100);
+        config.tib = Some(tib);
+    })
+    .await;
+    let mut config = stack.app.state.config.clone();
+    let mut tib = second.config(&stack.org_id);
+    tib.verify_interval = Duration::from_millis(100);
+    config.tib = Some(tib);
+    let other = crate::support::app::spawn_app_with(config, None).await;
+    provision(&stack).await;
+    wait_for("a leader pushed", || {
+        first.tib.profile(PROFILE_ID).is_some() || second.tib.profile(PROFILE_ID).is_some()
+    })
+    .await;
+    // Several read-backs later, the follower's TIB has heard nothing.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (leader, follower) = if stack.app.state.leadership.is_leader() {
+        (&first, &second)
+    } else {
+        assert!(other.state.leadership.is_leader(), "one of them leads");
+        (&second, &first)
+    };
+    assert!(
+        follower.tib.request_log().is_empty(),
+        "{:?}",
+        follower.tib.request_log()
+    );
+    assert!(
+        leader.tib.request_log().len() > 3,
+        "the leader keeps reading back"
+    );
+    drop(other);
+}

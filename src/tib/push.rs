@@ -325,7 +325,19 @@ fn write_blocking(path: &Path, ours: &[(String, Value)]) -> Result<FileOutcome, 
             .position(|e| e.get("ID").and_then(Value::as_str) == Some(id.as_str()));
         match at {
             Some(i) => {
-                let fields = differing_fields(profile, &entries[i]);
+                // TIB loads entries in order and the last of an ID wins: a
+                // second copy of ours would override the one we keep.
+                let before_len = entries.len();
+                let mut index = 0;
+                entries.retain(|e| {
+                    index += 1;
+                    index - 1 <= i || e.get("ID").and_then(Value::as_str) != Some(id.as_str())
+                });
+                let duplicates = entries.len() != before_len;
+                let mut fields = differing_fields(profile, &entries[i]);
+                if duplicates {
+                    fields.push("(duplicate entries removed)".into());
+                }
                 if fields.is_empty() {
                     changes.push((id.clone(), Change::Unchanged, None, fields));
                 } else {
@@ -445,6 +457,20 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_copy_of_our_profile_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("profiles.json");
+        let ours = json!({"ID": "ours", "Name": "new"});
+        let seeded = json!([ours, {"ID": "x"}, {"ID": "ours", "Name": "stale"}]);
+        std::fs::write(&path, seeded.to_string()).expect("seed");
+        let out = write_profiles_file(&path, vec![("ours".into(), ours.clone())])
+            .await
+            .expect("write");
+        assert!(out.written);
+        assert_eq!(read(&path), json!([ours, {"ID": "x"}]));
     }
 
     #[tokio::test]

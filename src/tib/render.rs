@@ -188,6 +188,13 @@ pub fn render(input: RenderInput<'_>) -> Result<RenderedProfile, RenderError> {
             org_id: profile.org_id.clone(),
         })?;
 
+    if input.template.fields.get("SSOOnlyForRegisteredUsers") == Some(&Value::Bool(false)) {
+        notes.push(
+            "the template turns SSOOnlyForRegisteredUsers off: anyone the IdP authenticates \
+             gets a Dashboard session, provisioned or not"
+                .into(),
+        );
+    }
     let mut fields: Map<String, Value> = input.template.fields.clone();
     fields.insert("ID".into(), Value::String(profile.id.clone()));
     fields.insert("OrgID".into(), Value::String(profile.org_id.clone()));

@@ -286,6 +286,26 @@ impl TibService {
         Ok(out)
     }
 
+    /// A cheap fingerprint of what the profiles depend on in the store: the
+    /// mapping rules and the Tyk groups the sync manages (a group it
+    /// creates or recreates changes it). Two small queries, no Tyk call.
+    pub async fn store_fingerprint(&self) -> Result<String, TibError> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        let rules: Vec<MappingRule> = mappings::list(&mut conn)
+            .await?
+            .into_iter()
+            .map(|s| s.rule)
+            .collect();
+        let groups = sync_state::list_groups(&mut conn).await?;
+        let value = serde_json::json!({"rules": rules, "groups": groups});
+        Ok(sha256(&value))
+    }
+
     /// Re-renders; pushes when a profile's rendering changed since the last
     /// successful push, or when the read-back is due. `Ok(None)`: nothing
     /// to do.

@@ -15,7 +15,7 @@ use tyk_idsync::tib::Change;
 
 use crate::both_backends;
 use crate::support::Db;
-use crate::support::stack::{Stack, TYK_API_KEY, spawn_stack, spawn_stack_configured};
+use crate::support::stack::{Stack, TYK_API_KEY, UNTIL, spawn_stack, spawn_stack_configured};
 use crate::support::tib::{PROFILE_ID, TEMPLATE_SECRET, TIB_SECRET, TibSetup, service, template};
 
 /// Two rules, Ada in both IdP groups, one reconcile: the Tyk groups exist.
@@ -29,9 +29,25 @@ async fn provision(stack: &Stack) {
     let ada = stack.create_user("ada", "ada@example.org").await;
     stack.create_group("Developers", &[&ada]).await;
     stack.create_group("Everyone", &[&ada]).await;
+    // Let the worker's own runs finish first: a full run started beside
+    // them could create a group a second time (Tyk keeps names unique
+    // nowhere), which is the sync's business, not this test's.
+    stack.until_outbox_empty(UNTIL).await;
+    stack
+        .until("the groups exist", |s| {
+            s.tyk_group("API Developers").is_some() && s.tyk_group("Readers").is_some()
+        })
+        .await;
     stack.reconcile().await;
-    assert!(stack.tyk_group("API Developers").is_some());
-    assert!(stack.tyk_group("Readers").is_some());
+    let names: Vec<String> = stack.standin.groups().into_iter().map(|g| g.name).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        names.len(),
+        unique.len(),
+        "one Tyk group per name: {names:?}"
+    );
 }
 
 fn group_id(stack: &Stack, name: &str) -> String {
@@ -894,4 +910,57 @@ async fn only_the_leader_pushes() {
         "the leader keeps reading back"
     );
     drop(other);
+}
+
+/// A group the sync recreates on its own (no admin request that would wake
+/// the TIB task) reaches TIB within about a second, not `interval`.
+#[tokio::test]
+async fn a_group_the_sync_recreates_reaches_tib_promptly() {
+    let setup = TibSetup::new(TIB_SECRET).await;
+    let stack = spawn_stack_configured(Db::Sqlite, |config| {
+        let org = config.mapping.default_org_id.clone().unwrap_or_default();
+        let mut tib = setup.config(&org);
+        tib.interval = Duration::from_secs(3600);
+        tib.verify_interval = Duration::from_secs(3600);
+        config.tib = Some(tib);
+    })
+    .await;
+    provision(&stack).await;
+    let readers = group_id(&stack, "Readers");
+    wait_for("the whole profile is pushed", || {
+        setup
+            .tib
+            .profile(PROFILE_ID)
+            .is_some_and(|p| p["UserGroupMapping"]["Everyone"] == readers)
+    })
+    .await;
+    let dashboard = tyk_idsync::tyk::TykClient::new(&tyk_idsync::tyk::TykConfig::new(
+        stack.standin.base_url(),
+        TYK_API_KEY,
+    ))
+    .expect("Tyk client");
+    dashboard
+        .delete_group(&readers)
+        .await
+        .expect("delete group");
+    let worker = stack.app.state.sync.clone().expect("sync worker");
+    worker
+        .run_once(tyk_idsync::sync::Trigger::Full)
+        .await
+        .expect("reconcile");
+    let recreated = group_id(&stack, "Readers");
+    assert_ne!(recreated, readers);
+    let start = std::time::Instant::now();
+    wait_for("TIB has the recreated group", || {
+        setup
+            .tib
+            .profile(PROFILE_ID)
+            .is_some_and(|p| p["UserGroupMapping"]["Everyone"] == recreated)
+    })
+    .await;
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -139,6 +139,11 @@ impl TibStandIn {
         lock(&self.shared.profiles).insert(id, decoded);
     }
 
+    /// Deletes a profile directly (by hand, outside tyk-idsync).
+    pub fn remove_profile(&self, id: &str) -> Option<Value> {
+        lock(&self.shared.profiles).remove(id)
+    }
+
     pub fn inject(&self, fault: TibFault) {
         lock(&self.shared.faults).push_back(fault);
     }

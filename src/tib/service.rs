@@ -391,7 +391,7 @@ impl TibService {
                         result.api = Some(out.change);
                         if out.change != Change::Unchanged {
                             writes += 1;
-                            let corrected = out.change == Change::Updated && unchanged_here;
+                            let corrected = unchanged_here;
                             result.corrected |= corrected;
                             audits.push(audit_entry(
                                 actor,
@@ -431,7 +431,7 @@ impl TibService {
                             }
                             let unchanged_here =
                                 previous_sha.get(&id) == result.rendered_sha256.as_ref();
-                            let corrected = change == Change::Updated && unchanged_here;
+                            let corrected = unchanged_here;
                             result.corrected |= corrected;
                             let (org_id, after) = rendered
                                 .iter()
@@ -568,6 +568,9 @@ fn step_kind(target: &str, change: Change, corrected: bool) -> String {
 
 fn message(place: &str, change: Change, corrected: bool, fields: &[String]) -> String {
     match (change, corrected) {
+        (Change::Created, true) => {
+            format!("{place}: profile was deleted outside tyk-idsync; recreated")
+        }
         (Change::Created, _) => format!("{place}: profile created"),
         (_, true) => format!(
             "{place}: profile was changed outside tyk-idsync ({}); restored",

@@ -269,6 +269,24 @@ async fn a_hand_edited_profile_is_corrected_and_audited(db: Db) {
             "secrets never reach the audit log"
         );
     }
+
+    // Deleted by hand: recreated, and audited as a correction.
+    setup.tib.remove_profile(PROFILE_ID);
+    let report = tib.push("tib").await.expect("push");
+    assert_eq!(report.profiles[0].api, Some(Change::Created));
+    assert!(report.profiles[0].corrected);
+    assert_eq!(setup.tib.profile(PROFILE_ID), Some(rendered));
+    let corrections = audit(&stack, "tib_api_correct").await;
+    assert_eq!(corrections.len(), 2);
+    assert!(
+        corrections[0]
+            .entry
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("deleted outside tyk-idsync")),
+        "newest first: {:?}",
+        corrections[0].entry.message
+    );
 }
 both_backends!(
     a_hand_edited_profile_is_corrected_and_audited_,
@@ -393,7 +411,7 @@ async fn a_wrong_secret_is_an_error_and_nothing_is_written() {
 }
 
 #[tokio::test]
-async fn the_service_keeps_profiles_current_and_shows_them_in_the_admin_api_status_and_metrics() {
+async fn the_service_pushes_and_shows_profiles_in_the_admin_api_status_and_metrics() {
     let setup = TibSetup::new(TIB_SECRET).await;
     let stack = spawn_stack_configured(Db::Sqlite, |config| {
         let org = config.mapping.default_org_id.clone().unwrap_or_default();
@@ -439,28 +457,48 @@ async fn the_service_keeps_profiles_current_and_shows_them_in_the_admin_api_stat
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // A push that fails shows in status (and would be retried).
-    let mut failing = setup.config(&stack.org_id);
-    failing.profiles_file = None;
-    let tib = service(&stack, failing);
-    let mut edited = setup.tib.profile(PROFILE_ID).expect("profile");
-    edited["DefaultUserGroupID"] = json!("");
-    setup.tib.put_profile(edited);
-    for _ in 0..3 {
-        setup.tib.inject(TibFault::Status(500));
-    }
-    assert!(!tib.push("test").await.expect("push").ok);
-    let (_, status) = stack.admin_request(Method::GET, "/admin/v1/status").await;
-    assert_eq!(status["tib"]["consecutive_failures"], 1, "{status}");
-    assert!(
-        status["tib"]["last_errors"][0]
-            .as_str()
-            .is_some_and(|e| e.contains("500")),
-        "{status}"
-    );
     let metrics = stack.app.metrics_text().await;
     assert!(metrics.contains("tyk_idsync_tib_pushes_total"), "{metrics}");
     assert!(metrics.contains("tyk_idsync_tib_consecutive_failures"));
+}
+
+#[tokio::test]
+async fn failed_pushes_show_in_status_and_metrics_and_are_retried() {
+    let setup = TibSetup::new(TIB_SECRET).await;
+    let stack = spawn_stack_configured(Db::Sqlite, |config| {
+        let org = config.mapping.default_org_id.clone().unwrap_or_default();
+        let mut tib = setup.config(&org);
+        tib.secret = Some(secrecy::SecretString::from("not-the-secret".to_string()));
+        tib.profiles_file = None;
+        config.tib = Some(tib);
+    })
+    .await;
+    provision(&stack).await;
+    let start = std::time::Instant::now();
+    let status = loop {
+        let (_, status) = stack.admin_request(Method::GET, "/admin/v1/status").await;
+        let failing = status["tib"]["consecutive_failures"].as_u64().unwrap_or(0) >= 2;
+        let unauthorised = status["tib"]["last_errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("401"));
+        if failing && unauthorised {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status["tib"]["last_success"].is_null(), "{status}");
+    assert!(setup.tib.profiles().is_empty());
+    assert!(
+        setup.tib.request_log().iter().all(|r| r.status == 401),
+        "{:?}",
+        setup.tib.request_log()
+    );
+    let metrics = stack.app.metrics_text().await;
+    assert!(
+        metrics.contains("tyk_idsync_tib_pushes_total{result=\"error\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -430,6 +430,14 @@ async fn the_service_pushes_and_shows_profiles_in_the_admin_api_status_and_metri
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let anonymous = stack
+        .app
+        .client
+        .get(stack.app.url("/admin/v1/tib/profiles"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status(), 401, "the admin token guards it");
     let (status, body) = stack
         .admin_request(Method::GET, "/admin/v1/tib/profiles")
         .await;

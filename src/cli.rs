@@ -113,12 +113,34 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Tyk Identity Broker profiles generated from the mapping table.
+    Tib {
+        #[command(subcommand)]
+        action: TibAction,
+    },
     /// Exit 0 if the service at URL answers 200 (for container health checks).
     Healthcheck {
         /// What to probe.
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
         url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TibAction {
+    /// Print the profiles as they would be pushed now; writes nothing.
+    /// Exit 1 if a profile cannot be rendered.
+    Render {
+        /// Print the profiles as JSON (TIB's format) instead of a summary.
+        #[arg(long)]
+        json: bool,
+        /// Print the templates' secrets instead of `[REDACTED]`.
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Render and push every profile now (REST API and/or file) and print
+    /// the report: exit 0 all pushed, 1 otherwise.
+    Push,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +306,10 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
             telemetry::init(&config.log);
             finish(token(&config, action).await)
         }
+        Command::Tib { action } => {
+            telemetry::init(&config.log);
+            tib(&config, action).await
+        }
         Command::Explain { email, json } => {
             telemetry::init(&config.log);
             finish(explain(&config, &email, json).await)
@@ -420,10 +446,45 @@ async fn mappings(config: &Config, action: MappingsAction) -> Result<String, Com
     Ok(text)
 }
 
+async fn tib(config: &Config, action: TibAction) -> ExitCode {
+    let outcome = async {
+        let store = command_store(config).await?;
+        crate::mapping::sync_config_rules(&store, &config.mapping).await?;
+        let mapping = crate::wiring::live_mapping(config);
+        let service = crate::tib::TibService::new(config, &store, &mapping)
+            .map_err(|e| CommandError::Usage(e.to_string()))?
+            .ok_or_else(|| {
+                CommandError::Usage(
+                    "tib: no [tib] section is configured (hint: see docs/tib.md)".into(),
+                )
+            })?;
+        let result = match action {
+            TibAction::Render { json, show_secrets } => service
+                .render()
+                .await
+                .map(|r| crate::tib::cli::render_output(&r, json, show_secrets)),
+            TibAction::Push => crate::tib::cli::push(&service).await,
+        };
+        store.close().await;
+        result.map_err(|e| CommandError::NotFound(e.to_string()))
+    }
+    .await;
+    match outcome {
+        Ok((text, true)) => finish(Ok(text)),
+        Ok((text, false)) => {
+            print_stdout(&text);
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        Err(e) => finish(Err(e)),
+    }
+}
+
 async fn explain(config: &Config, email: &str, json: bool) -> Result<String, CommandError> {
     let store = command_store(config).await?;
-    let explanation =
+    let mut explanation =
         crate::mapping::explain::explain_email(&store, &config.mapping, email).await?;
+    let logins = crate::mapping::explain::tib_logins(config);
+    crate::mapping::explain::add_tib_notes(&mut explanation, &logins);
     store.close().await;
     Ok(if json {
         format!(

@@ -21,5 +21,6 @@ pub mod store;
 pub mod sync;
 pub mod tasks;
 pub mod telemetry;
+pub mod tib;
 pub mod tyk;
 pub mod wiring;

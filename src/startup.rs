@@ -120,6 +120,14 @@ impl Application {
                 crate::sync::service::run(worker, leadership, shutdown)
             }));
         }
+        let tib = crate::tib::TibService::new(&config, &store, &mapping)
+            .map_err(wiring::WiringError::from)?;
+        if let Some(service) = &tib {
+            let (service, leadership) = (service.clone(), leadership.clone());
+            tasks.push(Task::new("tib-profiles", move |shutdown| {
+                crate::tib::task::run(service, leadership, shutdown)
+            }));
+        }
         if let Some(path) = config_file {
             let (store, mapping) = (store.clone(), mapping.clone());
             tasks.push(Task::new("config-reload", move |shutdown| {
@@ -127,12 +135,14 @@ impl Application {
             }));
         }
         let plain_routes = wiring::plain_routes(
+            &config,
             &store,
             scim,
             &mapping,
             sync.clone(),
             sync_wakeup.clone(),
             ldap,
+            tib,
         );
         let state = Arc::new(AppState {
             store,

@@ -30,6 +30,8 @@ pub enum WiringError {
     Tyk(#[from] TykError),
     #[error("mapping: {0}")]
     Mapping(#[from] crate::mapping::MappingError),
+    #[error("tib: {0}")]
+    Tib(#[from] crate::tib::TibError),
 }
 
 /// The mapping section as the running service sees it; SIGHUP replaces it.
@@ -129,13 +131,16 @@ pub struct PlainRoutes {
     pub admin: Router,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn plain_routes(
+    config: &Config,
     store: &Store,
     scim: Option<ScimState>,
     mapping: &LiveMapping,
     worker: Option<Arc<ServiceWorker>>,
     sync_wakeup: Arc<Notify>,
     ldap: crate::ldap::schedule::LdapPollers,
+    tib: Option<Arc<crate::tib::TibService>>,
 ) -> PlainRoutes {
     let waking = |router: Router| {
         let wakeup = sync_wakeup.clone();
@@ -153,14 +158,28 @@ pub fn plain_routes(
     let mapping_state = crate::mapping::api::MappingApiState {
         store: store.clone(),
         config: mapping.clone(),
+        tib_logins: crate::mapping::explain::tib_logins(config),
     };
     let mut admin = crate::mapping::api::router(mapping_state)
         .nest("/admin/v1", crate::ldap::api::router(ldap));
     if let Some(worker) = worker {
         admin = admin.nest("/admin/v1", crate::sync::admin::router(worker));
     }
-    PlainRoutes {
-        public,
-        admin: waking(admin),
+    let mut admin = waking(admin);
+    if let Some(service) = &tib {
+        // A rule change may change a TIB profile: re-render now.
+        let wakeup = service.waker();
+        admin = admin.layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let wakeup = wakeup.clone();
+                async move { wake_after_write(request, next, wakeup).await }
+            },
+        ));
     }
+    let admin = admin.merge(crate::tib::api::router(crate::tib::api::TibApiState {
+        store: store.clone(),
+        config: config.clone(),
+        service: tib,
+    }));
+    PlainRoutes { public, admin }
 }

@@ -33,6 +33,9 @@ pub struct StatusResponse {
     /// Existing names that fold to the same key in one scope (found once,
     /// when the keys were re-folded; see `store::rekey`): both rows kept.
     pub fold_collisions: Vec<String>,
+    /// TIB profile pushes; absent without a `[tib]` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tib: Option<crate::tib::TibStatus>,
 }
 
 /// How many people cannot be provisioned for their e-mail, and who.
@@ -171,6 +174,9 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
         .map_err(ApiError::internal)?;
     let here = state.sync.as_ref().and_then(|w| w.metrics().last_success());
     let last_success = last_applied.as_ref().map(|r| r.finished_at).max(here);
+    let tib = crate::tib::service::status(&state.store, &state.config)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_string(),
         database: state.store.backend().as_str().to_string(),
@@ -204,5 +210,6 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
                 .collect(),
         },
         fold_collisions,
+        tib,
     }))
 }

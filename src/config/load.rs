@@ -83,7 +83,7 @@ fn from_figment(err: figment::Error) -> ConfigErrors {
 }
 
 fn problem_from_figment(err: figment::Error) -> ConfigProblem {
-    let mut key = err.path.join(".");
+    let mut key = dotted_key(&err.path);
     let origin = err.metadata.as_ref().map(|md| match &md.source {
         Some(source) => source.to_string(),
         // Environment values: name the exact variable.
@@ -140,6 +140,22 @@ fn problem_from_figment(err: figment::Error) -> ConfigProblem {
         key
     };
     ConfigProblem { key, problem, hint }
+}
+
+/// `tib.profiles.0.id` as the validation names it: `tib.profiles[0].id`.
+fn dotted_key(path: &[String]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        if !key.is_empty() && segment.chars().all(|c| c.is_ascii_digit()) {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
 }
 
 /// The environment variable that sets a key path.

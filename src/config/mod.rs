@@ -32,6 +32,8 @@ pub struct Config {
     /// LDAP directories to poll, by source name.
     pub ldap: crate::ldap::LdapConfig,
     pub sync: crate::sync::config::SyncConfig,
+    /// Tyk Identity Broker profiles generated from the mapping table.
+    pub tib: Option<crate::tib::TibConfig>,
 }
 
 impl Config {
@@ -58,6 +60,11 @@ impl Config {
             }
         }
         problems.extend(self.sync.validate("sync"));
+        if let Some(tib) = &self.tib {
+            let sources = self.scim.sources.keys().chain(self.ldap.sources.keys());
+            let sources = sources.cloned().collect();
+            problems.extend(tib.validate("tib", self.tyk.as_ref(), &sources));
+        }
         problems
     }
 

@@ -108,10 +108,17 @@ const LDAP_ROUTES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+const TIB_ROUTES: &[(&str, &str, &str)] = &[(
+    "get",
+    "/admin/v1/tib/profiles",
+    "TIB profiles as they would be pushed, and the last push",
+)];
+
 /// Every plain route's (method, path), for tests.
 pub fn plain_route_list(with_scim: bool, with_sync: bool) -> Vec<(&'static str, &'static str)> {
     let mut all: Vec<_> = MAPPING_ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect();
     all.extend(LDAP_ROUTES.iter().map(|(m, p, _)| (*m, *p)));
+    all.extend(TIB_ROUTES.iter().map(|(m, p, _)| (*m, *p)));
     if with_scim {
         all.extend(SCIM_ROUTES.iter().map(|(m, p, _)| (*m, *p)));
     }
@@ -152,6 +159,7 @@ pub fn add_plain_routes(doc: &mut OpenApi, with_scim: bool, with_sync: bool) {
     }
     add(doc, MAPPING_ROUTES, "mappings", ADMIN_TOKEN);
     add(doc, LDAP_ROUTES, "ldap", ADMIN_TOKEN);
+    add(doc, TIB_ROUTES, "tib", ADMIN_TOKEN);
     if with_sync {
         add(doc, SYNC_ROUTES, "sync", ADMIN_TOKEN);
     }

@@ -34,6 +34,8 @@ use crate::store::mappings::{RuleOrigin, StoredRule};
 pub struct MappingApiState {
     pub store: Store,
     pub config: Arc<RwLock<MappingConfig>>,
+    /// TIB profiles, for explain's login-time caveat.
+    pub tib_logins: Vec<super::explain::TibLogin>,
 }
 
 impl MappingApiState {
@@ -41,6 +43,7 @@ impl MappingApiState {
         Self {
             store,
             config: Arc::new(RwLock::new(config)),
+            tib_logins: Vec::new(),
         }
     }
 
@@ -221,7 +224,7 @@ async fn explain(
     State(state): State<MappingApiState>,
     Path(email): Path<String>,
 ) -> Result<Json<Explanation>, ApiError> {
-    Ok(Json(
-        explain_email(&state.store, &state.config(), &email).await?,
-    ))
+    let mut explanation = explain_email(&state.store, &state.config(), &email).await?;
+    super::explain::add_tib_notes(&mut explanation, &state.tib_logins);
+    Ok(Json(explanation))
 }

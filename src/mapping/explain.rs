@@ -26,6 +26,63 @@ pub async fn explain_email(
     Ok(explain(email, &people, &rules, &config.resolve_options()))
 }
 
+/// A TIB profile people of `source` log in through (from `[tib]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TibLogin {
+    pub profile_id: String,
+    pub source: String,
+    pub org_id: String,
+}
+
+/// The TIB profiles of the configuration.
+pub fn tib_logins(config: &crate::config::Config) -> Vec<TibLogin> {
+    config
+        .tib
+        .iter()
+        .flat_map(|t| &t.profiles)
+        .map(|p| TibLogin {
+            profile_id: p.id.clone(),
+            source: p.source.clone(),
+            org_id: p.org_id.clone(),
+        })
+        .collect()
+}
+
+/// TIB picks the first mapped group in the IdP's order, not by priority:
+/// where a person is in several mapped groups of a source with a TIB
+/// profile, say so, and what makes the provisioned group win.
+pub fn add_tib_notes(explanation: &mut Explanation, logins: &[TibLogin]) {
+    for login in logins {
+        let prefix = format!("{}:", login.source);
+        let matching: Vec<_> = explanation
+            .matches
+            .iter()
+            .filter(|m| m.org_id == login.org_id)
+            .filter(|m| m.matched_by.iter().any(|(_, g)| g.starts_with(&prefix)))
+            .collect();
+        if matching.len() < 2 {
+            continue;
+        }
+        let names: Vec<String> = matching.iter().map(|m| format!("{:?}", m.group)).collect();
+        let winner = explanation
+            .matches
+            .iter()
+            .find(|m| m.org_id == login.org_id && m.won)
+            .map(|m| format!("{:?}", m.group))
+            .unwrap_or_else(|| "the winning group".into());
+        explanation.notes.push(format!(
+            "TIB profile {:?}: through source {} this person is in {} mapped groups ({}); at \
+             login TIB takes the first one the IdP lists, which may differ from {winner} here. \
+             With SSOOnlyForRegisteredUsers (set by tyk-idsync) and the Dashboard's \
+             sso_enable_user_lookup = true, the provisioned user's group ({winner}) applies.",
+            login.profile_id,
+            login.source,
+            matching.len(),
+            names.join(", ")
+        ));
+    }
+}
+
 /// Human-readable rendering for the terminal.
 pub fn render_text(explanation: &Explanation) -> String {
     let mut out = String::new();
@@ -85,6 +142,12 @@ pub fn render_text(explanation: &Explanation) -> String {
             user.active,
             sources.join(", ")
         );
+    }
+    if !explanation.notes.is_empty() {
+        let _ = writeln!(out, "\nNotes:");
+        for note in &explanation.notes {
+            let _ = writeln!(out, "  {note}");
+        }
     }
     out
 }
@@ -147,6 +210,38 @@ mod tests {
             rule("r-read", "Readers", 0, &["nobody"]),
         ];
         (people, rules)
+    }
+
+    #[test]
+    fn a_person_in_several_mapped_groups_of_a_tib_source_gets_the_login_caveat() {
+        let (people, mut rules) = fixture();
+        rules.push(MappingRule {
+            id: "r-plat".into(),
+            name: "Platform".into(),
+            priority: 20,
+            mappings_sso: vec!["okta:platform team".into()],
+            ..rules[0].clone()
+        });
+        let mut explanation = explain(
+            "alice@example.org",
+            &people,
+            &rules,
+            &ResolveOptions::default(),
+        );
+        let login = |source: &str| TibLogin {
+            profile_id: "okta-dashboard".into(),
+            source: source.into(),
+            org_id: "org1".into(),
+        };
+        // One mapped group through ldap-corp: nothing to say.
+        add_tib_notes(&mut explanation, &[login("ldap-corp")]);
+        assert!(explanation.notes.is_empty());
+        add_tib_notes(&mut explanation, &[login("okta")]);
+        assert_eq!(explanation.notes.len(), 1);
+        let note = &explanation.notes[0];
+        assert!(note.contains("2 mapped groups"), "{note}");
+        assert!(note.contains("sso_enable_user_lookup"), "{note}");
+        assert!(render_text(&explanation).contains("Notes:"));
     }
 
     #[test]

@@ -98,6 +98,24 @@ impl SsoPattern {
                 .is_some_and(|id| self.target_matches(&id.to_lowercase()))
     }
 
+    /// Whether the entry can match groups of `source` (no source prefix,
+    /// `*:`, or that source).
+    pub fn applies_to(&self, source: &str) -> bool {
+        self.source
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(source))
+    }
+
+    /// The group as written, without its source prefix, when the entry is
+    /// not a glob: the text an IdP sends for that group (TIB's profile
+    /// mapping needs literal keys).
+    pub fn literal(&self) -> Option<&str> {
+        match self.target {
+            Target::Exact(_) => Some(split_source(&self.text).1.trim()),
+            Target::Glob(_) => None,
+        }
+    }
+
     fn target_matches(&self, candidate: &str) -> bool {
         match &self.target {
             Target::Exact(text) => text == candidate,

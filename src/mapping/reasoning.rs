@@ -20,6 +20,9 @@ pub struct Explanation {
     /// One sentence per organisation (or for the unmapped policy) saying why.
     pub reasons: Vec<String>,
     pub users: Vec<DesiredUser>,
+    /// Caveats beside the decision (e.g. TIB's login-time group choice).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// An identity as explain shows it.
@@ -60,6 +63,7 @@ pub fn explain(
         matches,
         reasons,
         users,
+        notes: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ mod faults;
 mod groups;
 mod ids;
 mod state;
+pub mod tib;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

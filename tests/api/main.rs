@@ -43,5 +43,6 @@ mod sync_e2e_crash;
 mod sync_e2e_faults;
 mod sync_e2e_lifecycle;
 mod sync_store;
+mod tib;
 mod tyk_client;
 mod tyk_standin;

@@ -7,6 +7,7 @@ pub mod scim;
 pub mod slapd;
 pub mod stack;
 pub mod standin;
+pub mod tib;
 
 use std::net::TcpListener;
 

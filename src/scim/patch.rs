@@ -36,9 +36,17 @@ fn invalid_path(path: &str) -> ScimError {
     ScimError::InvalidPath(format!("{path:?} is not a valid attribute path"))
 }
 
-/// Parses a PATCH path.
+/// Parses a PATCH path. The value filter in it is bounded as filters
+/// are ([`filter::limits`]); a bad one is `invalidFilter` (RFC 7644
+/// §3.12, "PATCH (Path Filter)").
 pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
     let text = text.trim();
+    if text.len() > filter::limits::MAX_BYTES {
+        return Err(ScimError::InvalidPath(format!(
+            "the path is longer than {} bytes",
+            filter::limits::MAX_BYTES
+        )));
+    }
     let (head, filter, sub) = match text.find('[') {
         Some(open) => {
             let close = text.rfind(']').ok_or_else(|| invalid_path(text))?;
@@ -46,7 +54,7 @@ pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
                 return Err(invalid_path(text));
             }
             let filter = filter::parse(&text[open + 1..close])
-                .map_err(|e| ScimError::InvalidPath(e.to_string()))?;
+                .map_err(|e| ScimError::InvalidFilter(e.to_string()))?;
             let rest = &text[close + 1..];
             let sub = match rest.strip_prefix('.') {
                 Some(s) if !s.is_empty() => Some(s.to_string()),

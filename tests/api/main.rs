@@ -27,6 +27,7 @@ mod reload;
 mod replicas;
 mod scim_api;
 mod scim_conformance;
+mod scim_hostile;
 mod scim_member_patch;
 mod scim_oauth;
 mod scim_replay;

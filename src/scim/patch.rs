@@ -441,6 +441,37 @@ mod tests {
     }
 
     #[test]
+    fn path_filters_are_bounded_like_filters() {
+        let deep = format!(
+            "emails[{}type eq \"work\"{}].value",
+            "(".repeat(1_700),
+            ")".repeat(1_700)
+        );
+        assert!(
+            matches!(parse_path(&deep), Err(ScimError::InvalidFilter(m)) if m.contains("deeper"))
+        );
+        let brackets = format!("{}]", "emails[".repeat(2_000));
+        assert!(matches!(
+            parse_path(&brackets),
+            Err(ScimError::InvalidFilter(_))
+        ));
+        let long = format!("emails[{}]", vec!["value pr"; 1_001].join(" or "));
+        assert!(
+            matches!(parse_path(&long), Err(ScimError::InvalidFilter(m)) if m.contains("1000"))
+        );
+        let huge = "a".repeat(filter::limits::MAX_BYTES + 1);
+        assert!(
+            matches!(parse_path(&huge), Err(ScimError::InvalidPath(m)) if m.contains("longer"))
+        );
+        let ok = format!(
+            "emails[{}type eq \"work\"{}].value",
+            "(".repeat(64),
+            ")".repeat(64)
+        );
+        assert!(parse_path(&ok).is_ok());
+    }
+
+    #[test]
     fn bad_operations_are_rejected_with_scim_types() {
         let start = json!({"emails": [{"type": "work", "value": "a@x.org"}]});
         let bad = [

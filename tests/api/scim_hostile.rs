@@ -432,6 +432,19 @@ async fn control_characters_are_matched_literally(db: Db) {
             assert_eq!(reply.body["totalResults"], json!(expected.len()), "{what}");
         }
     }
+    // Where the store can hold a NUL (SQLite; PostgreSQL text cannot), the
+    // NUL is matched as a character, not as the end of the value.
+    if api.create_user("nul\u{0}0").await.status == StatusCode::CREATED {
+        for filter in [
+            "userName ew \"\\u00000\"",
+            "userName co \"l\\u0000\"",
+            "userName eq \"NUL\\u00000\"",
+        ] {
+            let reply = api.get_filter("/Users", filter).await;
+            assert_eq!(reply.status, StatusCode::OK, "{filter}: {}", reply.body);
+            assert_eq!(user_names(&reply), vec!["nul\u{0}0"], "{filter}");
+        }
+    }
     // A value filter in a PATCH path compares literally too.
     let id = api.created("ada").await;
     let reply = api

@@ -255,17 +255,20 @@ impl GroupEntry {
 /// (map them with a DN pattern). Deterministic, so names do not flap.
 pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap<String, String> {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    // A `cn` that is another group's DN would clash with that group's name
+    // if it falls back to its DN (an invariant fuzz/fuzz_targets/ldap_translate checks).
+    let mut dns: BTreeMap<String, usize> = BTreeMap::new();
     for g in groups.values() {
         *count.entry(fold_key(&g.name)).or_default() += 1;
+        *dns.entry(fold_key(&g.dn)).or_default() += 1;
     }
     groups
         .iter()
         .map(|(key, g)| {
-            let name = if count[&fold_key(&g.name)] > 1 {
-                g.dn.clone()
-            } else {
-                g.name.clone()
-            };
+            let folded = fold_key(&g.name);
+            let own_dn = usize::from(fold_key(&g.dn) == folded);
+            let unique = count[&folded] == 1 && dns.get(&folded).copied().unwrap_or(0) == own_dn;
+            let name = if unique { g.name.clone() } else { g.dn.clone() };
             (key.clone(), name)
         })
         .collect()
@@ -613,6 +616,25 @@ mod tests {
         assert_eq!(names["cn=eng,ou=a,dc=x"], "eng");
         assert_eq!(names["cn=ops,ou=a,dc=x"], "cn=ops,ou=a,dc=x");
         assert_eq!(names["cn=ops,ou=b,dc=x"], "cn=Ops,ou=b,dc=x");
+    }
+
+    #[test]
+    fn a_common_name_that_is_another_groups_dn_falls_back_to_the_dn() {
+        let cfg = LdapSourceConfig::default();
+        let groups = [
+            entry("cn=ops,ou=a,dc=x", &[("cn", &["ops"])]),
+            entry("cn=ops,ou=b,dc=x", &[("cn", &["ops"])]),
+            entry("cn=odd,dc=x", &[("cn", &["CN=ops,ou=a,dc=x"])]),
+            entry("cn=plain,dc=x", &[]),
+        ];
+        let snap = translate(&cfg, &[], &groups, &[]);
+        let names = unique_group_names(&snap.groups);
+        assert_eq!(names["cn=ops,ou=a,dc=x"], "cn=ops,ou=a,dc=x");
+        assert_eq!(names["cn=odd,dc=x"], "cn=odd,dc=x");
+        // A group without `cn` is named by its own DN, which is no clash.
+        assert_eq!(names["cn=plain,dc=x"], "cn=plain,dc=x");
+        let distinct: BTreeSet<String> = names.values().map(|n| n.to_lowercase()).collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
     }
 
     #[test]

@@ -110,7 +110,11 @@ impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
         let (status, scim_type) = self.status_and_type();
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self, "SCIM request failed");
+            // The client sees only "internal error"; the log needs the cause.
+            match &self {
+                ScimError::Store(cause) => tracing::error!(error = %cause, "SCIM request failed"),
+                other => tracing::error!(error = %other, "SCIM request failed"),
+            }
         }
         if status == StatusCode::NOT_MODIFIED {
             return status.into_response();

@@ -36,9 +36,17 @@ fn invalid_path(path: &str) -> ScimError {
     ScimError::InvalidPath(format!("{path:?} is not a valid attribute path"))
 }
 
-/// Parses a PATCH path.
+/// Parses a PATCH path. The value filter in it is bounded as filters
+/// are ([`filter::limits`]); a bad one is `invalidFilter` (RFC 7644
+/// §3.12, "PATCH (Path Filter)").
 pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
     let text = text.trim();
+    if text.len() > filter::limits::MAX_BYTES {
+        return Err(ScimError::InvalidPath(format!(
+            "the path is longer than {} bytes",
+            filter::limits::MAX_BYTES
+        )));
+    }
     let (head, filter, sub) = match text.find('[') {
         Some(open) => {
             let close = text.rfind(']').ok_or_else(|| invalid_path(text))?;
@@ -46,7 +54,7 @@ pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
                 return Err(invalid_path(text));
             }
             let filter = filter::parse(&text[open + 1..close])
-                .map_err(|e| ScimError::InvalidPath(e.to_string()))?;
+                .map_err(|e| ScimError::InvalidFilter(e.to_string()))?;
             let rest = &text[close + 1..];
             let sub = match rest.strip_prefix('.') {
                 Some(s) if !s.is_empty() => Some(s.to_string()),
@@ -400,10 +408,7 @@ fn described_element(filter: &Filter) -> Option<Map<String, Value>> {
     let mut pending = vec![filter];
     while let Some(next) = pending.pop() {
         match next {
-            Filter::And(left, right) => {
-                pending.push(right);
-                pending.push(left);
-            }
+            Filter::And(parts) => pending.extend(parts.iter().rev()),
             Filter::Compare {
                 path,
                 op: filter::CompareOp::Eq,
@@ -522,6 +527,37 @@ mod tests {
             let out = patched(start.clone(), ops.clone()).expect("applies");
             assert_eq!(out[key], expected, "{ops}");
         }
+    }
+
+    #[test]
+    fn path_filters_are_bounded_like_filters() {
+        let deep = format!(
+            "emails[{}type eq \"work\"{}].value",
+            "(".repeat(1_700),
+            ")".repeat(1_700)
+        );
+        assert!(
+            matches!(parse_path(&deep), Err(ScimError::InvalidFilter(m)) if m.contains("deeper"))
+        );
+        let brackets = format!("{}]", "emails[".repeat(2_000));
+        assert!(matches!(
+            parse_path(&brackets),
+            Err(ScimError::InvalidFilter(_))
+        ));
+        let long = format!("emails[{}]", vec!["value pr"; 1_001].join(" or "));
+        assert!(
+            matches!(parse_path(&long), Err(ScimError::InvalidFilter(m)) if m.contains("1000"))
+        );
+        let huge = "a".repeat(filter::limits::MAX_BYTES + 1);
+        assert!(
+            matches!(parse_path(&huge), Err(ScimError::InvalidPath(m)) if m.contains("longer"))
+        );
+        let ok = format!(
+            "emails[{}type eq \"work\"{}].value",
+            "(".repeat(64),
+            ")".repeat(64)
+        );
+        assert!(parse_path(&ok).is_ok());
     }
 
     #[test]

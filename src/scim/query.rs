@@ -36,7 +36,11 @@ pub struct ListPlan {
 impl ListPlan {
     pub fn new(params: &ListParams, kind: Kind, max_page_size: usize) -> Result<Self, ScimError> {
         let filter = params.parsed_filter()?;
-        let translated = filter.as_ref().map(|f| translate(f, kind));
+        // What SQL cannot hold (see `Condition::fits_sql`) is left to the
+        // in-memory pass, which is exact for every filter.
+        let translated = filter
+            .as_ref()
+            .map(|f| translate(f, kind).filter(|t| t.condition.fits_sql()));
         let exact = match &translated {
             None => true,
             Some(t) => t.as_ref().is_some_and(|t| t.exact),
@@ -73,29 +77,48 @@ pub struct Translated {
     pub exact: bool,
 }
 
+/// The translation of a filter (recursing as deep as the filter nests,
+/// which the parser bounds). Flat `and`/`or` lists stay flat.
 pub fn translate(filter: &Filter, kind: Kind) -> Option<Translated> {
     match filter {
-        Filter::And(a, b) => match (translate(a, kind), translate(b, kind)) {
-            (Some(a), Some(b)) => Some(Translated {
-                condition: Condition::And(Box::new(a.condition), Box::new(b.condition)),
-                exact: a.exact && b.exact,
-            }),
-            (Some(one), None) | (None, Some(one)) => Some(Translated {
-                condition: one.condition,
-                exact: false,
-            }),
-            (None, None) => None,
-        },
-        Filter::Or(a, b) => {
-            let (a, b) = (translate(a, kind)?, translate(b, kind)?);
+        Filter::And(all) => {
+            let translated: Vec<Option<Translated>> =
+                all.iter().map(|f| translate(f, kind)).collect();
+            let complete = translated.iter().all(Option::is_some);
+            let parts: Vec<Translated> = translated.into_iter().flatten().collect();
+            let exact = complete && parts.iter().all(|t| t.exact);
+            let mut conditions: Vec<Condition> = parts.into_iter().map(|t| t.condition).collect();
+            let condition = match conditions.len() {
+                0 => return None,
+                1 => conditions.remove(0),
+                _ => Condition::And(conditions),
+            };
+            Some(Translated { condition, exact })
+        }
+        Filter::Or(any) => {
+            let parts = any
+                .iter()
+                .map(|f| translate(f, kind))
+                .collect::<Option<Vec<Translated>>>()?;
+            let exact = parts.iter().all(|t| t.exact);
             Some(Translated {
-                condition: Condition::Or(Box::new(a.condition), Box::new(b.condition)),
-                exact: a.exact && b.exact,
+                condition: Condition::Or(parts.into_iter().map(|t| t.condition).collect()),
+                exact,
             })
         }
-        Filter::Compare { path, op, value } => compare(path, *op, value, kind),
+        // A value SQL cannot hold leaves just this comparison to memory.
+        Filter::Compare { path, op, value } => {
+            compare(path, *op, value, kind).filter(|t| t.condition.fits_sql())
+        }
         _ => None,
     }
+}
+
+/// Folds a compared name or e-mail the way the store's `*_lc` columns are
+/// folded (`domain::fold_key`): the one place the SQL translation does so.
+/// A user's displayName is compared only by `LOWER()`, as SQL can do it.
+fn folded(text: &str) -> String {
+    crate::domain::fold_key(text)
 }
 
 fn compare(path: &AttrPath, op: CompareOp, value: &Value, kind: Kind) -> Option<Translated> {
@@ -109,10 +132,7 @@ fn compare(path: &AttrPath, op: CompareOp, value: &Value, kind: Kind) -> Option<
         })
     };
     let text = value.as_str();
-    // userName, group displayName and e-mails are compared by their fold
-    // keys (the `*_lc` columns hold `domain::fold_key`); a user's
-    // displayName only by `LOWER()`, as SQL can do it.
-    let lc = text.map(crate::domain::fold_key);
+    let lc = text.map(folded);
     match (kind, path.key().as_str(), op) {
         (_, "id", CompareOp::Eq) => exact(Condition::Id(text?.to_string())),
         (_, "externalid", CompareOp::Eq) => exact(Condition::ExternalId(text?.to_string())),
@@ -184,5 +204,59 @@ mod tests {
             t(r#"meta.lastModified gt "2026-01-01T00:00:00Z""#, Kind::User)
                 .is_some_and(|t| t.exact)
         );
+    }
+
+    fn plan(filter: &str) -> ListPlan {
+        let params = ListParams {
+            filter: Some(filter.to_string()),
+            ..ListParams::default()
+        };
+        ListPlan::new(&params, Kind::User, 50).expect("plan")
+    }
+
+    #[test]
+    fn long_chains_stay_flat_and_within_sql_limits() {
+        let chain = (0..1000)
+            .map(|i| format!("userName eq \"u{i}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let p = plan(&chain);
+        let Some(Condition::Or(list)) = &p.condition else {
+            panic!("expected one flat or: {:?}", p.condition)
+        };
+        assert_eq!(list.len(), 1000);
+        assert!(p.sql_page.is_some(), "exact, so paged in SQL");
+        let cond = p.condition.as_ref().expect("condition");
+        assert_eq!(cond.binds(), 1000);
+        assert!(cond.sql_depth() <= 16, "{}", cond.sql_depth());
+    }
+
+    #[test]
+    fn nul_in_a_value_is_left_to_the_exact_in_memory_pass() {
+        for filter in [
+            r#"userName ew "\u00000""#,
+            r#"userName eq "a\u0000""#,
+            r#"externalId eq "\u0000""#,
+            r#"emails.value eq "\u0000@x""#,
+        ] {
+            let p = plan(filter);
+            assert_eq!(p.condition, None, "{filter}");
+            assert!(p.sql_page.is_none(), "{filter}");
+        }
+        // Other control characters bind and match as they are.
+        assert!(plan(r#"userName ew "\u00010""#).condition.is_some());
+        // Half a conjunction still narrows the rows.
+        let p = plan(r#"userName sw "a" and userName ew "\u00000""#);
+        assert_eq!(p.condition, Some(Condition::NameLcStartsWith("a".into())));
+        assert!(p.sql_page.is_none());
+    }
+
+    #[test]
+    fn values_too_long_for_a_like_pattern_are_left_to_memory() {
+        let long = "a".repeat(30_000);
+        assert!(plan(&format!("userName eq \"{long}\"")).condition.is_some());
+        assert!(plan(&format!("userName sw \"{long}\"")).condition.is_some());
+        let escaped = "_".repeat(30_000);
+        assert_eq!(plan(&format!("userName co \"{escaped}\"")).condition, None);
     }
 }

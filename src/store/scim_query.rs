@@ -37,8 +37,73 @@ pub enum Condition {
     Updated(Cmp, i64),
     /// The group has this member id.
     HasMember(String),
-    And(Box<Condition>, Box<Condition>),
-    Or(Box<Condition>, Box<Condition>),
+    /// All of the conditions (true when empty).
+    And(Vec<Condition>),
+    /// Any of the conditions (false when empty).
+    Or(Vec<Condition>),
+}
+
+/// Most values one statement may bind: SQLite's default limit is 32766,
+/// PostgreSQL's 65535; the rest is for the source and the page.
+pub const MAX_BINDS: usize = 32_000;
+
+/// Deepest expression tree a condition may compile to. SQLite refuses
+/// trees deeper than 1000 (`SQLITE_MAX_EXPR_DEPTH`), counting a flat
+/// `a OR b OR c` chain as a left-deep tree (hence the balanced lists of
+/// [`compile_list`]) and a subquery's WHERE as part of the outer tree.
+pub const MAX_SQL_DEPTH: usize = 500;
+
+/// Longest `LIKE` pattern SQLite accepts (`SQLITE_MAX_LIKE_PATTERN_LENGTH`),
+/// in bytes; longer ones fail the whole statement.
+pub const MAX_LIKE_PATTERN_BYTES: usize = 50_000;
+
+impl Condition {
+    /// How many values the condition binds.
+    pub fn binds(&self) -> usize {
+        match self {
+            Condition::And(list) | Condition::Or(list) => list.iter().map(Self::binds).sum(),
+            _ => 1,
+        }
+    }
+
+    /// An upper bound of the depth of the expression tree it compiles to.
+    pub fn sql_depth(&self) -> usize {
+        match self {
+            Condition::And(list) | Condition::Or(list) => {
+                let balanced = list.len().next_power_of_two().trailing_zeros() as usize;
+                balanced + list.iter().map(Self::sql_depth).max().unwrap_or(0) + 1
+            }
+            // `id IN (SELECT ... WHERE x = $n)`: IN, the subquery, `=`.
+            Condition::EmailLc(_) | Condition::HasMember(_) => 4,
+            _ => 2,
+        }
+    }
+
+    /// Whether the condition compiles to SQL both engines accept: within
+    /// [`MAX_BINDS`], [`MAX_SQL_DEPTH`] and [`MAX_LIKE_PATTERN_BYTES`], and
+    /// with no NUL in a text value (PostgreSQL text cannot hold one, and
+    /// SQLite's `LIKE` reads its pattern only up to the first).
+    pub fn fits_sql(&self) -> bool {
+        self.binds() <= MAX_BINDS && self.sql_depth() <= MAX_SQL_DEPTH && self.values_fit()
+    }
+
+    fn values_fit(&self) -> bool {
+        match self {
+            Condition::And(list) | Condition::Or(list) => list.iter().all(Self::values_fit),
+            Condition::NameLcStartsWith(v)
+            | Condition::NameLcContains(v)
+            | Condition::NameLcEndsWith(v) => {
+                !v.contains('\0') && like_escape(v).len() + 2 <= MAX_LIKE_PATTERN_BYTES
+            }
+            Condition::Id(v)
+            | Condition::NameLcEq(v)
+            | Condition::ExternalId(v)
+            | Condition::EmailLc(v)
+            | Condition::DisplayNameLc(v)
+            | Condition::HasMember(v) => !v.contains('\0'),
+            Condition::Active(_) | Condition::Updated(..) => true,
+        }
+    }
 }
 
 enum Bind {
@@ -92,15 +157,33 @@ fn compile(cond: &Condition, users: bool, binds: &mut Vec<Bind>) -> String {
             "id IN (SELECT group_id FROM identity_group_members WHERE member_id = {})",
             push(Bind::Text(v.clone()))
         ),
-        Condition::And(a, b) => {
-            let (a, b) = (compile(a, users, binds), compile(b, users, binds));
-            format!("({a} AND {b})")
-        }
-        Condition::Or(a, b) => {
-            let (a, b) = (compile(a, users, binds), compile(b, users, binds));
-            format!("({a} OR {b})")
+        Condition::And(list) => compile_list(list, "AND", users, binds),
+        Condition::Or(list) => compile_list(list, "OR", users, binds),
+    }
+}
+
+/// `a AND b AND ...` as a balanced tree of pairs, so that a list of n
+/// conditions adds log2(n) to the expression depth rather than n.
+fn compile_list(list: &[Condition], joiner: &str, users: bool, binds: &mut Vec<Bind>) -> String {
+    match list {
+        [] if joiner == "AND" => "1 = 1".to_string(),
+        [] => "1 = 0".to_string(),
+        [one] => compile(one, users, binds),
+        _ => {
+            let (left, right) = list.split_at(list.len() / 2);
+            let left = compile_list(left, joiner, users, binds);
+            let right = compile_list(right, joiner, users, binds);
+            format!("({left} {joiner} {right})")
         }
     }
+}
+
+/// The WHERE fragment a condition compiles to and how many values it
+/// binds after the source (`$1`): for tests and fuzzing of the compiler.
+pub fn condition_sql(cond: &Condition, users: bool) -> (String, usize) {
+    let mut binds = Vec::new();
+    let sql = compile(cond, users, &mut binds);
+    (sql, binds.len())
 }
 
 /// A page request: skip `offset` rows, return at most `limit`.
@@ -333,4 +416,54 @@ pub async fn lock_for_update(
         .execute(&mut *conn)
         .await?;
     Ok(result.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<Condition> {
+        (0..n)
+            .map(|i| Condition::NameLcEq(format!("u{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn lists_compile_to_balanced_trees_with_numbered_binds() {
+        let (sql, binds) = condition_sql(&Condition::Or(names(4)), true);
+        assert_eq!(
+            sql,
+            "((user_name_lc = $2 OR user_name_lc = $3) OR (user_name_lc = $4 OR user_name_lc = $5))"
+        );
+        assert_eq!(binds, 4);
+        assert_eq!(condition_sql(&Condition::And(vec![]), true).0, "1 = 1");
+        assert_eq!(condition_sql(&Condition::Or(vec![]), true).0, "1 = 0");
+        let (sql, _) = condition_sql(&Condition::Or(names(1000)), false);
+        let deepest = sql
+            .chars()
+            .scan(0i32, |open, c| {
+                *open += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                Some(*open)
+            })
+            .max();
+        assert_eq!(deepest, Some(10), "log2(1000) rounded up");
+    }
+
+    #[test]
+    fn conditions_beyond_the_engines_limits_do_not_fit() {
+        assert!(Condition::Or(names(1000)).fits_sql());
+        assert!(!Condition::Or(names(MAX_BINDS + 1)).fits_sql());
+        let mut deep = Condition::Active(true);
+        for _ in 0..MAX_SQL_DEPTH {
+            deep = Condition::And(vec![deep, Condition::Active(false)]);
+        }
+        assert!(!deep.fits_sql());
+        assert!(!Condition::NameLcContains("\0".into()).fits_sql());
+        assert!(!Condition::HasMember("a\0".into()).fits_sql());
+        assert!(Condition::NameLcContains("\u{1}".into()).fits_sql());
+    }
 }

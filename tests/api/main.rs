@@ -30,6 +30,7 @@ mod scim_api;
 mod scim_conformance;
 mod scim_cross_source;
 mod scim_entra_patch;
+mod scim_hostile;
 mod scim_lookalikes;
 mod scim_member_patch;
 mod scim_nul;

@@ -9,11 +9,12 @@ use super::{AttrPath, CompareOp, Filter};
 use crate::domain::Timestamp;
 use crate::scim::schema::is_case_exact;
 
-/// Whether `resource` matches `filter`.
+/// Whether `resource` matches `filter`. Recurses as deep as the filter
+/// nests, which the parser bounds.
 pub fn matches(filter: &Filter, resource: &Value) -> bool {
     match filter {
-        Filter::And(a, b) => matches(a, resource) && matches(b, resource),
-        Filter::Or(a, b) => matches(a, resource) || matches(b, resource),
+        Filter::And(all) => all.iter().all(|f| matches(f, resource)),
+        Filter::Or(any) => any.iter().any(|f| matches(f, resource)),
         Filter::Not(inner) => !matches(inner, resource),
         Filter::Present(path) => values_at(resource, path)
             .iter()

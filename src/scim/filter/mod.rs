@@ -1,8 +1,14 @@
 //! SCIM filters (RFC 7644 §3.4.2.2): a parser to an AST, evaluation in
 //! memory over resource JSON (exact for every filter), and in
 //! `crate::store::scim_query` a translation of the indexed subset to SQL.
+//!
+//! Filters come from clients holding a token, so their size is bounded
+//! ([`limits`]) before anything recurses over them: the parser, the
+//! evaluator, the SQL translation and `Drop` all recurse at most
+//! [`limits::MAX_DEPTH`] levels, and `and`/`or` chains are flat lists.
 
 mod eval;
+pub mod limits;
 mod parse;
 
 pub use eval::{matches, values_at};
@@ -59,8 +65,11 @@ impl CompareOp {
 /// A parsed filter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
-    And(Box<Filter>, Box<Filter>),
-    Or(Box<Filter>, Box<Filter>),
+    /// All of at least two filters: `a and b and c` is one flat list, so a
+    /// long chain adds no depth.
+    And(Vec<Filter>),
+    /// Any of at least two filters, flat like [`Filter::And`].
+    Or(Vec<Filter>),
     Not(Box<Filter>),
     Present(AttrPath),
     Compare {
@@ -75,7 +84,8 @@ pub enum Filter {
     },
 }
 
-/// A filter that cannot be parsed; answered as 400 `invalidFilter`.
+/// A filter that cannot be parsed or is beyond [`limits`]; answered as 400
+/// `invalidFilter`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid filter: {0}")]
 pub struct FilterError(pub String);

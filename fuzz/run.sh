@@ -13,8 +13,11 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
     exit 0
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: skipped: cargo-fuzz is not installed (cargo install cargo-fuzz --locked)"
-    exit 0
+    echo "fuzz: installing cargo-fuzz"
+    if ! cargo install cargo-fuzz --locked >/dev/null 2>&1; then
+        echo "fuzz: skipped: cargo-fuzz is not installed and could not be (cargo install cargo-fuzz --locked)"
+        exit 0
+    fi
 fi
 # Sanitizer builds share nothing with the normal ones: keep them apart.
 target_dir="${FUZZ_TARGET_DIR:-$fuzz_dir/target}"

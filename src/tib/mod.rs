@@ -5,7 +5,7 @@
 //! profiles from the rules of the profile's organisation and the Tyk group
 //! ids it knows ([`render`]), pushes them to TIB's REST API and/or profiles
 //! file ([`push`]), and keeps them current from a leader-only background
-//! task ([`task`]) that also corrects hand edits. See `docs/tib.md`.
+//! task ([`task`]) that also corrects hand edits. See the README, "Tyk Identity Broker (TIB) profiles".
 
 pub mod api;
 pub mod cli;

@@ -455,7 +455,7 @@ async fn tib(config: &Config, action: TibAction) -> ExitCode {
             .map_err(|e| CommandError::Usage(e.to_string()))?
             .ok_or_else(|| {
                 CommandError::Usage(
-                    "tib: no [tib] section is configured (hint: see the README, "Tyk Identity Broker (TIB) profiles")".into(),
+                    "tib: no [tib] section is configured (hint: see the README, section \"Tyk Identity Broker (TIB) profiles\")".into(),
                 )
             })?;
         let result = match action {

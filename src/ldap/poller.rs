@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::apply::apply_user_changes;
 use super::apply_groups::{GroupReport, StoredGroups, UserRef, apply_groups};
 use super::config::{LdapSourceConfig, MembershipMode};
-use super::diff::{Held, UserChange, check_removals, diff_users, stored_dn};
+use super::diff::{
+    Held, ReadCounts, UserChange, check_empty_read, check_removals, diff_users, removals, stored_dn,
+};
 use super::error::LdapError;
 use super::fingerprint::user_fingerprint;
 use super::nested;
@@ -53,7 +55,8 @@ pub struct PollReport {
     pub groups: GroupReport,
     /// Groups found on a membership cycle (tolerated, reported).
     pub cycles: Vec<String>,
-    /// Set when the mass-removal guard held the poll: nothing was applied.
+    /// Set when the poll was held (the mass-removal guard, or a read that
+    /// found no users or no groups): nothing was applied.
     pub held: Option<Held>,
 }
 
@@ -130,6 +133,11 @@ async fn apply_read(
     prefetched: Option<Prefetched>,
 ) -> Result<PollReport, LdapError> {
     let full = options.kind == PollKind::Full;
+    // Whether this poll read every user: a full one (or an incremental one
+    // without `since`) read them whole; an incremental `member_of` poll read
+    // every user's `memberOf` (how many entries that found).
+    let every_user_read = full || options.since.is_none();
+    let member_of_users = read.rest.member_of.as_ref().map(|m| m.users);
     let mut tx = store.begin_write().await?;
     let generation = ldap_fingerprints::bump_generation(&mut tx, source).await?;
     let prefetched = prefetched.filter(|p| p.generation == generation);
@@ -160,14 +168,33 @@ async fn apply_read(
         cycles: cycles.into_iter().collect(),
         held: None,
     };
-    let guard = check_removals(
-        &changes,
-        stored_count,
-        cfg.max_removal_percent,
-        cfg.max_removal_min,
-    );
+    let stored_group_count = match (&stored_groups, snap.groups.is_empty()) {
+        // Counted only when it matters: no group was read.
+        (_, false) => 0,
+        (Some(stored), true) => stored.groups.len(),
+        (None, true) => ldap_fingerprints::count_groups(&mut tx, source).await?,
+    };
+    let counts = ReadCounts {
+        users: if every_user_read {
+            Some(snap.users.len())
+        } else {
+            member_of_users
+        },
+        stored_users: stored_count,
+        groups: snap.groups.len(),
+        stored_groups: stored_group_count,
+    };
+    let guard =
+        check_empty_read(counts, removals(&changes), cfg.max_removal_percent).and_then(|()| {
+            check_removals(
+                &changes,
+                stored_count,
+                cfg.max_removal_percent,
+                cfg.max_removal_min,
+            )
+        });
     if let (Err(held), false) = (guard, options.force) {
-        tracing::warn!(source = %source, removals = held.removals, stored = held.stored, "LDAP poll held by the mass-removal guard");
+        tracing::warn!(source = %source, reason = %held.reason, removals = held.removals, stored = held.stored, "LDAP poll held");
         report.held = Some(held);
         return Ok(report);
     }
@@ -177,21 +204,9 @@ async fn apply_read(
         Some(by_stable) => full_user_refs(by_stable, &snap, &created),
         None => user_refs(&stored, &snap, &created, &changes),
     };
-    let only_users = (cfg.membership == MembershipMode::MemberOf && !full).then(|| {
-        snap.users
-            .keys()
-            .filter_map(|key| users.get(key).map(|u| u.id))
-            .collect::<BTreeSet<Uuid>>()
-    });
-    report.groups = apply_groups(
-        &mut tx,
-        source,
-        &snap,
-        &users,
-        only_users.as_ref(),
-        stored_groups,
-    )
-    .await?;
+    // Every poll knows every membership (an incremental `member_of` poll
+    // read every user's `memberOf`), so member lists are replaced whole.
+    report.groups = apply_groups(&mut tx, source, &snap, &users, None, stored_groups).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(report)
 }
@@ -320,14 +335,30 @@ async fn plan_incremental(
 }
 
 /// The read translated, with what the config adds: users matched by the
-/// disabled filter are inactive; in-chain members replace member lists.
+/// disabled filter are inactive; in-chain members replace member lists, as
+/// do every user's `memberOf` when an incremental poll read them.
 fn snapshot(cfg: &LdapSourceConfig, read: TranslatedRead, known: &KnownUsers) -> DirectorySnapshot {
     let TranslatedRead {
         users,
         groups,
-        rest,
+        mut rest,
     } = read;
     let mut snap = users.finish_prepared(&groups, known);
+    if let Some(all) = rest.member_of.take() {
+        // Keyed by DN: the poll resolves users it did not read by their
+        // stored DN.
+        snap.user_members.clear();
+        for (user, groups) in all.memberships {
+            for group in groups {
+                if snap.groups.contains_key(&group) {
+                    snap.user_members
+                        .entry(group)
+                        .or_default()
+                        .insert(user.clone());
+                }
+            }
+        }
+    }
     for key in &rest.disabled {
         if let Some(user) = snap.users.get_mut(key) {
             user.active = false;

@@ -55,6 +55,18 @@ pub async fn bump_generation(
     Ok(next - 1)
 }
 
+/// How many groups `source` has (the empty-read guard's comparison).
+pub async fn count_groups(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+) -> Result<usize, StoreError> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM identity_groups WHERE source = $1")
+        .bind(source.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
 /// Every user of `source`: id, stable id and fingerprint.
 ///
 /// The rows come aggregated into one text value (`id,fingerprint,hex of

@@ -30,7 +30,8 @@ use crate::tasks::Shutdown;
 pub struct PollRequest {
     /// Full poll even if an incremental one is due.
     pub full: bool,
-    /// Apply a poll the mass-removal guard would hold.
+    /// Apply a poll that would be held (the mass-removal guard, an empty
+    /// read). When a full poll is held, a forced poll is full.
     pub force: bool,
 }
 

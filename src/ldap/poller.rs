@@ -13,7 +13,7 @@ use super::apply::apply_user_changes;
 use super::apply_groups::{GroupReport, StoredGroups, UserRef, apply_groups};
 use super::config::{LdapSourceConfig, MembershipMode};
 use super::diff::{
-    Held, ReadCounts, UserChange, check_empty_read, check_removals, diff_users, removals, stored_dn,
+    Held, ReadCounts, UserChange, check_empty_read, check_removals, diff_users, removals,
 };
 use super::error::LdapError;
 use super::fingerprint::user_fingerprint;
@@ -21,8 +21,8 @@ use super::nested;
 use super::read::{TranslatedRead, read_translated};
 use super::translate::{DirectorySnapshot, DirectoryUser, KnownUsers, dn_key};
 use crate::domain::{IdentityUser, SourceName, Timestamp};
-use crate::store::ldap_fingerprints::{self, UserDigest};
-use crate::store::{Store, StoreError, identities};
+use crate::store::ldap_fingerprints::{self, UserDigest, UserKeys};
+use crate::store::{Store, StoreError};
 
 /// Full polls may delete users; incremental ones read only changed users
 /// and never delete.
@@ -154,6 +154,7 @@ async fn apply_read(
         unchanged_prints,
         by_stable,
         stored_groups,
+        all_users,
     } = plan;
     let cycles = nested::cycles(&snap.group_members);
     if !cycles.is_empty() {
@@ -202,7 +203,7 @@ async fn apply_read(
     ldap_fingerprints::put_user_fingerprints(&mut tx, &unchanged_prints).await?;
     let users = match &by_stable {
         Some(by_stable) => full_user_refs(by_stable, &snap, &created),
-        None => user_refs(&stored, &snap, &created, &changes),
+        None => user_refs(&all_users, &snap, &created),
     };
     // Every poll knows every membership (an incremental `member_of` poll
     // read every user's `memberOf`), so member lists are replaced whole.
@@ -225,6 +226,8 @@ struct Plan {
     by_stable: Option<HashMap<String, Uuid>>,
     /// The stored groups, if read already.
     stored_groups: Option<StoredGroups>,
+    /// Incremental polls: every stored user's keys (full polls: empty).
+    all_users: Vec<UserKeys>,
 }
 
 /// What a full poll compares with, read before its write transaction.
@@ -305,32 +308,47 @@ async fn plan_full(
         unchanged_prints: prints,
         by_stable: Some(by_stable),
         stored_groups,
+        all_users: Vec::new(),
     })
 }
 
-/// An incremental poll compares the users it read with every stored user
-/// (few were read; group member lists may name any stored user).
+/// An incremental poll compares the users it read with their stored rows;
+/// group member lists may name any stored user, so every stored user's
+/// keys are read (condensed, like a full poll's digests).
 async fn plan_incremental(
     conn: &mut AnyConnection,
     source: &SourceName,
     cfg: &LdapSourceConfig,
     read: TranslatedRead,
 ) -> Result<Plan, LdapError> {
-    let stored = identities::list_users(conn, source).await?;
-    let known: Vec<(String, String)> = stored
+    let all_users = ldap_fingerprints::user_keys(conn, source).await?;
+    let known: Vec<(String, String)> = all_users
         .iter()
-        .filter_map(|u| stored_dn(u).map(|dn| (dn_key(dn), u.user_name.clone())))
+        .filter_map(|u| u.dn.as_deref().map(|dn| (dn_key(dn), u.user_name.clone())))
         .collect();
     let snap = snapshot(cfg, read, &known);
+    drop(known);
+    let by_stable: HashMap<&str, Uuid> = all_users
+        .iter()
+        .filter_map(|u| u.external_id.as_deref().map(|x| (x, u.id)))
+        .collect();
+    let read_ids: Vec<Uuid> = snap
+        .users
+        .values()
+        .filter_map(|u| by_stable.get(u.stable_id.as_str()).copied())
+        .collect();
+    drop(by_stable);
+    let stored = ldap_fingerprints::users_by_ids(conn, source, &read_ids).await?;
     let changes = diff_users(&stored, snap.users.values(), false);
     Ok(Plan {
         snap,
-        stored_count: stored.len(),
+        stored_count: all_users.len(),
         stored,
         changes,
         unchanged_prints: Vec::new(),
         by_stable: None,
         stored_groups: None,
+        all_users,
     })
 }
 
@@ -395,32 +413,24 @@ fn full_user_refs(
         .collect()
 }
 
-/// Every user of the source after the changes, by DN key.
+/// Incremental polls (which delete nobody): every user of the source
+/// after the changes, by DN key.
 fn user_refs(
-    stored: &[IdentityUser],
+    all_users: &[UserKeys],
     snap: &DirectorySnapshot,
     created: &[(String, Uuid)],
-    changes: &[UserChange],
 ) -> BTreeMap<String, UserRef> {
-    let deleted: BTreeSet<Uuid> = changes
+    let mut refs: BTreeMap<String, UserRef> = all_users
         .iter()
-        .filter_map(|c| match c {
-            UserChange::Delete { id, .. } => Some(*id),
-            _ => None,
-        })
-        .collect();
-    let mut refs: BTreeMap<String, UserRef> = stored
-        .iter()
-        .filter(|u| !deleted.contains(&u.id))
         .filter_map(|u| {
             let r = UserRef {
                 id: u.id,
                 email: u.email.clone(),
             };
-            stored_dn(u).map(|dn| (dn_key(dn), r))
+            u.dn.as_deref().map(|dn| (dn_key(dn), r))
         })
         .collect();
-    let by_stable: BTreeMap<&str, Uuid> = stored
+    let by_stable: BTreeMap<&str, Uuid> = all_users
         .iter()
         .filter_map(|u| u.external_id.as_deref().map(|x| (x, u.id)))
         .collect();
@@ -449,7 +459,7 @@ mod tests {
     use super::*;
     use crate::ldap::read::DirectoryRead;
     use crate::ldap::translate::{RawEntry, Translator};
-    use crate::store::StoreOptions;
+    use crate::store::{StoreOptions, identities};
 
     fn read_of(cfg: &LdapSourceConfig, uids: &[&str]) -> TranslatedRead {
         let mut users = Translator::new(cfg);

@@ -170,6 +170,64 @@ both_backends!(
     incremental_member_of_polls_apply_membership_changes
 );
 
+/// In `group_attributes` mode an incremental poll resolves member DNs and
+/// `memberUid`s of users it did not read through the stored users.
+async fn incremental_group_polls_resolve_users_they_did_not_read(db: Db) {
+    let (store, _guard) = fresh_store(db).await;
+    let slapd = Slapd::start();
+    slapd.add(&people(&["g0", "g1"]));
+    slapd.add(&format!(
+        "dn: cn=eng,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: eng\nmember: {}\n\n\
+         dn: cn=posix,ou=groups,{SUFFIX}\nobjectClass: posixGroup\ncn: posix\n\
+         gidNumber: 5000\nmemberUid: g1\n",
+        dn("g0")
+    ));
+    let cfg = ldap_config(&slapd);
+    let pw = SecretString::from(slapd.bind_password().to_string());
+    let source = SourceName::new("corp");
+    let options = |kind, since| PollOptions {
+        kind,
+        force: false,
+        since,
+    };
+    run_poll(&store, &source, &cfg, &pw, options(PollKind::Full, None))
+        .await
+        .expect("full");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let since = Some(Timestamp::now());
+    slapd.modify(&format!(
+        "dn: cn=eng,ou=groups,{SUFFIX}\nchangetype: modify\nadd: member\nmember: {}\n",
+        dn("g1")
+    ));
+    let report = run_poll(
+        &store,
+        &source,
+        &cfg,
+        &pw,
+        options(PollKind::Incremental, since),
+    )
+    .await
+    .expect("incremental");
+    assert_eq!(report.users_read, 0, "{report:?}");
+    assert_eq!(
+        (report.groups.members_added, report.groups.members_removed),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        memberships(&store, &source).await,
+        [
+            ("eng".to_string(), set(&["g0", "g1"])),
+            ("posix".to_string(), set(&["g1"])),
+        ]
+        .into()
+    );
+}
+both_backends!(
+    ldap_incremental_group_attributes,
+    incremental_group_polls_resolve_users_they_did_not_read
+);
+
 // ------------------------------------------------ the binary and the API
 
 /// A config file for the `tyk-idsync` binary: one source `corp`.

@@ -11,7 +11,9 @@
 //! or `BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/postgres
 //! scripts/bench-ldap.sh`. Without `--postgres` only SQLite is measured.
 //! `--postgres` names a server and a database to connect to first: each run
-//! creates its own database there and drops it after. `--hold` keeps slapd
+//! creates its own database there and drops it after. `--membership
+//! member_of` writes each user's (and nested group's) `memberOf` into the
+//! LDIF too and polls with `membership = "member_of"`. `--hold` keeps slapd
 //! and the SQLite stores until Enter is pressed (for profiling a `child`).
 //! Needs `slapd`, `slapadd` and `ldapsearch` (Debian: `slapd ldap-utils`).
 //!
@@ -27,7 +29,9 @@
 //!    least 5: its time varies much more than the poll's);
 //! 3. times `read_directory` alone, then, per backend, a first full poll
 //!    (`run_once(.., PollKind::Full, false)`, page size 500) into an empty
-//!    store and a second full poll with nothing changed.
+//!    store, a second full poll with nothing changed, and an incremental
+//!    poll with nothing changed (`since` = now: no user changed; in
+//!    `member_of` mode it still reads every user's `memberOf`).
 //!
 //! Each measurement runs in its own process (this binary, `child …`), which
 //! reports its wall time and its peak RSS (`VmHWM`). slapd is killed and the
@@ -43,9 +47,9 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use tyk_idsync::domain::SourceName;
-use tyk_idsync::ldap::config::LdapSourceConfig;
-use tyk_idsync::ldap::poller::{PollKind, run_once};
+use tyk_idsync::domain::{SourceName, Timestamp};
+use tyk_idsync::ldap::config::{LdapSourceConfig, MembershipMode};
+use tyk_idsync::ldap::poller::{PollKind, PollOptions, run_once, run_poll};
 use tyk_idsync::ldap::read::read_directory;
 use tyk_idsync::store::{Store, StoreOptions};
 
@@ -109,6 +113,8 @@ struct Options {
     users: usize,
     groups: usize,
     runs: usize,
+    /// `group_attributes` (the default) or `member_of`.
+    membership: String,
     postgres: Option<String>,
     /// Keep slapd and the SQLite stores until Enter is pressed (profiling).
     hold: bool,
@@ -120,6 +126,7 @@ impl Options {
             users: 50_000,
             groups: 5_000,
             runs: 3,
+            membership: "group_attributes".into(),
             postgres: None,
             hold: false,
         };
@@ -130,12 +137,14 @@ impl Options {
                 "--users" => options.users = value()?.parse()?,
                 "--groups" => options.groups = value()?.parse()?,
                 "--runs" => options.runs = value()?.parse()?,
+                "--membership" => options.membership = value()?.clone(),
                 "--postgres" => options.postgres = Some(value()?.clone()),
                 "--hold" => options.hold = true,
                 other => {
                     return Err(format!(
                         "unknown argument {other}; usage: ldap_bench [--users N] \
-                         [--groups N] [--runs N] [--postgres URL] [--hold]"
+                         [--groups N] [--runs N] [--membership group_attributes|member_of] \
+                         [--postgres URL] [--hold]"
                     )
                     .into());
                 }
@@ -144,19 +153,32 @@ impl Options {
         if options.groups < 2 || options.users < 50 || options.runs < 1 {
             return Err("need --users ≥ 50, --groups ≥ 2, --runs ≥ 1".into());
         }
+        membership_mode(&options.membership)?;
         Ok(options)
     }
 }
 
 // ---------------------------------------------------------------- children
 
-/// `child read LDAP_URL` or `child poll LDAP_URL DATABASE_URL`.
+fn membership_mode(name: &str) -> Result<MembershipMode, BoxError> {
+    match name {
+        "group_attributes" => Ok(MembershipMode::GroupAttributes),
+        "member_of" => Ok(MembershipMode::MemberOf),
+        other => Err(format!("--membership {other}: group_attributes or member_of").into()),
+    }
+}
+
+/// `child read LDAP_URL MEMBERSHIP` or `child poll|incremental LDAP_URL
+/// MEMBERSHIP DATABASE_URL`.
 async fn child(args: &[String]) -> Result<Sample, BoxError> {
-    let (mode, ldap_url) = match args {
-        [mode, url, ..] => (mode.as_str(), url.as_str()),
-        _ => return Err("child MODE LDAP_URL [DATABASE_URL]".into()),
+    let (mode, ldap_url, membership) = match args {
+        [mode, url, membership, ..] => (mode.as_str(), url.as_str(), membership.as_str()),
+        _ => return Err("child MODE LDAP_URL MEMBERSHIP [DATABASE_URL]".into()),
     };
-    let cfg = source_config(ldap_url);
+    let cfg = LdapSourceConfig {
+        membership: membership_mode(membership)?,
+        ..source_config(ldap_url)
+    };
     let password = SecretString::from(ADMIN_PW.to_string());
     match mode {
         "read" => {
@@ -171,13 +193,23 @@ async fn child(args: &[String]) -> Result<Sample, BoxError> {
                 changes: 0,
             })
         }
-        "poll" => {
-            let db_url = args.get(2).ok_or("child poll needs a DATABASE_URL")?;
+        "poll" | "incremental" => {
+            let db_url = args.get(3).ok_or("child poll needs a DATABASE_URL")?;
             let store = Store::connect(&StoreOptions::new(db_url.clone())).await?;
             store.migrate().await?;
             let source = SourceName::new("bench");
             let start = Instant::now();
-            let report = run_once(&store, &source, &cfg, &password, PollKind::Full, false).await?;
+            let report = if mode == "poll" {
+                run_once(&store, &source, &cfg, &password, PollKind::Full, false).await?
+            } else {
+                // Users changed since now: none.
+                let options = PollOptions {
+                    kind: PollKind::Incremental,
+                    force: false,
+                    since: Some(Timestamp::now()),
+                };
+                run_poll(&store, &source, &cfg, &password, options).await?
+            };
             let wall_s = start.elapsed().as_secs_f64();
             store.close().await;
             if report.held.is_some() {
@@ -245,7 +277,8 @@ fn orchestrate(options: &Options) -> Result<(), BoxError> {
     let mut slapd = Slapd::new(dir.path())?;
     let ldif = dir.path().join("directory.ldif");
     let started = Instant::now();
-    let (members, nested) = write_ldif(&ldif, options.users, options.groups)?;
+    let with_member_of = options.membership == "member_of";
+    let (members, nested) = write_ldif(&ldif, options.users, options.groups, with_member_of)?;
     eprintln!(
         "generated {} users, {} groups ({members} user members, {nested} nested groups) in {:.1}s",
         options.users,
@@ -258,13 +291,14 @@ fn orchestrate(options: &Options) -> Result<(), BoxError> {
     std::fs::remove_file(&ldif)?;
     slapd.start()?;
     let url = slapd.url();
+    let membership = options.membership.as_str();
 
     let mut rows: Vec<(String, Vec<Sample>)> = Vec::new();
     let floor = measure_ldapsearch(&url, options)?;
     rows.push(("ldapsearch users + groups (floor)".into(), floor));
     let mut reads = Vec::new();
     for _ in 0..options.runs {
-        reads.push(run_child(&["read", &url])?);
+        reads.push(run_child(&["read", &url, membership])?);
     }
     rows.push(("read_directory only".into(), reads));
 
@@ -273,20 +307,24 @@ fn orchestrate(options: &Options) -> Result<(), BoxError> {
         backends.push(Backend::Postgres(admin.clone()));
     }
     for backend in &backends {
-        let (mut first, mut steady) = (Vec::new(), Vec::new());
+        let (mut first, mut steady, mut incremental) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..options.runs {
             let db = backend.fresh(run)?;
             let result = (|| -> Result<(), BoxError> {
-                let created = run_child(&["poll", &url, db.url()])?;
+                let created = run_child(&["poll", &url, membership, db.url()])?;
                 check(
                     &created,
                     options,
+                    options.users,
                     options.users + options.groups + members + nested,
                 )?;
                 first.push(created);
-                let unchanged = run_child(&["poll", &url, db.url()])?;
-                check(&unchanged, options, 0)?;
+                let unchanged = run_child(&["poll", &url, membership, db.url()])?;
+                check(&unchanged, options, options.users, 0)?;
                 steady.push(unchanged);
+                let unchanged = run_child(&["incremental", &url, membership, db.url()])?;
+                check(&unchanged, options, 0, 0)?;
+                incremental.push(unchanged);
                 Ok(())
             })();
             db.drop_it()?;
@@ -297,6 +335,10 @@ fn orchestrate(options: &Options) -> Result<(), BoxError> {
         rows.push((
             format!("full poll → {name}: second (nothing changed)"),
             steady,
+        ));
+        rows.push((
+            format!("incremental poll → {name}: nothing changed"),
+            incremental,
         ));
     }
     print_table(options, &rows);
@@ -311,9 +353,10 @@ fn orchestrate(options: &Options) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A poll must have read everything and made exactly `changes` changes.
-fn check(sample: &Sample, options: &Options, changes: usize) -> Result<(), BoxError> {
-    if sample.users != options.users || sample.groups != options.groups {
+/// A poll must have read `users` users (all, or none changed) and every
+/// group, and made exactly `changes` changes.
+fn check(sample: &Sample, options: &Options, users: usize, changes: usize) -> Result<(), BoxError> {
+    if sample.users != users || sample.groups != options.groups {
         return Err(format!("poll read {sample:?}, expected all entries").into());
     }
     if sample.changes != changes {
@@ -392,8 +435,9 @@ fn print_table(options: &Options, rows: &[(String, Vec<Sample>)]) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{} users, {} groups, page size {PAGE_SIZE}, {} run(s) each, release build\n",
-        options.users, options.groups, options.runs
+        "\n{} users, {} groups, membership = {}, page size {PAGE_SIZE}, {} run(s) each, \
+         release build\n",
+        options.users, options.groups, options.membership, options.runs
     );
     let _ = writeln!(
         out,
@@ -434,8 +478,47 @@ fn median(values: &[f64]) -> f64 {
 // ------------------------------------------------------------------ data
 
 /// Writes the directory; returns (user member values, group member values).
-fn write_ldif(path: &Path, users: usize, groups: usize) -> Result<(usize, usize), BoxError> {
+/// With `member_of`, each user and nested group also carries the
+/// `memberOf` values the overlay would have given it (slapadd runs no
+/// overlay).
+fn write_ldif(
+    path: &Path,
+    users: usize,
+    groups: usize,
+    member_of: bool,
+) -> Result<(usize, usize), BoxError> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    // Each group's user members and member groups, drawn first so the
+    // users' memberOf can be written with the users.
+    let mut lists: Vec<(Vec<usize>, Vec<usize>)> = Vec::with_capacity(groups);
+    for g in 0..groups {
+        let count = rng.gen_range(10..=50).min(users);
+        let members = sample(&mut rng, users, count).into_vec();
+        let mut nested = Vec::new();
+        // Every tenth group also holds 1–3 groups later in the list: nesting
+        // without cycles.
+        if g % 10 == 0 && g + 1 < groups {
+            let later = groups - g - 1;
+            let count = rng.gen_range(1..=3).min(later);
+            nested = sample(&mut rng, later, count)
+                .into_iter()
+                .map(|k| g + 1 + k)
+                .collect();
+        }
+        lists.push((members, nested));
+    }
+    let mut user_groups: Vec<Vec<usize>> = vec![Vec::new(); if member_of { users } else { 0 }];
+    let mut group_parents: Vec<Vec<usize>> = vec![Vec::new(); if member_of { groups } else { 0 }];
+    if member_of {
+        for (g, (members, nested)) in lists.iter().enumerate() {
+            for n in members {
+                user_groups[*n].push(g);
+            }
+            for k in nested {
+                group_parents[*k].push(g);
+            }
+        }
+    }
     let mut w = BufWriter::new(std::fs::File::create(path)?);
     writeln!(
         w,
@@ -444,34 +527,34 @@ fn write_ldif(path: &Path, users: usize, groups: usize) -> Result<(usize, usize)
          dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n"
     )?;
     for n in 0..users {
-        writeln!(
+        write!(
             w,
             "dn: uid=user{n:06},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\n\
              uid: user{n:06}\ncn: Given{n} Family{n}\nsn: Family{n}\ngivenName: Given{n}\n\
              mail: user{n:06}@example.org\n"
         )?;
+        for g in user_groups.get(n).into_iter().flatten() {
+            writeln!(w, "memberOf: cn=group{g:05},ou=groups,{SUFFIX}")?;
+        }
+        writeln!(w)?;
     }
     let (mut members, mut nested) = (0, 0);
-    for g in 0..groups {
+    for (g, (users_in, groups_in)) in lists.iter().enumerate() {
         writeln!(
             w,
             "dn: cn=group{g:05},ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: group{g:05}"
         )?;
-        let count = rng.gen_range(10..=50).min(users);
-        for n in sample(&mut rng, users, count) {
+        for n in users_in {
             writeln!(w, "member: uid=user{n:06},ou=people,{SUFFIX}")?;
         }
-        members += count;
-        // Every tenth group also holds 1–3 groups later in the list: nesting
-        // without cycles.
-        if g % 10 == 0 && g + 1 < groups {
-            let later = groups - g - 1;
-            let count = rng.gen_range(1..=3).min(later);
-            for k in sample(&mut rng, later, count) {
-                writeln!(w, "member: cn=group{:05},ou=groups,{SUFFIX}", g + 1 + k)?;
-            }
-            nested += count;
+        for k in groups_in {
+            writeln!(w, "member: cn=group{k:05},ou=groups,{SUFFIX}")?;
         }
+        for p in group_parents.get(g).into_iter().flatten() {
+            writeln!(w, "memberOf: cn=group{p:05},ou=groups,{SUFFIX}")?;
+        }
+        members += users_in.len();
+        nested += groups_in.len();
         writeln!(w)?;
     }
     w.flush()?;
@@ -524,7 +607,7 @@ impl Slapd {
     }
 
     /// Offline bulk load (generates entryUUID and the other operational
-    /// attributes; overlays do not run, so memberOf stays empty).
+    /// attributes; overlays do not run, so memberOf is what the LDIF says).
     fn load(&self, ldif: &Path) -> Result<(), BoxError> {
         let out = Command::new("slapadd")
             .arg("-q")

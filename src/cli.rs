@@ -159,7 +159,9 @@ pub enum MappingsAction {
 #[derive(Debug, Subcommand)]
 pub enum LdapAction {
     /// Poll one source now and print the report: exit 0 applied, 1 failed,
-    /// 2 held by the mass-removal guard (re-run with --force to apply).
+    /// 2 held (the mass-removal guard, or a read that found no users or no
+    /// groups; re-run with --force to apply: forcing a held full poll runs
+    /// a full poll).
     Poll {
         /// The source name (`[ldap.sources.<name>]`).
         #[arg(long)]
@@ -167,7 +169,8 @@ pub enum LdapAction {
         /// Full poll (finds deleted users) even if an incremental one is due.
         #[arg(long)]
         full: bool,
-        /// Apply even if the mass-removal guard would hold the poll.
+        /// Apply even if the poll would be held (a held full poll is
+        /// re-run as a full poll).
         #[arg(long)]
         force: bool,
     },
@@ -573,10 +576,9 @@ async fn ldap(config: &Config, action: LdapAction) -> ExitCode {
             match poller.poll(request).await {
                 Ok(report) => {
                     print_stdout(&format!("{:#}\n", serde_json::json!(report)));
-                    if report.held.is_some() {
-                        eprintln!(
-                            "held: the poll would remove too many users; re-run with --force to apply"
-                        );
+                    if let Some(held) = &report.held {
+                        // --force re-runs a held full poll as a full poll.
+                        eprintln!("held: {}; re-run with --force to apply it", held.reason);
                         ExitCode::from(2)
                     } else {
                         ExitCode::SUCCESS

@@ -3,7 +3,8 @@
 //!
 //! `GET  /ldap/sources`                 every source: URL, bases, poll state
 //! `POST /ldap/sources/{source}/poll`   poll now; body `{"full", "force"}`
-//!                                      (both optional) → the poll report
+//!                                      (both optional; forcing a held full
+//!                                      poll runs a full poll) → the report
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -117,9 +117,21 @@ pub fn stored_dn(user: &IdentityUser) -> Option<&str> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Held {
+    /// For the operator: what tripped and what to check.
+    pub reason: String,
+    /// Users the poll would delete or deactivate.
     pub removals: usize,
+    /// Users of the source in the store.
     pub stored: usize,
     pub max_percent: u8,
+}
+
+/// Users deleted or deactivated by `changes`.
+pub fn removals(changes: &[UserChange]) -> usize {
+    changes
+        .iter()
+        .filter(|c| matches!(c, UserChange::Delete { .. } | UserChange::Deactivate { .. }))
+        .count()
 }
 
 /// The guard: more than `max_percent` of `stored` users deleted or
@@ -130,19 +142,63 @@ pub fn check_removals(
     max_percent: u8,
     min: u32,
 ) -> Result<(), Held> {
-    let removals = changes
-        .iter()
-        .filter(|c| matches!(c, UserChange::Delete { .. } | UserChange::Deactivate { .. }))
-        .count();
+    let removals = removals(changes);
     let over_share = removals * 100 > stored * usize::from(max_percent);
     if over_share && removals > min as usize {
         return Err(Held {
+            reason: format!(
+                "would remove {removals} of {stored} users (more than {max_percent}% and more \
+                 than {min}); not applied"
+            ),
             removals,
             stored,
             max_percent,
         });
     }
     Ok(())
+}
+
+/// What a poll read of the whole directory, for [`check_empty_read`].
+#[derive(Debug, Clone, Copy)]
+pub struct ReadCounts {
+    /// Users read by a read of every user (`None`: this poll read only
+    /// changed users, so none is not suspicious).
+    pub users: Option<usize>,
+    /// Users of the source in the store.
+    pub stored_users: usize,
+    /// Groups read (every poll reads every group).
+    pub groups: usize,
+    /// Groups of the source in the store.
+    pub stored_groups: usize,
+}
+
+/// A read of every user that found none, or of every group that found
+/// none, where the store has some, is a wrong filter or base far more
+/// often than an emptied directory: held whatever the removal thresholds
+/// say (a small directory is below `max_removal_min`).
+pub fn check_empty_read(counts: ReadCounts, removals: usize, max_percent: u8) -> Result<(), Held> {
+    let mut reasons = Vec::new();
+    if counts.users == Some(0) && counts.stored_users > 0 {
+        reasons.push(format!(
+            "read 0 users where the source has {}: check user_filter/user_base",
+            counts.stored_users
+        ));
+    }
+    if counts.groups == 0 && counts.stored_groups > 0 {
+        reasons.push(format!(
+            "read 0 groups where the source has {}: check group_filter/group_base",
+            counts.stored_groups
+        ));
+    }
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(Held {
+        reason: format!("{}; not applied", reasons.join("; ")),
+        removals,
+        stored: counts.stored_users,
+        max_percent,
+    })
 }
 
 #[cfg(test)]
@@ -241,6 +297,8 @@ mod tests {
         assert_eq!(
             check_removals(&deletes(21), 100, 20, 5),
             Err(Held {
+                reason: "would remove 21 of 100 users (more than 20% and more than 5); not applied"
+                    .into(),
                 removals: 21,
                 stored: 100,
                 max_percent: 20
@@ -250,5 +308,31 @@ mod tests {
             check_removals(&deletes(3), 4, 20, 5).is_ok(),
             "below the absolute minimum"
         );
+    }
+
+    #[test]
+    fn an_empty_read_is_held_whatever_the_thresholds() {
+        let counts = |users, stored_users, groups, stored_groups| ReadCounts {
+            users,
+            stored_users,
+            groups,
+            stored_groups,
+        };
+        let held = check_empty_read(counts(Some(0), 6, 2, 2), 6, 100).expect_err("held");
+        assert_eq!(
+            held.reason,
+            "read 0 users where the source has 6: check user_filter/user_base; not applied"
+        );
+        assert_eq!((held.removals, held.stored), (6, 6));
+        let held = check_empty_read(counts(Some(6), 6, 0, 3), 0, 20).expect_err("held");
+        assert!(
+            held.reason
+                .starts_with("read 0 groups where the source has 3"),
+            "{held:?}"
+        );
+        // An empty source, or an incremental read of changed users only.
+        assert!(check_empty_read(counts(Some(0), 0, 0, 0), 0, 20).is_ok());
+        assert!(check_empty_read(counts(None, 6, 2, 2), 0, 20).is_ok());
+        assert!(check_empty_read(counts(Some(1), 6, 1, 2), 5, 20).is_ok());
     }
 }

@@ -12,15 +12,17 @@ use uuid::Uuid;
 use super::apply::apply_user_changes;
 use super::apply_groups::{GroupReport, StoredGroups, UserRef, apply_groups};
 use super::config::{LdapSourceConfig, MembershipMode};
-use super::diff::{Held, UserChange, check_removals, diff_users, stored_dn};
+use super::diff::{
+    Held, ReadCounts, UserChange, check_empty_read, check_removals, diff_users, removals,
+};
 use super::error::LdapError;
 use super::fingerprint::user_fingerprint;
 use super::nested;
 use super::read::{TranslatedRead, read_translated};
 use super::translate::{DirectorySnapshot, DirectoryUser, KnownUsers, dn_key};
 use crate::domain::{IdentityUser, SourceName, Timestamp};
-use crate::store::ldap_fingerprints::{self, UserDigest};
-use crate::store::{Store, StoreError, identities};
+use crate::store::ldap_fingerprints::{self, UserDigest, UserKeys};
+use crate::store::{Store, StoreError};
 
 /// Full polls may delete users; incremental ones read only changed users
 /// and never delete.
@@ -53,7 +55,8 @@ pub struct PollReport {
     pub groups: GroupReport,
     /// Groups found on a membership cycle (tolerated, reported).
     pub cycles: Vec<String>,
-    /// Set when the mass-removal guard held the poll: nothing was applied.
+    /// Set when the poll was held (the mass-removal guard, or a read that
+    /// found no users or no groups): nothing was applied.
     pub held: Option<Held>,
 }
 
@@ -130,6 +133,11 @@ async fn apply_read(
     prefetched: Option<Prefetched>,
 ) -> Result<PollReport, LdapError> {
     let full = options.kind == PollKind::Full;
+    // Whether this poll read every user: a full one (or an incremental one
+    // without `since`) read them whole; an incremental `member_of` poll read
+    // every user's `memberOf` (how many entries that found).
+    let every_user_read = full || options.since.is_none();
+    let member_of_users = read.rest.member_of.as_ref().map(|m| m.users);
     let mut tx = store.begin_write().await?;
     let generation = ldap_fingerprints::bump_generation(&mut tx, source).await?;
     let prefetched = prefetched.filter(|p| p.generation == generation);
@@ -146,6 +154,7 @@ async fn apply_read(
         unchanged_prints,
         by_stable,
         stored_groups,
+        all_users,
     } = plan;
     let cycles = nested::cycles(&snap.group_members);
     if !cycles.is_empty() {
@@ -160,14 +169,33 @@ async fn apply_read(
         cycles: cycles.into_iter().collect(),
         held: None,
     };
-    let guard = check_removals(
-        &changes,
-        stored_count,
-        cfg.max_removal_percent,
-        cfg.max_removal_min,
-    );
+    let stored_group_count = match (&stored_groups, snap.groups.is_empty()) {
+        // Counted only when it matters: no group was read.
+        (_, false) => 0,
+        (Some(stored), true) => stored.groups.len(),
+        (None, true) => ldap_fingerprints::count_groups(&mut tx, source).await?,
+    };
+    let counts = ReadCounts {
+        users: if every_user_read {
+            Some(snap.users.len())
+        } else {
+            member_of_users
+        },
+        stored_users: stored_count,
+        groups: snap.groups.len(),
+        stored_groups: stored_group_count,
+    };
+    let guard =
+        check_empty_read(counts, removals(&changes), cfg.max_removal_percent).and_then(|()| {
+            check_removals(
+                &changes,
+                stored_count,
+                cfg.max_removal_percent,
+                cfg.max_removal_min,
+            )
+        });
     if let (Err(held), false) = (guard, options.force) {
-        tracing::warn!(source = %source, removals = held.removals, stored = held.stored, "LDAP poll held by the mass-removal guard");
+        tracing::warn!(source = %source, reason = %held.reason, removals = held.removals, stored = held.stored, "LDAP poll held");
         report.held = Some(held);
         return Ok(report);
     }
@@ -175,23 +203,11 @@ async fn apply_read(
     ldap_fingerprints::put_user_fingerprints(&mut tx, &unchanged_prints).await?;
     let users = match &by_stable {
         Some(by_stable) => full_user_refs(by_stable, &snap, &created),
-        None => user_refs(&stored, &snap, &created, &changes),
+        None => user_refs(&all_users, &snap, &created),
     };
-    let only_users = (cfg.membership == MembershipMode::MemberOf && !full).then(|| {
-        snap.users
-            .keys()
-            .filter_map(|key| users.get(key).map(|u| u.id))
-            .collect::<BTreeSet<Uuid>>()
-    });
-    report.groups = apply_groups(
-        &mut tx,
-        source,
-        &snap,
-        &users,
-        only_users.as_ref(),
-        stored_groups,
-    )
-    .await?;
+    // Every poll knows every membership (an incremental `member_of` poll
+    // read every user's `memberOf`), so member lists are replaced whole.
+    report.groups = apply_groups(&mut tx, source, &snap, &users, None, stored_groups).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(report)
 }
@@ -210,6 +226,8 @@ struct Plan {
     by_stable: Option<HashMap<String, Uuid>>,
     /// The stored groups, if read already.
     stored_groups: Option<StoredGroups>,
+    /// Incremental polls: every stored user's keys (full polls: empty).
+    all_users: Vec<UserKeys>,
 }
 
 /// What a full poll compares with, read before its write transaction.
@@ -290,44 +308,75 @@ async fn plan_full(
         unchanged_prints: prints,
         by_stable: Some(by_stable),
         stored_groups,
+        all_users: Vec::new(),
     })
 }
 
-/// An incremental poll compares the users it read with every stored user
-/// (few were read; group member lists may name any stored user).
+/// An incremental poll compares the users it read with their stored rows;
+/// group member lists may name any stored user, so every stored user's
+/// keys are read (condensed, like a full poll's digests).
 async fn plan_incremental(
     conn: &mut AnyConnection,
     source: &SourceName,
     cfg: &LdapSourceConfig,
     read: TranslatedRead,
 ) -> Result<Plan, LdapError> {
-    let stored = identities::list_users(conn, source).await?;
-    let known: Vec<(String, String)> = stored
+    let all_users = ldap_fingerprints::user_keys(conn, source).await?;
+    let known: Vec<(String, String)> = all_users
         .iter()
-        .filter_map(|u| stored_dn(u).map(|dn| (dn_key(dn), u.user_name.clone())))
+        .filter_map(|u| u.dn.as_deref().map(|dn| (dn_key(dn), u.user_name.clone())))
         .collect();
     let snap = snapshot(cfg, read, &known);
+    drop(known);
+    let by_stable: HashMap<&str, Uuid> = all_users
+        .iter()
+        .filter_map(|u| u.external_id.as_deref().map(|x| (x, u.id)))
+        .collect();
+    let read_ids: Vec<Uuid> = snap
+        .users
+        .values()
+        .filter_map(|u| by_stable.get(u.stable_id.as_str()).copied())
+        .collect();
+    drop(by_stable);
+    let stored = ldap_fingerprints::users_by_ids(conn, source, &read_ids).await?;
     let changes = diff_users(&stored, snap.users.values(), false);
     Ok(Plan {
         snap,
-        stored_count: stored.len(),
+        stored_count: all_users.len(),
         stored,
         changes,
         unchanged_prints: Vec::new(),
         by_stable: None,
         stored_groups: None,
+        all_users,
     })
 }
 
 /// The read translated, with what the config adds: users matched by the
-/// disabled filter are inactive; in-chain members replace member lists.
+/// disabled filter are inactive; in-chain members replace member lists, as
+/// do every user's `memberOf` when an incremental poll read them.
 fn snapshot(cfg: &LdapSourceConfig, read: TranslatedRead, known: &KnownUsers) -> DirectorySnapshot {
     let TranslatedRead {
         users,
         groups,
-        rest,
+        mut rest,
     } = read;
     let mut snap = users.finish_prepared(&groups, known);
+    if let Some(all) = rest.member_of.take() {
+        // Keyed by DN: the poll resolves users it did not read by their
+        // stored DN.
+        snap.user_members.clear();
+        for (user, groups) in all.memberships {
+            for group in groups {
+                if snap.groups.contains_key(&group) {
+                    snap.user_members
+                        .entry(group)
+                        .or_default()
+                        .insert(user.clone());
+                }
+            }
+        }
+    }
     for key in &rest.disabled {
         if let Some(user) = snap.users.get_mut(key) {
             user.active = false;
@@ -364,32 +413,24 @@ fn full_user_refs(
         .collect()
 }
 
-/// Every user of the source after the changes, by DN key.
+/// Incremental polls (which delete nobody): every user of the source
+/// after the changes, by DN key.
 fn user_refs(
-    stored: &[IdentityUser],
+    all_users: &[UserKeys],
     snap: &DirectorySnapshot,
     created: &[(String, Uuid)],
-    changes: &[UserChange],
 ) -> BTreeMap<String, UserRef> {
-    let deleted: BTreeSet<Uuid> = changes
+    let mut refs: BTreeMap<String, UserRef> = all_users
         .iter()
-        .filter_map(|c| match c {
-            UserChange::Delete { id, .. } => Some(*id),
-            _ => None,
-        })
-        .collect();
-    let mut refs: BTreeMap<String, UserRef> = stored
-        .iter()
-        .filter(|u| !deleted.contains(&u.id))
         .filter_map(|u| {
             let r = UserRef {
                 id: u.id,
                 email: u.email.clone(),
             };
-            stored_dn(u).map(|dn| (dn_key(dn), r))
+            u.dn.as_deref().map(|dn| (dn_key(dn), r))
         })
         .collect();
-    let by_stable: BTreeMap<&str, Uuid> = stored
+    let by_stable: BTreeMap<&str, Uuid> = all_users
         .iter()
         .filter_map(|u| u.external_id.as_deref().map(|x| (x, u.id)))
         .collect();
@@ -418,7 +459,7 @@ mod tests {
     use super::*;
     use crate::ldap::read::DirectoryRead;
     use crate::ldap::translate::{RawEntry, Translator};
-    use crate::store::StoreOptions;
+    use crate::store::{StoreOptions, identities};
 
     fn read_of(cfg: &LdapSourceConfig, uids: &[&str]) -> TranslatedRead {
         let mut users = Translator::new(cfg);

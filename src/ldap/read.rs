@@ -27,6 +27,21 @@ pub struct DirectoryRead {
     pub disabled: BTreeSet<String>,
     /// AD in-chain mode: group DN key → DN keys of its (transitive) users.
     pub in_chain: BTreeMap<String, BTreeSet<String>>,
+    /// Incremental `member_of` polls: every user's `memberOf`.
+    pub member_of: Option<AllMemberOf>,
+}
+
+/// Every user's `memberOf`, read by an incremental `member_of` poll apart
+/// from the changed users: adding someone to a group or removing them
+/// changes the group and the user's `memberOf`, not the user's
+/// `modifyTimestamp` (nor AD's `whenChanged`), so the changed users alone
+/// would miss it.
+#[derive(Debug, Default)]
+pub struct AllMemberOf {
+    /// User entries read (with or without `memberOf`).
+    pub users: usize,
+    /// (user DN key, its groups' DN keys), for users in some group.
+    pub memberships: Vec<(String, Vec<String>)>,
 }
 
 /// Reads the directory; `since` restricts users to those changed after it.
@@ -102,9 +117,17 @@ async fn read_parts<G: Send + 'static>(
                 detail: format!("preparing the groups read failed: {e}"),
             })
         };
-        let ((), (groups, prepared)) =
-            tokio::try_join!(read_users(&mut users_client, cfg, since, sink), groups)?;
-        let read = read_extras(&mut users_client, cfg, groups).await?;
+        let users = async {
+            read_users(&mut users_client, cfg, since, sink).await?;
+            if since.is_some() && cfg.membership == MembershipMode::MemberOf {
+                read_all_member_of(&mut users_client, cfg).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (member_of, (groups, prepared)) = tokio::try_join!(users, groups)?;
+        let mut read = read_extras(&mut users_client, cfg, groups).await?;
+        read.member_of = member_of;
         Ok((read, prepared))
     }
     .await;
@@ -127,6 +150,30 @@ async fn read_users(
     client
         .search_each(&cfg.user_base, &cfg.user_scope, &user_filter, &attrs, sink)
         .await
+}
+
+/// Every user's `memberOf` and nothing else, paged like any read.
+async fn read_all_member_of(
+    client: &mut LdapClient,
+    cfg: &LdapSourceConfig,
+) -> Result<AllMemberOf, LdapError> {
+    let mut all = AllMemberOf::default();
+    client
+        .search_each(
+            &cfg.user_base,
+            &cfg.user_scope,
+            &cfg.user_filter,
+            &["memberOf"],
+            |entry| {
+                all.users += 1;
+                if let Some(groups) = entry.attrs.get("memberof").filter(|g| !g.is_empty()) {
+                    let groups = groups.iter().map(|dn| dn_key(dn)).collect();
+                    all.memberships.push((dn_key(&entry.dn), groups));
+                }
+            },
+        )
+        .await?;
+    Ok(all)
 }
 
 async fn read_groups(

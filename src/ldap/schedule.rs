@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use rand::Rng;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 use tracing::Instrument;
 
 use super::config::{LdapConfig, LdapSourceConfig};
+use super::diff::Held;
 use super::error::LdapError;
 use super::poller::{PollKind, PollOptions, PollReport, run_poll};
 use crate::cluster::Leadership;
@@ -29,7 +30,8 @@ use crate::tasks::Shutdown;
 pub struct PollRequest {
     /// Full poll even if an incremental one is due.
     pub full: bool,
-    /// Apply a poll the mass-removal guard would hold.
+    /// Apply a poll that would be held (the mass-removal guard, an empty
+    /// read). When a full poll is held, a forced poll is full.
     pub force: bool,
 }
 
@@ -111,8 +113,7 @@ impl LdapPoller {
             }
             Err(e) => {
                 tracing::warn!(source = %self.source, error = %e, "LDAP poll failed; nothing was changed");
-                state.last_error = Some(e.to_string());
-                state.last_error_at = Some(Timestamp::now());
+                record_failure(&mut state, options.kind, e);
             }
         }
         let mut conn = self
@@ -157,8 +158,10 @@ impl LdapPoller {
     }
 }
 
-/// Full on the first poll, every `full_every`th poll and on request;
-/// otherwise incremental from the previous start minus the overlap.
+/// Full on the first poll, every `full_every`th poll, on request, after a
+/// failed full poll, and when forcing a held full poll (its deletions are
+/// what is forced, and only a full poll finds them again); otherwise
+/// incremental from the previous start minus the overlap.
 fn choose_options(cfg: &LdapSourceConfig, state: &PollState, request: PollRequest) -> PollOptions {
     let due_full =
         state.last_full_at.is_none() || state.polls_since_full + 1 >= i64::from(cfg.full_every);
@@ -166,11 +169,13 @@ fn choose_options(cfg: &LdapSourceConfig, state: &PollState, request: PollReques
         let overlap = i64::try_from(cfg.incremental_overlap.as_millis()).unwrap_or(0);
         Timestamp(t.0 - overlap)
     });
-    let kind = if request.full || due_full || since.is_none() {
-        PollKind::Full
-    } else {
-        PollKind::Incremental
-    };
+    let forcing_held_full = request.force && held_kind(state) == Some(PollKind::Full);
+    let kind =
+        if request.full || due_full || since.is_none() || state.full_pending || forcing_held_full {
+            PollKind::Full
+        } else {
+            PollKind::Incremental
+        };
     PollOptions {
         kind,
         force: request.force,
@@ -178,15 +183,52 @@ fn choose_options(cfg: &LdapSourceConfig, state: &PollState, request: PollReques
     }
 }
 
+/// The kind of the held poll, if one is held. A hold recorded without its
+/// kind counts as full (a full poll re-evaluates anything).
+fn held_kind(state: &PollState) -> Option<PollKind> {
+    let held = state.held.as_ref()?;
+    Some(match held.get("kind").and_then(serde_json::Value::as_str) {
+        Some("incremental") => PollKind::Incremental,
+        _ => PollKind::Full,
+    })
+}
+
+/// What `ldap_poll_state.held` records: the held report's reason and
+/// figures, and its kind (which decides what a forced poll is).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeldPoll<'a> {
+    kind: PollKind,
+    #[serde(flatten)]
+    held: &'a Held,
+}
+
 fn record_success(state: &mut PollState, report: &PollReport, started: Timestamp) {
     state.last_report = serde_json::to_value(report).ok();
+    // Only a poll that read again what the held one read settles it: a full
+    // poll settles any hold; an incremental one only an incremental hold
+    // (it reads from the same point, which a hold does not move), never a
+    // full one's deletions.
+    let settles_hold = report.kind == PollKind::Full || held_kind(state) != Some(PollKind::Full);
+    if report.kind == PollKind::Full {
+        // The full poll ran; what it found is applied, or held below.
+        state.full_pending = false;
+    }
     if let Some(held) = &report.held {
-        // Nothing applied: the next poll is of the same kind and reads from
-        // the same point, so the held changes are proposed again.
-        state.held = serde_json::to_value(held).ok();
+        // Nothing applied: the next poll of the same kind reads from the
+        // same point, so the held changes are proposed again.
+        if settles_hold {
+            let record = HeldPoll {
+                kind: report.kind,
+                held,
+            };
+            state.held = serde_json::to_value(record).ok();
+        }
         return;
     }
-    state.held = None;
+    if settles_hold {
+        state.held = None;
+    }
     state.last_error = None;
     state.last_error_at = None;
     state.last_success_at = Some(Timestamp::now());
@@ -197,6 +239,16 @@ fn record_success(state: &mut PollState, report: &PollReport, started: Timestamp
             state.last_full_at = Some(started);
         }
         PollKind::Incremental => state.polls_since_full += 1,
+    }
+}
+
+/// A failed full poll leaves its deletions unfound: the next poll is full
+/// (kept in the stored state, so also after a restart).
+fn record_failure(state: &mut PollState, kind: PollKind, error: &LdapError) {
+    state.last_error = Some(error.to_string());
+    state.last_error_at = Some(Timestamp::now());
+    if kind == PollKind::Full {
+        state.full_pending = true;
     }
 }
 
@@ -278,7 +330,8 @@ mod tests {
             changes: 9,
             groups: Default::default(),
             cycles: vec![],
-            held: Some(super::super::diff::Held {
+            held: Some(Held {
+                reason: "would remove 9 of 10 users".into(),
                 removals: 9,
                 stored: 10,
                 max_percent: 20,
@@ -288,5 +341,108 @@ mod tests {
         assert_eq!(state.polls_since_full, 1);
         assert_eq!(state.last_started_at, Some(Timestamp(5)));
         assert!(state.held.is_some());
+    }
+
+    fn report(kind: PollKind, held: bool) -> PollReport {
+        PollReport {
+            kind,
+            users_read: 0,
+            groups_read: 0,
+            changes: 0,
+            groups: Default::default(),
+            cycles: vec![],
+            held: held.then(|| Held {
+                reason: "read 0 users where the source has 6".into(),
+                removals: 6,
+                stored: 6,
+                max_percent: 20,
+            }),
+        }
+    }
+
+    #[test]
+    fn forcing_a_held_full_poll_runs_a_full_poll_and_only_a_full_poll_settles_it() {
+        let cfg = poller(12);
+        let mut state = PollState::default();
+        record_success(&mut state, &report(PollKind::Full, false), Timestamp(1_000));
+        record_success(&mut state, &report(PollKind::Full, true), Timestamp(2_000));
+        assert_eq!(state.held.as_ref().expect("held")["kind"], "full");
+        assert_eq!(
+            state.held.as_ref().expect("held")["reason"],
+            "read 0 users where the source has 6"
+        );
+        let force = PollRequest {
+            full: false,
+            force: true,
+        };
+        assert_eq!(decide(&cfg, &state, force).kind, PollKind::Full);
+        // A scheduled incremental poll applies its own changes and leaves
+        // the held full poll held (and a held incremental one does not
+        // replace it).
+        let plain = PollRequest::default();
+        assert_eq!(decide(&cfg, &state, plain).kind, PollKind::Incremental);
+        record_success(
+            &mut state,
+            &report(PollKind::Incremental, false),
+            Timestamp(3_000),
+        );
+        record_success(
+            &mut state,
+            &report(PollKind::Incremental, true),
+            Timestamp(4_000),
+        );
+        assert_eq!(state.held.as_ref().expect("still held")["kind"], "full");
+        assert_eq!(decide(&cfg, &state, force).kind, PollKind::Full);
+        record_success(&mut state, &report(PollKind::Full, false), Timestamp(5_000));
+        assert_eq!(state.held, None);
+        assert_eq!(decide(&cfg, &state, force).kind, PollKind::Incremental);
+        // A held incremental poll is settled by the next incremental one.
+        record_success(
+            &mut state,
+            &report(PollKind::Incremental, true),
+            Timestamp(6_000),
+        );
+        assert_eq!(state.held.as_ref().expect("held")["kind"], "incremental");
+        assert_eq!(decide(&cfg, &state, force).kind, PollKind::Incremental);
+        record_success(
+            &mut state,
+            &report(PollKind::Incremental, false),
+            Timestamp(7_000),
+        );
+        assert_eq!(state.held, None);
+        // A hold recorded before holds had a kind is treated as full.
+        state.held = Some(serde_json::json!({"removals": 9, "stored": 10, "maxPercent": 20}));
+        assert_eq!(decide(&cfg, &state, force).kind, PollKind::Full);
+    }
+
+    #[test]
+    fn a_failed_full_poll_makes_the_next_poll_full() {
+        let cfg = poller(12);
+        let mut state = PollState::default();
+        record_success(&mut state, &report(PollKind::Full, false), Timestamp(1_000));
+        let error = LdapError::Connect {
+            url: "ldap://x".into(),
+            detail: "refused".into(),
+        };
+        // A failed incremental poll changes nothing about the choice.
+        record_failure(&mut state, PollKind::Incremental, &error);
+        assert_eq!(
+            decide(&cfg, &state, PollRequest::default()).kind,
+            PollKind::Incremental
+        );
+        record_failure(&mut state, PollKind::Full, &error);
+        assert!(state.full_pending);
+        assert_eq!(
+            decide(&cfg, &state, PollRequest::default()).kind,
+            PollKind::Full
+        );
+        record_failure(&mut state, PollKind::Full, &error);
+        assert!(state.full_pending, "still failing");
+        record_success(&mut state, &report(PollKind::Full, false), Timestamp(2_000));
+        assert!(!state.full_pending);
+        assert_eq!(
+            decide(&cfg, &state, PollRequest::default()).kind,
+            PollKind::Incremental
+        );
     }
 }

@@ -55,6 +55,18 @@ pub async fn bump_generation(
     Ok(next - 1)
 }
 
+/// How many groups `source` has (the empty-read guard's comparison).
+pub async fn count_groups(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+) -> Result<usize, StoreError> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM identity_groups WHERE source = $1")
+        .bind(source.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
 /// Every user of `source`: id, stable id and fingerprint.
 ///
 /// The rows come aggregated into one text value (`id,fingerprint,hex of
@@ -108,6 +120,74 @@ fn parse_digest(item: &str) -> Result<UserDigest, StoreError> {
         id: parse_uuid(id)?,
         external_id,
         fingerprint,
+    })
+}
+
+/// What an incremental poll needs of every stored user of a source: to
+/// match the users it read, and to resolve members it did not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserKeys {
+    pub id: Uuid,
+    pub external_id: Option<String>,
+    pub user_name: String,
+    pub email: Option<String>,
+    /// The DN the poller stored (`attributes.dn`).
+    pub dn: Option<String>,
+}
+
+/// [`UserKeys`] of every user of `source`, aggregated into one text value
+/// like [`user_digests`] (`id,external_id,user_name,email,dn` per user,
+/// each text hex-encoded, `-` when absent).
+pub async fn user_keys(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+) -> Result<Vec<UserKeys>, StoreError> {
+    let sql = if conn.backend_name() == "PostgreSQL" {
+        "SELECT string_agg(id || ',' || \
+         COALESCE(encode(convert_to(external_id, 'UTF8'), 'hex'), '-') || ',' || \
+         encode(convert_to(user_name, 'UTF8'), 'hex') || ',' || \
+         COALESCE(encode(convert_to(email, 'UTF8'), 'hex'), '-') || ',' || \
+         COALESCE(encode(convert_to(attributes::json ->> 'dn', 'UTF8'), 'hex'), '-'), ';') \
+         FROM identity_users WHERE source = $1"
+    } else {
+        // SQLite's hex(NULL) is '', not NULL.
+        "SELECT group_concat(id || ',' || \
+         CASE WHEN external_id IS NULL THEN '-' ELSE hex(external_id) END || ',' || \
+         hex(user_name) || ',' || \
+         CASE WHEN email IS NULL THEN '-' ELSE hex(email) END || ',' || \
+         CASE WHEN json_extract(attributes, '$.dn') IS NULL THEN '-' \
+         ELSE hex(json_extract(attributes, '$.dn')) END, ';') \
+         FROM identity_users WHERE source = $1"
+    };
+    let text: Option<String> = sqlx::query_scalar(sql)
+        .bind(source.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    text.split(';').map(parse_user_keys).collect()
+}
+
+fn parse_user_keys(item: &str) -> Result<UserKeys, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("bad user keys {item:?}"));
+    let text = |part: &str| -> Result<Option<String>, StoreError> {
+        if part == "-" {
+            return Ok(None);
+        }
+        let bytes = hex::decode(part).map_err(|_| corrupt())?;
+        String::from_utf8(bytes).map(Some).map_err(|_| corrupt())
+    };
+    let parts: Vec<&str> = item.split(',').collect();
+    let [id, external_id, user_name, email, dn] = parts[..] else {
+        return Err(corrupt());
+    };
+    Ok(UserKeys {
+        id: parse_uuid(id)?,
+        external_id: text(external_id)?,
+        user_name: text(user_name)?.ok_or_else(corrupt)?,
+        email: text(email)?,
+        dn: text(dn)?,
     })
 }
 
@@ -257,5 +337,35 @@ mod tests {
         assert_eq!(d.external_id.as_deref(), Some(""));
         assert!(parse_digest("x,1,61").is_err());
         assert!(parse_digest(&format!("{id},1")).is_err());
+    }
+
+    #[test]
+    fn user_keys_parse_with_and_without_optional_fields() {
+        let id = Uuid::from_u128(9);
+        let h = hex::encode;
+        let item = format!(
+            "{id},{},{},{},{}",
+            h("x,1"),
+            h("ada"),
+            h("a@x.org"),
+            h("uid=ada;x,dc=x")
+        );
+        assert_eq!(
+            parse_user_keys(&item).expect("parses"),
+            UserKeys {
+                id,
+                external_id: Some("x,1".into()),
+                user_name: "ada".into(),
+                email: Some("a@x.org".into()),
+                dn: Some("uid=ada;x,dc=x".into()),
+            }
+        );
+        let keys = parse_user_keys(&format!("{id},-,{},-,-", h("b"))).expect("parses");
+        assert_eq!((keys.external_id, keys.email, keys.dn), (None, None, None));
+        assert!(
+            parse_user_keys(&format!("{id},-,-,-,-")).is_err(),
+            "a login is required"
+        );
+        assert!(parse_user_keys(&format!("{id},-,{}", h("b"))).is_err());
     }
 }

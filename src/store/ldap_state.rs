@@ -21,8 +21,11 @@ pub struct PollState {
     pub last_full_at: Option<Timestamp>,
     pub last_error: Option<String>,
     pub last_error_at: Option<Timestamp>,
-    /// Set while a poll is held by the mass-removal guard.
+    /// Set while a poll is held (the mass-removal guard, an empty read):
+    /// the held report's `kind` and why.
     pub held: Option<serde_json::Value>,
+    /// A full poll failed: the next poll is full.
+    pub full_pending: bool,
     pub last_report: Option<serde_json::Value>,
 }
 
@@ -43,6 +46,7 @@ fn from_row(row: &AnyRow) -> Result<PollState, StoreError> {
         last_error: row.try_get("last_error")?,
         last_error_at: ts("last_error_at")?,
         held: json(row.try_get("held")?)?,
+        full_pending: row.try_get::<i64, _>("full_pending")? != 0,
         last_report: json(row.try_get("last_report")?)?,
     })
 }
@@ -53,7 +57,7 @@ pub async fn get(
 ) -> Result<Option<PollState>, StoreError> {
     sqlx::query(
         "SELECT polls_since_full, last_started_at, last_success_at, last_full_at, last_error, \
-         last_error_at, held, last_report FROM ldap_poll_state WHERE source = $1",
+         last_error_at, held, full_pending, last_report FROM ldap_poll_state WHERE source = $1",
     )
     .bind(source.as_str())
     .fetch_optional(&mut *conn)
@@ -92,11 +96,12 @@ pub async fn put(
     let text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
     sqlx::query(
         "INSERT INTO ldap_poll_state (source, polls_since_full, last_started_at, \
-         last_success_at, last_full_at, last_error, last_error_at, held, last_report, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         last_success_at, last_full_at, last_error, last_error_at, held, last_report, updated_at, \
+         full_pending) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (source) DO UPDATE SET polls_since_full = $2, last_started_at = $3, \
          last_success_at = $4, last_full_at = $5, last_error = $6, last_error_at = $7, \
-         held = $8, last_report = $9, updated_at = $10",
+         held = $8, last_report = $9, updated_at = $10, full_pending = $11",
     )
     .bind(source.as_str())
     .bind(state.polls_since_full)
@@ -108,6 +113,7 @@ pub async fn put(
     .bind(text(&state.held))
     .bind(text(&state.last_report))
     .bind(Timestamp::now().0)
+    .bind(i64::from(state.full_pending))
     .execute(&mut *conn)
     .await?;
     Ok(())

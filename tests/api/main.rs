@@ -19,6 +19,7 @@ mod ldap_e2e;
 mod ldap_fingerprints;
 mod ldap_groups;
 mod ldap_poll;
+mod ldap_safety;
 mod ldap_slapd;
 mod mapping_api;
 mod mapping_store;

@@ -96,7 +96,7 @@ pub async fn create(
 ) -> Result<MappingRule, MappingError> {
     check(&rule, extra_keys)?;
     rule.id = Uuid::new_v4().to_string();
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_write().await?;
     mappings::insert(&mut tx, &rule, RuleOrigin::Api)
         .await
         .map_err(conflict)?;
@@ -113,7 +113,7 @@ pub async fn update(
     extra_keys: &[String],
 ) -> Result<MappingRule, MappingError> {
     check(&rule, extra_keys)?;
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_write().await?;
     let existing = mappings::get(&mut tx, &rule.id)
         .await?
         .ok_or_else(|| MappingError::NotFound(rule.id.clone()))?;
@@ -131,7 +131,7 @@ pub async fn update(
 
 /// Deletes an API rule.
 pub async fn delete(store: &Store, id: &str) -> Result<(), MappingError> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_write().await?;
     let existing = mappings::get(&mut tx, id)
         .await?
         .ok_or_else(|| MappingError::NotFound(id.to_string()))?;
@@ -157,7 +157,7 @@ pub async fn sync_config_rules(
     for rule in &wanted {
         check(rule, &config.extra_permission_keys)?;
     }
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_write().await?;
     let existing = mappings::list(&mut tx).await?;
     let mut report = ReloadReport::default();
     for mut rule in wanted {
@@ -247,7 +247,7 @@ pub async fn apply_file(
             return Err(MappingError::Invalid(errors));
         }
     }
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_write().await?;
     let mut report = ReloadReport::default();
     for mut rule in rules {
         match mappings::find_by_name(&mut tx, &rule.org_id, &rule.name).await? {

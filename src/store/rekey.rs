@@ -51,6 +51,11 @@ pub struct RekeyReport {
 pub(super) async fn rekey_folded(store: &Store) -> Result<Option<RekeyReport>, StoreError> {
     let mut tx = store.begin_write().await?;
     if settings::get(&mut tx, REKEY_SETTING).await?.is_some() || nothing_to_rekey(&mut tx).await? {
+        // Ended here, not by drop: a dropped transaction is rolled back
+        // later, on the connection's return to the pool, while the write
+        // lock it took (BEGIN IMMEDIATE) makes the next writer's upgrade
+        // from a read fail at once with "database is locked".
+        tx.commit().await?;
         return Ok(None);
     }
     let report = rekey_all(&mut tx).await?;

@@ -454,7 +454,7 @@ async fn tib(config: &Config, action: TibAction) -> ExitCode {
         let store = command_store(config).await?;
         crate::mapping::sync_config_rules(&store, &config.mapping).await?;
         let mapping = crate::wiring::live_mapping(config);
-        let service = crate::tib::TibService::new(config, &store, &mapping)
+        let service = crate::tib::TibService::new(config.tib.as_ref(), config.tyk.as_ref(), &store, &mapping)
             .map_err(|e| CommandError::Usage(e.to_string()))?
             .ok_or_else(|| {
                 CommandError::Usage(
@@ -486,7 +486,7 @@ async fn explain(config: &Config, email: &str, json: bool) -> Result<String, Com
     let store = command_store(config).await?;
     let mut explanation =
         crate::mapping::explain::explain_email(&store, &config.mapping, email).await?;
-    let logins = crate::mapping::explain::tib_logins(config);
+    let logins = crate::tib::config::logins(config.tib.as_ref());
     crate::mapping::explain::add_tib_notes(&mut explanation, &logins);
     store.close().await;
     Ok(if json {

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod http;
 pub mod ldap;
 pub mod mapping;
+pub mod problem;
 pub mod scim;
 pub mod standin;
 pub mod startup;

@@ -120,8 +120,9 @@ impl Application {
                 crate::sync::service::run(worker, leadership, shutdown)
             }));
         }
-        let tib = crate::tib::TibService::new(&config, &store, &mapping)
-            .map_err(wiring::WiringError::from)?;
+        let tib =
+            crate::tib::TibService::new(config.tib.as_ref(), config.tyk.as_ref(), &store, &mapping)
+                .map_err(wiring::WiringError::from)?;
         if let Some(service) = &tib {
             let (service, leadership) = (service.clone(), leadership.clone());
             tasks.push(Task::new("tib-profiles", move |shutdown| {

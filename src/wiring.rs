@@ -98,7 +98,7 @@ pub async fn scim_state(config: &Config, store: &Store) -> Result<Option<ScimSta
     if !config.scim.enabled {
         return Ok(None);
     }
-    let key = crate::config::resolve_secret(
+    let key = crate::problem::resolve_secret(
         "scim.token_signing_key",
         config.scim.token_signing_key.as_ref(),
         config.scim.token_signing_key_file.as_deref(),
@@ -158,7 +158,7 @@ pub fn plain_routes(
     let mapping_state = crate::mapping::api::MappingApiState {
         store: store.clone(),
         config: mapping.clone(),
-        tib_logins: crate::mapping::explain::tib_logins(config),
+        tib_logins: crate::tib::config::logins(config.tib.as_ref()),
     };
     let mut admin = crate::mapping::api::router(mapping_state)
         .nest("/admin/v1", crate::ldap::api::router(ldap));
@@ -178,7 +178,7 @@ pub fn plain_routes(
     }
     let admin = admin.merge(crate::tib::api::router(crate::tib::api::TibApiState {
         store: store.clone(),
-        config: config.clone(),
+        config: config.tib.clone(),
         service: tib,
     }));
     PlainRoutes { public, admin }

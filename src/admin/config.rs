@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, resolve_secret, serialize_redacted};
+use crate::problem::{ConfigProblem, resolve_secret, serialize_redacted};
 
 /// `[admin]`: the admin API's bearer token.
 ///

@@ -174,7 +174,7 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
         .map_err(ApiError::internal)?;
     let here = state.sync.as_ref().and_then(|w| w.metrics().last_success());
     let last_success = last_applied.as_ref().map(|r| r.finished_at).max(here);
-    let tib = crate::tib::service::status(&state.store, &state.config)
+    let tib = crate::tib::service::status(&state.store, state.config.tib.as_ref())
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(StatusResponse {

@@ -6,13 +6,16 @@
 //! configuration with secrets redacted for `check-config`.
 
 mod load;
-mod problem;
 mod sections;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigErrors, ENV_PREFIX, load, load_with_env};
-pub use problem::{ConfigProblem, check_readable_file, require_secret, resolve_secret};
+// The problem and secret helpers live in the leaf module `crate::problem`,
+// which the boundaries import; re-exported here for the glue code.
+pub use crate::problem::{
+    ConfigProblem, check_readable_file, require_secret, resolve_secret, serialize_redacted,
+};
 pub use sections::{DatabaseConfig, LogConfig, LogFormat, ServerConfig};
 
 /// The whole configuration. Every section has defaults, so the binary runs
@@ -73,17 +76,5 @@ impl Config {
         let mut copy = self.clone();
         copy.database.url = crate::store::redact_url(&copy.database.url);
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-    }
-}
-
-/// Serializes a secret as `[REDACTED]` (use with `serialize_with`), so that
-/// `check-config` never prints one.
-pub fn serialize_redacted<S: serde::Serializer>(
-    value: &Option<secrecy::SecretString>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(_) => serializer.serialize_some("[REDACTED]"),
-        None => serializer.serialize_none(),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, check_readable_file, require_secret, serialize_redacted};
+use crate::problem::{ConfigProblem, check_readable_file, require_secret, serialize_redacted};
 
 /// `[ldap]`: the LDAP sources to poll, by name (the identity source name).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::resolve::{ResolveOptions, UnmappedPolicy};
 use super::rule::MappingRule;
-use crate::config::ConfigProblem;
+use crate::problem::ConfigProblem;
 
 /// Mapping settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,20 +34,6 @@ pub struct TibLogin {
     pub org_id: String,
 }
 
-/// The TIB profiles of the configuration.
-pub fn tib_logins(config: &crate::config::Config) -> Vec<TibLogin> {
-    config
-        .tib
-        .iter()
-        .flat_map(|t| &t.profiles)
-        .map(|p| TibLogin {
-            profile_id: p.id.clone(),
-            source: p.source.clone(),
-            org_id: p.org_id.clone(),
-        })
-        .collect()
-}
-
 /// TIB picks the first mapped group in the IdP's order, not by priority:
 /// where a person is in several mapped groups of a source with a TIB
 /// profile, say so, and what makes the provisioned group win.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, resolve_secret, serialize_redacted};
+use crate::problem::{ConfigProblem, resolve_secret, serialize_redacted};
 
 /// `[scim]`: the SCIM 2.0 endpoint and the identity sources that push to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

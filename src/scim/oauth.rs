@@ -15,8 +15,8 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::config::ConfigProblem;
 use crate::domain::SourceName;
+use crate::problem::ConfigProblem;
 
 /// `[scim.sources.<name>.oauth]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

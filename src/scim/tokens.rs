@@ -158,7 +158,7 @@ pub async fn issue_for_source(
     if !config.sources.contains_key(source) {
         return Err(TokenError::UnknownSource(source.to_string()));
     }
-    let key = crate::config::resolve_secret(
+    let key = crate::problem::resolve_secret(
         "scim.token_signing_key",
         config.token_signing_key.as_ref(),
         config.token_signing_key_file.as_deref(),

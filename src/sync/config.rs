@@ -8,7 +8,7 @@ use super::apply::ApplyLimits;
 use super::guard::GuardConfig;
 use super::ownership::{Deprovision, SyncPolicy};
 use super::retry::RetryPolicy;
-use crate::config::ConfigProblem;
+use crate::problem::ConfigProblem;
 
 /// How the sync worker plans and applies changes to Tyk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

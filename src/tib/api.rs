@@ -15,7 +15,7 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct TibApiState {
     pub store: Store,
-    pub config: crate::config::Config,
+    pub config: Option<super::TibConfig>,
     pub service: Option<Arc<TibService>>,
 }
 
@@ -52,6 +52,6 @@ async fn profiles(State(state): State<TibApiState>) -> Json<Value> {
         "profiles": profiles,
         "render_error": render_error,
         "last_push": last_push,
-        "status": super::service::status(&state.store, &state.config).await.ok().flatten(),
+        "status": super::service::status(&state.store, state.config.as_ref()).await.ok().flatten(),
     }))
 }

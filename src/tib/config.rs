@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::profile::{GENERATED_FIELDS, PROFILE_FIELDS, USER_PROFILE_ACTION};
-use crate::config::{ConfigProblem, require_secret, serialize_redacted};
+use crate::problem::{ConfigProblem, require_secret, serialize_redacted};
 
 /// `[tib]`: where the profiles go and which ones tyk-idsync keeps.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -309,6 +309,18 @@ pub fn check_template(fields: &Map<String, Value>) -> Result<(), String> {
         return Err("`CustomUserGroupField` is empty: TIB would never read groups".into());
     }
     Ok(())
+}
+
+/// Who logs in through which profile, for `explain`'s notes.
+pub fn logins(tib: Option<&TibConfig>) -> Vec<crate::mapping::explain::TibLogin> {
+    tib.iter()
+        .flat_map(|t| &t.profiles)
+        .map(|p| crate::mapping::explain::TibLogin {
+            profile_id: p.id.clone(),
+            source: p.source.clone(),
+            org_id: p.org_id.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

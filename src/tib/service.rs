@@ -16,7 +16,6 @@ use super::config::{Template, TibConfig, load_template};
 use super::profile::redact;
 use super::push::{Change, TibClient, TibError, write_profiles_file};
 use super::render::{RenderInput, RenderedProfile, render};
-use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::mapping::{GroupRef, MappingRule};
 use crate::store::sync_audit::{self, NewAuditEntry};
@@ -84,8 +83,11 @@ pub struct TibStatus {
 }
 
 /// The `tib` status from the store; `None` without `[tib]`.
-pub async fn status(store: &Store, config: &Config) -> Result<Option<TibStatus>, StoreError> {
-    let Some(tib) = &config.tib else {
+pub async fn status(
+    store: &Store,
+    tib: Option<&TibConfig>,
+) -> Result<Option<TibStatus>, StoreError> {
+    let Some(tib) = tib else {
         return Ok(None);
     };
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
@@ -157,17 +159,16 @@ fn sha256(value: &Value) -> String {
 impl TibService {
     /// Builds the service of a validated config; `None` without `[tib]`.
     pub fn new(
-        config: &Config,
+        tib: Option<&TibConfig>,
+        tyk: Option<&crate::tyk::TykConfig>,
         store: &Store,
         mapping: &LiveMapping,
     ) -> Result<Option<Arc<Self>>, TibError> {
-        let Some(tib) = &config.tib else {
+        let Some(tib) = tib else {
             return Ok(None);
         };
-        let tyk_config = config
-            .tyk
-            .as_ref()
-            .ok_or_else(|| TibError::Config("tib: needs the [tyk] section".into()))?;
+        let tyk_config =
+            tyk.ok_or_else(|| TibError::Config("tib: needs the [tyk] section".into()))?;
         let tyk = TykClient::new(tyk_config).map_err(|e| TibError::Config(e.to_string()))?;
         let templates = tib
             .profiles
@@ -181,10 +182,10 @@ impl TibService {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|p| TibError::Config(p.to_string()))?;
-        let rest = match tib.effective_url(config.tyk.as_ref()) {
+        let rest = match tib.effective_url(Some(tyk_config)) {
             Some(url) => {
                 let secret = tib
-                    .resolve_secret(config.tyk.as_ref())
+                    .resolve_secret(Some(tyk_config))
                     .map_err(|p| TibError::Config(p.to_string()))?;
                 Some(TibClient::new(&url, tib.embedded, secret, tib.timeout)?)
             }

@@ -22,7 +22,7 @@ use super::model::{
     Envelope, GroupsList, NewUser, NewUserGroup, Page, User, UserGroup, UsersList, page_count,
 };
 use super::transport::{build_http, collect_pages, decode, error_message, meta_id};
-use crate::config::{require_secret, resolve_secret};
+use crate::problem::{require_secret, resolve_secret};
 
 /// Which credential header a request carries.
 #[derive(Clone, Copy)]
@@ -59,7 +59,7 @@ impl std::fmt::Debug for TykClient {
 impl TykClient {
     /// Builds the client from a validated config section.
     pub fn new(config: &TykConfig) -> Result<Self, TykError> {
-        let cfg_err = |e: crate::config::ConfigProblem| TykError::Config(e.to_string());
+        let cfg_err = |e: crate::problem::ConfigProblem| TykError::Config(e.to_string());
         let api_key = require_secret(
             "tyk.api_key",
             config.api_key.as_ref(),

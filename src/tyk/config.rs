@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{
+use crate::problem::{
     ConfigProblem, check_readable_file, require_secret, resolve_secret, serialize_redacted,
 };
 

@@ -95,7 +95,12 @@ pub fn service(stack: &Stack, tib: TibConfig) -> Arc<TibService> {
     config.tib = Some(tib);
     let problems = config.validate();
     assert!(problems.is_empty(), "config problems: {problems:?}");
-    TibService::new(&config, &stack.app.state.store, &stack.app.state.mapping)
-        .expect("TIB service")
-        .expect("[tib] is configured")
+    TibService::new(
+        config.tib.as_ref(),
+        config.tyk.as_ref(),
+        &stack.app.state.store,
+        &stack.app.state.mapping,
+    )
+    .expect("TIB service")
+    .expect("[tib] is configured")
 }

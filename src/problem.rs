@@ -1,6 +1,8 @@
-//! A configuration problem: which key, what is wrong with it, and a hint.
+//! A configuration problem: which key, what is wrong with it, and a hint;
+//! and the secret helpers every section uses (inline, file or redacted).
 //! Start-up prints exactly one line per problem and exits; never a panic or
-//! a serde dump.
+//! a serde dump. A leaf module: the boundaries import it, `config`
+//! assembles the boundaries' sections, so the imports run one way.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -98,6 +100,18 @@ pub fn check_readable_file(key: &str, path: Option<&PathBuf>) -> Result<(), Conf
             .map_err(|e| ConfigProblem::new(key, format!("cannot read {}: {e}", path.display())))?;
     }
     Ok(())
+}
+
+/// Serializes a secret as `[REDACTED]` (use with `serialize_with`), so that
+/// `check-config` never prints one.
+pub fn serialize_redacted<S: serde::Serializer>(
+    value: &Option<secrecy::SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_some("[REDACTED]"),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[cfg(test)]

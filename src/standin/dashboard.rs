@@ -281,3 +281,26 @@ pub async fn revoke_user(
     }
     ok("User revoked", Value::Null)
 }
+
+/// Gives the user a new Dashboard API access key (the old one stops
+/// authenticating at once), as `PUT /api/users/{id}/actions/key/reset` does.
+pub async fn reset_user_key(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let me = caller(&s, &headers)?;
+    allow(&me, USERS, true, "/api/users/{userId}/actions/key/reset")?;
+    visible_user(
+        &s,
+        &me,
+        &id,
+        ApiError::new(404, "Could not retrieve user detail."),
+    )?;
+    let mut dir = s.dir();
+    let key = dir.ids.access_key();
+    if let Some(user) = dir.users.get_mut(&id) {
+        user.extra.insert("access_key".into(), json!(key));
+    }
+    ok("User session renewed", Value::Null)
+}

@@ -82,6 +82,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(d::get_user).put(d::update_user).delete(d::delete_user),
         )
         .route("/api/users/{id}/actions/revoke", put(d::revoke_user))
+        .route("/api/users/{id}/actions/key/reset", put(d::reset_user_key))
         .route("/api/usergroups", get(g::list_groups).post(g::create_group))
         .route(
             "/api/usergroups/{id}",

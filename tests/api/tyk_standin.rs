@@ -217,6 +217,22 @@ async fn tyk_standin_answers_with_the_documented_bodies() {
             err("Could not retrieve user detail."),
         ),
         (
+            "PUT",
+            format!("/api/users/{none}/actions/key/reset"),
+            dash,
+            None,
+            404,
+            err("Could not retrieve user detail."),
+        ),
+        (
+            "PUT",
+            format!("/api/users/{uid}/actions/key/reset"),
+            dash,
+            None,
+            200,
+            json!({"Status": "OK", "Message": "User session renewed", "Meta": null}),
+        ),
+        (
             "POST",
             "/api/users/search".into(),
             dash,

@@ -165,6 +165,15 @@ impl TykClient {
             .map(drop)
     }
 
+    /// Gives the user a new Dashboard API access key, so the old one stops
+    /// working (`PUT /api/users/{id}/actions/key/reset`).
+    pub async fn reset_user_key(&self, id: &str) -> Result<(), TykError> {
+        let path = ["api", "users", id, "actions", "key", "reset"];
+        self.send_envelope(Method::PUT, Auth::Dashboard, &path, None::<&()>)
+            .await
+            .map(drop)
+    }
+
     /// Users whose email contains `query` (the Dashboard's substring search).
     pub async fn search_users(&self, query: &str) -> Result<Vec<User>, TykError> {
         let body = serde_json::json!({ "filters": { "query": query } });

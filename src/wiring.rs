@@ -20,7 +20,7 @@ use crate::sync::SyncWorker;
 use crate::sync::service::{DesiredLoader, ServiceSource, ServiceWorker};
 use crate::sync::tyk_gateway::TykGateway;
 use crate::sync::worker::LoadError;
-use crate::tyk::{TykClient, TykError};
+use crate::tyk::{RequestLimits, TykClient, TykError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
@@ -75,7 +75,11 @@ pub fn sync_worker(
     let Some(tyk) = &config.tyk else {
         return Ok(None);
     };
-    let gateway = TykGateway::new(TykClient::new(tyk)?)
+    let limits = RequestLimits {
+        requests_per_second: config.sync.requests_per_second,
+        max_concurrency: config.sync.max_concurrency.min(tyk.max_concurrency.max(1)),
+    };
+    let gateway = TykGateway::new(TykClient::with_limits(tyk, limits)?)
         .with_retry(config.sync.limits().retry)
         .with_listing_concurrency(config.sync.max_concurrency);
     let source = ServiceSource::new(

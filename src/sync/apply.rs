@@ -136,7 +136,11 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             writer,
             store,
             retry: limits.retry,
-            pacer: Pacer::new(limits.requests_per_second),
+            pacer: Pacer::new(if writer.paces_itself() {
+                None
+            } else {
+                limits.requests_per_second
+            }),
             max_concurrency: limits.max_concurrency.max(1),
         }
     }

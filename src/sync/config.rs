@@ -27,9 +27,12 @@ pub struct SyncConfig {
     pub adopt_existing: bool,
     /// The mass-change guard.
     pub guard: GuardConfig,
-    /// People applied at once (parallel requests to Tyk).
+    /// Requests to Tyk in flight at once (people applied at once, listing
+    /// pages and reads fetched at once); also capped by `tyk.max_concurrency`.
     pub max_concurrency: usize,
-    /// Requests per second toward Tyk; 0 = unlimited.
+    /// Requests per second toward Tyk, every kind counted — reads by id,
+    /// searches, listing pages and writes share ONE limiter in the Tyk
+    /// client, evenly spaced (no burst, 1 % under the rate); 0 = unlimited.
     pub requests_per_second: u32,
     /// Tries per Tyk request (timeouts, 429 and 5xx are retried).
     pub max_attempts: u32,

@@ -174,6 +174,10 @@ fn status_of(error: &TykError) -> Option<u16> {
 }
 
 impl TykWriter for TykGateway {
+    fn paces_itself(&self) -> bool {
+        true
+    }
+
     async fn create_group(&self, group: &GroupRecord) -> Result<String, WriteError> {
         let body = NewUserGroup {
             name: group.name.clone(),

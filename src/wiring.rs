@@ -56,12 +56,14 @@ pub fn replace(mapping: &LiveMapping, config: MappingConfig) {
 
 /// The desired state from the store through the live mapping config.
 pub fn desired_loader(mapping: LiveMapping) -> DesiredLoader {
-    Arc::new(move |store: Store| {
+    Arc::new(move |store: Store, people| {
         let config = read(&mapping);
         Box::pin(async move {
-            crate::mapping::load_desired(&store, &config)
-                .await
-                .map_err(|e| LoadError(format!("mapping: {e}")))
+            match people {
+                None => crate::mapping::load_desired(&store, &config).await,
+                Some(emails) => crate::mapping::load_desired_for(&store, &config, &emails).await,
+            }
+            .map_err(|e| LoadError(format!("mapping: {e}")))
         })
     })
 }
@@ -81,6 +83,7 @@ pub fn sync_worker(
     };
     let gateway = TykGateway::new(TykClient::with_limits(tyk, limits)?)
         .with_retry(config.sync.limits().retry)
+        .trusting_own_writes(config.sync.trust_own_writes)
         .with_listing_concurrency(config.sync.max_concurrency);
     let source = ServiceSource::new(
         store.clone(),

@@ -169,6 +169,17 @@ impl Directory {
         Some(user.clone())
     }
 
+    /// A user to change by hand (tests: a change made in the Dashboard UI).
+    pub fn user_mut(&mut self, id: &str) -> Option<&mut User> {
+        self.users.get_mut(id)
+    }
+
+    /// Removes a group by hand, leaving its members' `group_id` dangling
+    /// (as the stand-in's `DELETE /api/usergroups/{id}` does).
+    pub fn remove_group(&mut self, id: &str) -> Option<UserGroup> {
+        self.groups.remove(id)
+    }
+
     /// The active user owning this Dashboard API key.
     pub fn user_by_key(&self, key: &str) -> Option<&User> {
         use subtle::ConstantTimeEq;

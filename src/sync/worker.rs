@@ -94,6 +94,23 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         Ok((ownership, managed))
     }
 
+    /// What we manage for these people only, and how many users we manage
+    /// in all (the guard's base).
+    pub(super) async fn ownership_of(
+        &self,
+        emails: &std::collections::BTreeSet<String>,
+    ) -> Result<(Ownership, usize), SyncError> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        let ownership = sync_state::load_ownership_for(&mut conn, emails).await?;
+        let managed = sync_state::count_users(&mut conn).await?;
+        Ok((ownership, usize::try_from(managed).unwrap_or(0)))
+    }
+
     /// The full plan and the guard's verdict, without applying (`tyk-idsync plan`).
     pub async fn preview(&self) -> Result<(Plan, GuardVerdict), SyncError> {
         let desired = self.source.desired().await?;

@@ -88,6 +88,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let report = Applier::new(&self.writer, &self.store, self.config.limits())
             .apply(plan, actual, context)
             .await;
+        if plan.steps.iter().any(|s| s.email().is_none()) {
+            // We wrote Tyk's groups: a cached copy is out of date.
+            self.source.groups_changed();
+        }
         let (run_status, outcome) = if report.succeeded() {
             (RunStatus::Applied, Outcome::Applied)
         } else {

@@ -32,6 +32,7 @@ mod scim_oauth;
 mod scim_replay;
 mod store_checked_members;
 mod store_identities;
+mod sync_cost;
 mod sync_e2e;
 mod sync_e2e_crash;
 mod sync_e2e_faults;

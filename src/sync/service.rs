@@ -24,6 +24,10 @@ type DesiredFuture = Pin<Box<dyn Future<Output = Result<DesiredState, LoadError>
 pub type DesiredLoader =
     Arc<dyn Fn(Store, Option<BTreeSet<String>>) -> DesiredFuture + Send + Sync>;
 
+/// Pages of Tyk's user listing the full reconcile plans at a time (with
+/// Tyk's default page size of 10, 500 users).
+pub const FULL_RECONCILE_WINDOW_PAGES: usize = 50;
+
 /// Where the service's worker gets desired and actual state.
 ///
 /// The full reconcile lists Tyk (and refreshes the group cache); an event
@@ -160,6 +164,25 @@ impl StateSource for ServiceSource {
                 Ok(ActualState { users, groups })
             }
         }
+    }
+
+    /// Groups first (and cached), then the users streamed in windows of
+    /// [`FULL_RECONCILE_WINDOW_PAGES`] pages.
+    async fn actual_in_windows(
+        &self,
+        each: &mut (dyn FnMut(&[ActualGroup], Vec<ActualUser>) + Send),
+    ) -> Result<Vec<ActualGroup>, LoadError> {
+        let groups = self
+            .gateway
+            .list_groups()
+            .await
+            .map_err(|e| LoadError(format!("listing Tyk user groups: {e}")))?;
+        self.cache_groups(Some(groups.clone()));
+        self.gateway
+            .list_users_in_windows(FULL_RECONCILE_WINDOW_PAGES, &groups, each)
+            .await
+            .map_err(|e| LoadError(format!("listing Tyk users: {e}")))?;
+        Ok(groups)
     }
 
     fn groups_changed(&self) {

@@ -120,6 +120,42 @@ impl TykGateway {
         })
     }
 
+    /// Every user the key can see, handed to `each` (with `groups`) a window of
+    /// `window_pages` pages at a time, in page order, while the next pages
+    /// are fetched (up to `concurrency` at once): memory holds a window,
+    /// never the whole listing.
+    pub async fn list_users_in_windows(
+        &self,
+        window_pages: usize,
+        groups: &[ActualGroup],
+        each: &mut (dyn FnMut(&[ActualGroup], Vec<ActualUser>) + Send),
+    ) -> Result<(), TykError> {
+        use futures::StreamExt;
+        let first = self.retried(|| self.client.list_users_page(1)).await?;
+        let mut window: Vec<ActualUser> = first.items.iter().map(actual_user).collect();
+        let mut pages_in_window = 1;
+        let client = &self.client;
+        let mut rest = futures::stream::iter(2..=i64::from(first.pages))
+            .map(|p| self.retried(move || client.list_users_page(p)))
+            .buffered(self.concurrency);
+        while let Some(page) = rest.next().await {
+            let page = page?;
+            if page.items.is_empty() {
+                break;
+            }
+            window.extend(page.items.iter().map(actual_user));
+            pages_in_window += 1;
+            if pages_in_window >= window_pages.max(1) {
+                each(groups, std::mem::take(&mut window));
+                pages_in_window = 0;
+            }
+        }
+        if !window.is_empty() {
+            each(groups, window);
+        }
+        Ok(())
+    }
+
     /// Every user group, page by page (each page retried).
     pub async fn list_groups(&self) -> Result<Vec<ActualGroup>, TykError> {
         let groups = self.all_pages(|p| self.client.list_groups_page(p)).await?;

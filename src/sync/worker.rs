@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::actual::{ActualGroup, ActualUser};
 use super::apply::ApplyReport;
 use super::config::SyncConfig;
 use super::guard::{GuardVerdict, guard};
@@ -27,6 +28,7 @@ use super::metrics::SyncMetrics;
 use super::ownership::Ownership;
 use super::plan::plan;
 use super::step::{Plan, PlanSummary};
+use super::stream_plan::StreamedPlanner;
 use super::writer::TykWriter;
 use crate::domain::Timestamp;
 use crate::store::{Store, StoreError, sync_state};
@@ -128,20 +130,47 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     pub async fn run_once(&self, trigger: Trigger) -> Result<SyncStatus, SyncError> {
+        let started = std::time::Instant::now();
         let result = match trigger {
             Trigger::Full => self.run_full().await,
             Trigger::Events => self.run_events().await,
         };
         self.metrics.observe(&result);
+        // Idle event polls (nothing claimed) are not runs.
+        if !matches!(&result, Ok(s) if s.outcome == Outcome::Idle) {
+            let trigger = match trigger {
+                Trigger::Full => "full",
+                Trigger::Events => "events",
+            };
+            metrics::histogram!("tyk_idsync_sync_run_duration_seconds", "trigger" => trigger)
+                .record(started.elapsed().as_secs_f64());
+        }
         result
     }
 
+    /// The full reconcile: Tyk's listing planned window by window as it
+    /// streams in (see [`super::stream_plan`]), then guarded and applied
+    /// as one plan.
     async fn run_full(&self) -> Result<SyncStatus, SyncError> {
         let desired = self.source.desired().await?;
-        let actual = self.source.actual(&ActualScope::Everyone).await?;
         let (ownership, managed) = self.ownership().await?;
+        let policy = self.config.policy();
         let now = Timestamp::now();
-        let plan = plan(&desired, &actual, &ownership, &self.config.policy(), now);
+        let mut planner: Option<StreamedPlanner<'_>> = None;
+        let groups = {
+            let mut each = |groups: &[ActualGroup], users: Vec<ActualUser>| {
+                planner
+                    .get_or_insert_with(|| {
+                        StreamedPlanner::new(&desired, groups.to_vec(), &ownership, &policy, now)
+                    })
+                    .window(users);
+            };
+            self.source.actual_in_windows(&mut each).await?
+        };
+        let planner = planner
+            .unwrap_or_else(|| StreamedPlanner::new(&desired, groups, &ownership, &policy, now));
+        tracing::debug!(users = planner.users_listed(), "full reconcile listed Tyk");
+        let (plan, actual) = planner.finish();
         self.guard_and_apply(
             Trigger::Full,
             plan,

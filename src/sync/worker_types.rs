@@ -6,7 +6,7 @@ use std::future::Future;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::actual::ActualState;
+use super::actual::{ActualGroup, ActualState, ActualUser};
 use super::apply::ApplyReport;
 use super::guard::GuardVerdict;
 use super::step::PlanSummary;
@@ -46,6 +46,19 @@ pub trait StateSource: Send + Sync {
         &self,
         scope: &ActualScope,
     ) -> impl Future<Output = Result<ActualState, LoadError>> + Send;
+    /// Every user group, then every user handed to `each` (with the
+    /// groups) a window at a time; returns the groups (the full reconcile).
+    /// By default one window: the whole listing.
+    fn actual_in_windows(
+        &self,
+        each: &mut (dyn FnMut(&[ActualGroup], Vec<ActualUser>) + Send),
+    ) -> impl Future<Output = Result<Vec<ActualGroup>, LoadError>> + Send {
+        async move {
+            let state = self.actual(&ActualScope::Everyone).await?;
+            each(&state.groups, state.users);
+            Ok(state.groups)
+        }
+    }
     /// Tyk's groups changed (we wrote one), or a write met a group that
     /// no longer exists: forget any cached copy.
     fn groups_changed(&self) {}

@@ -78,11 +78,17 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         &self,
         events: &[ClaimedEvent],
     ) -> Result<SyncStatus, SyncError> {
+        // Group writes (planned from the groups as listed) only when no full
+        // reconcile is under way: taken before planning, held to the end.
+        let group_writes = self.group_writes.try_lock().ok();
         // One plan per person, however many of their events the batch holds.
         let scope = match self.affected_people(events).await? {
             Some(emails) => ActualScope::People(emails),
             None => ActualScope::Everyone,
         };
+        if let ActualScope::People(people) = &scope {
+            self.note_planned_by_events(people);
+        }
         let mut desired = match &scope {
             ActualScope::Everyone => self.source.desired().await?,
             ActualScope::People(people) => self.source.desired_for(people).await?,
@@ -124,8 +130,20 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             }
         }
         let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        self.guard_and_apply(Trigger::Events, plan, &actual, managed, by_email, seqs)
-            .await
+        if group_writes.is_none() {
+            // A full reconcile is under way and has the groups in hand;
+            // people waiting for a new group are retried after it.
+            plan.steps.retain(|s| s.email().is_some());
+        }
+        let status = self
+            .guard_and_apply(Trigger::Events, plan, &actual, managed, by_email, seqs)
+            .await;
+        // Also once written: a reconcile that listed them before this
+        // write must not apply its older view after it.
+        if let ActualScope::People(people) = &scope {
+            self.note_planned_by_events(people);
+        }
+        status
     }
 
     /// The people a batch of events can affect (lower-cased e-mails), or

@@ -224,6 +224,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     async fn approve_and_apply(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
+        let _group_writes = self.group_writes.lock().await;
         // Check and re-plan first: a run only turns `approved` when it is
         // about to be applied (a failed load leaves it held).
         let run = self.held_run(id).await?;

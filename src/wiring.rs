@@ -20,7 +20,7 @@ use crate::sync::SyncWorker;
 use crate::sync::service::{DesiredLoader, ServiceSource, ServiceWorker};
 use crate::sync::tyk_gateway::TykGateway;
 use crate::sync::worker::LoadError;
-use crate::tyk::{TykClient, TykError};
+use crate::tyk::{RequestLimits, TykClient, TykError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
@@ -58,12 +58,14 @@ pub fn replace(mapping: &LiveMapping, config: MappingConfig) {
 
 /// The desired state from the store through the live mapping config.
 pub fn desired_loader(mapping: LiveMapping) -> DesiredLoader {
-    Arc::new(move |store: Store| {
+    Arc::new(move |store: Store, people| {
         let config = read(&mapping);
         Box::pin(async move {
-            crate::mapping::load_desired(&store, &config)
-                .await
-                .map_err(|e| LoadError(format!("mapping: {e}")))
+            match people {
+                None => crate::mapping::load_desired(&store, &config).await,
+                Some(emails) => crate::mapping::load_desired_for(&store, &config, &emails).await,
+            }
+            .map_err(|e| LoadError(format!("mapping: {e}")))
         })
     })
 }
@@ -77,8 +79,13 @@ pub fn sync_worker(
     let Some(tyk) = &config.tyk else {
         return Ok(None);
     };
-    let gateway = TykGateway::new(TykClient::new(tyk)?)
+    let limits = RequestLimits {
+        requests_per_second: config.sync.requests_per_second,
+        max_concurrency: config.sync.max_concurrency.min(tyk.max_concurrency.max(1)),
+    };
+    let gateway = TykGateway::new(TykClient::with_limits(tyk, limits)?)
         .with_retry(config.sync.limits().retry)
+        .trusting_own_writes(config.sync.trust_own_writes)
         .with_listing_concurrency(config.sync.max_concurrency);
     let source = ServiceSource::new(
         store.clone(),

@@ -48,5 +48,6 @@ pub use reasoning::{Explanation, IdentitySummary, explain};
 pub use resolve::{PersonIdentity, ResolveOptions, RuleMatch, UnmappedPolicy, desired_state};
 pub use rule::{MappingRule, RuleError, validate_permissions};
 pub use service::{
-    MappingError, ReloadReport, apply_file, export, list, load_desired, sync_config_rules,
+    MappingError, ReloadReport, apply_file, export, list, load_desired, load_desired_for,
+    sync_config_rules,
 };

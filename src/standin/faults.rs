@@ -121,6 +121,8 @@ pub struct LoggedRequest {
     /// The request's JSON body, when it had one (e.g. a created user's
     /// `email_address`, to find duplicate creations).
     pub body: Option<serde_json::Value>,
+    /// When the request arrived (to check a client's request rate).
+    pub received_at: std::time::Instant,
 }
 
 /// Middleware: applies faults, then records the request.
@@ -129,6 +131,7 @@ pub async fn faults_and_log(
     request: Request,
     next: Next,
 ) -> Response {
+    let received_at = std::time::Instant::now();
     let credential = ["authorization", "admin-auth"]
         .iter()
         .find_map(|h| request.headers().get(*h))
@@ -156,6 +159,7 @@ pub async fn faults_and_log(
             status: CLIENT_CLOSED_REQUEST,
             fault: fault.clone(),
             body: logged_body,
+            received_at,
         },
     };
     if !latency.is_zero() {

@@ -169,6 +169,41 @@ impl Directory {
         Some(user.clone())
     }
 
+    /// A user by id.
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.get(id)
+    }
+
+    /// Creates a group straight in the data (seeding); returns it.
+    pub fn insert_group(
+        &mut self,
+        org_id: &str,
+        name: &str,
+        permissions: Permissions,
+    ) -> UserGroup {
+        let group = UserGroup {
+            id: self.ids.next(),
+            org_id: org_id.to_string(),
+            name: name.to_string(),
+            active: true,
+            user_permissions: permissions,
+            ..UserGroup::default()
+        };
+        self.groups.insert(group.id.clone(), group.clone());
+        group
+    }
+
+    /// A user to change by hand (tests: a change made in the Dashboard UI).
+    pub fn user_mut(&mut self, id: &str) -> Option<&mut User> {
+        self.users.get_mut(id)
+    }
+
+    /// Removes a group by hand, leaving its members' `group_id` dangling
+    /// (as the stand-in's `DELETE /api/usergroups/{id}` does).
+    pub fn remove_group(&mut self, id: &str) -> Option<UserGroup> {
+        self.groups.remove(id)
+    }
+
     /// The active user owning this Dashboard API key.
     pub fn user_by_key(&self, key: &str) -> Option<&User> {
         use subtle::ConstantTimeEq;

@@ -26,6 +26,7 @@ pub mod stats;
 pub mod sync_audit;
 pub mod sync_outbox;
 pub mod sync_runs;
+pub mod sync_scope;
 pub mod sync_state;
 pub mod tokens;
 

@@ -18,8 +18,11 @@ pub struct ClaimedEvent {
     pub source: SourceName,
     pub kind: EventKind,
     /// Lower-cased e-mail of the affected person; `None` for group and
-    /// mapping events, which call for a full reconcile.
+    /// mapping events (the worker finds the people they affect).
     pub email: Option<String>,
+    /// The user or group the event is about (a group's id for group
+    /// events and for a nested group's membership change).
+    pub subject_id: Option<uuid::Uuid>,
     /// How many times this event has been claimed (1 on the first claim).
     pub attempts: i64,
 }
@@ -42,7 +45,7 @@ pub async fn claim(
         Backend::Sqlite => "",
     };
     let rows = sqlx::query(&format!(
-        "SELECT e.seq, e.source, e.kind, e.email FROM identity_events e \
+        "SELECT e.seq, e.source, e.kind, e.email, e.subject_id FROM identity_events e \
          WHERE e.processed_at IS NULL AND NOT EXISTS \
          (SELECT 1 FROM sync_event_leases l WHERE l.seq = e.seq AND l.until_at > $1) \
          ORDER BY e.seq LIMIT $2{lock}"
@@ -53,36 +56,89 @@ pub async fn claim(
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
-        let seq: i64 = row.try_get("seq")?;
-        let kind: String = row.try_get("kind")?;
-        // The conditional upsert is what makes a claim exclusive: it waits
-        // for a concurrent claimer's insert and re-checks its lease, which
-        // the SELECT above (a snapshot) cannot do.
-        let attempts: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO sync_event_leases (seq, holder, until_at, attempts) \
-             VALUES ($1, $2, $3, 1) ON CONFLICT (seq) DO UPDATE SET holder = excluded.holder, \
-             until_at = excluded.until_at, attempts = sync_event_leases.attempts + 1 \
-             WHERE sync_event_leases.until_at <= $4 RETURNING attempts",
-        )
-        .bind(seq)
-        .bind(holder)
-        .bind(until.0)
-        .bind(now.0)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(attempts) = attempts else {
-            continue;
-        };
-        claimed.push(ClaimedEvent {
-            seq,
-            source: SourceName(row.try_get("source")?),
-            kind: EventKind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("bad event kind {kind:?}")))?,
-            email: row.try_get("email")?,
-            attempts,
-        });
+        if let Some(event) = lease(conn, &row, holder, now, until).await? {
+            claimed.push(event);
+        }
+    }
+    // The same people's later pending events come along (up to `limit`
+    // more), so one plan covers each person however their events are
+    // spread over the outbox (a bulk load creates users, then groups).
+    let emails: Vec<String> = claimed
+        .iter()
+        .filter_map(|e| e.email.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let Some(last) = claimed.iter().map(|e| e.seq).max() else {
+        return Ok(claimed);
+    };
+    let mut extra = 0;
+    for chunk in emails.chunks(200) {
+        if extra >= limit {
+            break;
+        }
+        let list = super::bulk::placeholders(4, chunk.len());
+        let sql = format!(
+            "SELECT e.seq, e.source, e.kind, e.email, e.subject_id FROM identity_events e \
+             WHERE e.processed_at IS NULL AND e.seq > $1 AND e.email IN ({list}) AND NOT EXISTS \
+             (SELECT 1 FROM sync_event_leases l WHERE l.seq = e.seq AND l.until_at > $2) \
+             ORDER BY e.seq LIMIT $3{lock}"
+        );
+        let mut query = sqlx::query(&sql).bind(last).bind(now.0).bind(limit - extra);
+        for email in chunk {
+            query = query.bind(email.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            if let Some(event) = lease(conn, &row, holder, now, until).await? {
+                claimed.push(event);
+                extra += 1;
+            }
+        }
     }
     Ok(claimed)
+}
+
+/// Leases one selected event to `holder`; `None` when another claimer
+/// holds it. The conditional upsert is what makes a claim exclusive: it
+/// waits for a concurrent claimer's insert and re-checks its lease, which
+/// the SELECT before it (a snapshot) cannot do.
+async fn lease(
+    conn: &mut AnyConnection,
+    row: &sqlx::any::AnyRow,
+    holder: &str,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Option<ClaimedEvent>, StoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    let kind: String = row.try_get("kind")?;
+    let attempts: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO sync_event_leases (seq, holder, until_at, attempts) \
+         VALUES ($1, $2, $3, 1) ON CONFLICT (seq) DO UPDATE SET holder = excluded.holder, \
+         until_at = excluded.until_at, attempts = sync_event_leases.attempts + 1 \
+         WHERE sync_event_leases.until_at <= $4 RETURNING attempts",
+    )
+    .bind(seq)
+    .bind(holder)
+    .bind(until.0)
+    .bind(now.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(attempts) = attempts else {
+        return Ok(None);
+    };
+    Ok(Some(ClaimedEvent {
+        seq,
+        source: SourceName(row.try_get("source")?),
+        kind: EventKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad event kind {kind:?}")))?,
+        email: row.try_get("email")?,
+        subject_id: row
+            .try_get::<Option<String>, _>("subject_id")?
+            .as_deref()
+            .map(super::identities::parse_uuid)
+            .transpose()?,
+        attempts,
+    }))
 }
 
 /// Marks events processed and drops their leases.

@@ -268,3 +268,49 @@ pub async fn load_ownership(conn: &mut AnyConnection) -> Result<Ownership, Store
     }
     Ok(ownership)
 }
+
+/// What the planner needs to know about what we manage, for these
+/// lower-cased e-mails only (event runs), in chunks of at most 500
+/// e-mails per query.
+pub async fn load_ownership_for(
+    conn: &mut AnyConnection,
+    emails: &std::collections::BTreeSet<String>,
+) -> Result<Ownership, StoreError> {
+    let mut users = Vec::new();
+    let mut pending = std::collections::BTreeSet::new();
+    let emails: Vec<&String> = emails.iter().collect();
+    for chunk in emails.chunks(500) {
+        let list = super::bulk::placeholders(1, chunk.len());
+        let sql = format!(
+            "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at \
+             FROM sync_managed_users WHERE email IN ({list})"
+        );
+        let mut query = sqlx::query(&sql);
+        for email in chunk {
+            query = query.bind(email.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            users.push(managed_user_from_row(&row)?);
+        }
+        let sql = format!("SELECT org_id, email FROM sync_pending_creates WHERE email IN ({list})");
+        let mut query = sqlx::query(&sql);
+        for email in chunk {
+            query = query.bind(email.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            pending.insert((row.try_get("org_id")?, row.try_get("email")?));
+        }
+    }
+    let groups = list_groups(conn).await?;
+    let mut ownership = Ownership::from_parts(users, groups);
+    ownership.pending_creates = pending;
+    let pending_groups = sqlx::query("SELECT org_id, name FROM sync_pending_group_creates")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in pending_groups {
+        ownership
+            .pending_group_creates
+            .insert((row.try_get("org_id")?, row.try_get("name")?));
+    }
+    Ok(ownership)
+}

@@ -117,6 +117,10 @@ pub(super) enum StepError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Blocked(String),
+    /// Nothing for us to do after all (a creation met an e-mail Tyk
+    /// already has, of a user we must not touch): audited, not a failure.
+    #[error("{0}")]
+    LeftAlone(String),
 }
 
 pub struct Applier<'a, W> {
@@ -136,7 +140,11 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             writer,
             store,
             retry: limits.retry,
-            pacer: Pacer::new(limits.requests_per_second),
+            pacer: Pacer::new(if writer.paces_itself() {
+                None
+            } else {
+                limits.requests_per_second
+            }),
             max_concurrency: limits.max_concurrency.max(1),
         }
     }
@@ -194,15 +202,29 @@ impl<'a, W: TykWriter> Applier<'a, W> {
     ) {
         let (ok, tyk_id, message) = match &result {
             Ok(id) => (true, id.clone(), None),
+            Err(StepError::LeftAlone(why)) => (true, None, Some(why.clone())),
             Err(e) => (false, None, Some(e.to_string())),
         };
+        let left_alone = matches!(result, Err(StepError::LeftAlone(_)));
         metrics::counter!(
             "tyk_idsync_sync_plan_steps_total",
             "kind" => step.kind(),
-            "result" => if ok { "applied" } else { "failed" }
+            "result" => match (ok, left_alone) {
+                (true, false) => "applied",
+                (true, true) => "left_alone",
+                (false, _) => "failed",
+            }
         )
         .increment(1);
-        if ok {
+        if left_alone {
+            tracing::info!(
+                step = step.kind(),
+                org = step.org_id(),
+                email = step.email(),
+                reason = message.as_deref().unwrap_or(""),
+                "sync step left alone"
+            );
+        } else if ok {
             report.applied += 1;
         } else {
             report.failed += 1;
@@ -250,7 +272,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
         }
     }
 
-    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+    pub(super) async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
         let mut conn = self.store.pool().acquire().await?;
         sync_audit::append(&mut conn, entry).await.map(|_| ())
     }

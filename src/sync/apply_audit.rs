@@ -59,6 +59,10 @@ pub fn before_after(step: &PlanStep) -> (Option<Value>, Option<Value>) {
             Some(json!({ "active": false })),
             Some(json!({ "active": true })),
         ),
+        PlanStep::RevertEmail { email, found, .. } => (
+            Some(json!({ "email_address": found })),
+            Some(json!({ "email_address": email })),
+        ),
         PlanStep::UpdateUserProfile { before, after, .. } => {
             (Some(json!(before)), Some(json!(after)))
         }

@@ -15,6 +15,7 @@ fn is_user_update(step: &PlanStep) -> bool {
     matches!(
         step,
         PlanStep::Reactivate { .. }
+            | PlanStep::RevertEmail { .. }
             | PlanStep::UpdateUserProfile { .. }
             | PlanStep::MoveToGroup { .. }
             | PlanStep::UpdateUserPermissions { .. }
@@ -67,6 +68,7 @@ impl<W: TykWriter> Applier<'_, W> {
             for step in &batch {
                 let each = match &result {
                     Ok(id) => Ok(id.clone()),
+                    Err(StepError::LeftAlone(why)) => Err(StepError::LeftAlone(why.clone())),
                     Err(e) => Err(StepError::Blocked(e.to_string())),
                 };
                 self.record_outcome(step, each, ctx, &mut report).await;
@@ -107,6 +109,7 @@ impl<W: TykWriter> Applier<'_, W> {
                     record.active = true;
                     reactivated = true;
                 }
+                PlanStep::RevertEmail { email, .. } => record.email = email.clone(),
                 PlanStep::UpdateUserProfile { after, .. } => {
                     record.first_name = after.first_name.clone();
                     record.last_name = after.last_name.clone();
@@ -381,7 +384,7 @@ impl<W: TykWriter> Applier<'_, W> {
         if existing.is_admin {
             let _ = self.end_create(org_id, email).await;
             return (
-                Err(StepError::Blocked(format!(
+                Err(StepError::LeftAlone(format!(
                     "{email} is a Tyk admin; left alone"
                 ))),
                 calls,
@@ -395,8 +398,8 @@ impl<W: TykWriter> Applier<'_, W> {
         if !ours && !ctx.adopt_existing {
             let _ = self.end_create(org_id, email).await;
             return (
-                Err(StepError::Blocked(format!(
-                    "{email} exists in Tyk and is not managed by tyk-idsync"
+                Err(StepError::LeftAlone(format!(
+                    "{email} exists in Tyk and is not managed by tyk-idsync; left alone"
                 ))),
                 calls,
             );
@@ -404,6 +407,27 @@ impl<W: TykWriter> Applier<'_, W> {
         let managed = managed_user(org_id, email, &existing.id, !ours, ctx);
         if let Err(e) = self.record_managed(&managed).await {
             return (Err(e), calls);
+        }
+        if !ours {
+            // An adoption, as auditable as one the planner foresaw.
+            let entry = crate::store::sync_audit::NewAuditEntry {
+                run_id: ctx.run_id,
+                at: crate::domain::Timestamp::now(),
+                actor: ctx.actor.clone(),
+                step_kind: "adopt_user".into(),
+                org_id: org_id.clone(),
+                email: Some(email.clone()),
+                tyk_id: Some(existing.id.clone()),
+                before: Some(serde_json::json!({ "managed": false })),
+                after: Some(serde_json::json!({ "managed": true, "resumed_creation": false })),
+                event_seqs: ctx.events_by_email.get(email).cloned().unwrap_or_default(),
+                rule: None,
+                ok: true,
+                message: Some("found by a creation that met the e-mail".into()),
+            };
+            if let Err(e) = self.append_audit(&entry).await {
+                tracing::error!(error = %e, "could not write the audit log");
+            }
         }
         tracing::info!(org = %org_id, email = %email, user_id = %existing.id, adopted = !ours, "create met an existing user; continuing as an update");
         if UserRecord::from(&existing) == *record {

@@ -351,7 +351,10 @@ async fn a_user_created_by_hand_meanwhile_is_left_alone_or_adopted() {
             assert!(managed.expect("adopted").adopted);
             assert_eq!(user.first_name, "First");
         } else {
-            assert_eq!(report.failed, 1);
+            // Left alone, and not a failure: event runs create people we
+            // do not manage without looking first, so this is how an
+            // unmanaged user in Tyk is met (its events must not retry forever).
+            assert_eq!((report.failed, report.applied), (0, 0), "{report:?}");
             assert!(managed.is_none());
             assert_eq!(user.first_name, "Hand", "unmanaged user untouched");
         }

@@ -27,10 +27,19 @@ pub struct SyncConfig {
     pub adopt_existing: bool,
     /// The mass-change guard.
     pub guard: GuardConfig,
-    /// People applied at once (parallel requests to Tyk).
+    /// Requests to Tyk in flight at once (people applied at once, listing
+    /// pages and reads fetched at once); also capped by `tyk.max_concurrency`.
     pub max_concurrency: usize,
-    /// Requests per second toward Tyk; 0 = unlimited.
+    /// Requests per second toward Tyk, every kind counted — reads by id,
+    /// searches, listing pages and writes share ONE limiter in the Tyk
+    /// client, evenly spaced (no burst, 1 % under the rate); 0 = unlimited.
     pub requests_per_second: u32,
+    /// How long after writing a user an event run trusts the written record
+    /// instead of reading the user back (`GET /api/users/{id}`); 0 = always
+    /// read. Drift in that window is fixed by a later read or the full
+    /// reconcile.
+    #[serde(with = "humantime_serde")]
+    pub trust_own_writes: Duration,
     /// Tries per Tyk request (timeouts, 429 and 5xx are retried).
     pub max_attempts: u32,
     /// First retry delay (grows exponentially, with full jitter).
@@ -60,6 +69,7 @@ impl Default for SyncConfig {
             guard: GuardConfig::default(),
             max_concurrency: 8,
             requests_per_second: 50,
+            trust_own_writes: Duration::from_secs(10),
             max_attempts: 5,
             retry_base_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(10),

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod scope;
 pub mod service;
 pub mod step;
+pub mod stream_plan;
 pub mod tyk_gateway;
 pub mod worker;
 mod worker_events;

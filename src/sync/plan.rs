@@ -85,10 +85,19 @@ impl<'a> Planner<'a> {
         policy: &'a SyncPolicy,
         now: Timestamp,
     ) -> Self {
+        // A user we manage is keyed by the e-mail we manage it under (its
+        // Tyk id is what identifies it): an e-mail changed in Tyk by hand
+        // is reverted, not taken for another person.
         let mut actual_users: BTreeMap<OrgKey, Vec<&ActualUser>> = BTreeMap::new();
         for user in &actual.users {
-            let key = (user.org_id.clone(), fold_key(&user.email));
-            actual_users.entry(key).or_default().push(user);
+            let email = match ownership.users.get(&user.id) {
+                Some(managed) if managed.org_id == user.org_id => fold_key(&managed.email),
+                _ => fold_key(&user.email),
+            };
+            actual_users
+                .entry((user.org_id.clone(), email))
+                .or_default()
+                .push(user);
         }
         Self {
             actual_users,
@@ -216,6 +225,17 @@ impl<'a> Planner<'a> {
         target: &GroupTarget,
     ) {
         let ids = (key.0.clone(), key.1.clone(), existing.id.clone());
+        if fold_key(&existing.email) != key.1 {
+            self.push_person_step(
+                key,
+                PlanStep::RevertEmail {
+                    org_id: ids.0.clone(),
+                    email: ids.1.clone(),
+                    user_id: ids.2.clone(),
+                    found: existing.email.clone(),
+                },
+            );
+        }
         if !existing.active {
             self.push_person_step(
                 key,

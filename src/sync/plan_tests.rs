@@ -193,6 +193,33 @@ fn a_membership_change_moves_the_user_with_the_new_groups_permissions() {
 }
 
 #[test]
+fn an_email_changed_by_hand_in_tyk_is_reverted_not_taken_for_a_new_person() {
+    let (desired, mut actual, ownership) = one_group_world();
+    actual.users[0].email = "someone-else@example.com".into();
+    for scoped in [false, true] {
+        let plan = if scoped {
+            let people = BTreeSet::from(["ada@example.com".to_string()]);
+            crate::sync::plan_for_people(
+                &desired,
+                &actual,
+                &ownership,
+                &SyncPolicy::default(),
+                NOW,
+                &people,
+            )
+        } else {
+            plan(&desired, &actual, &ownership, &SyncPolicy::default(), NOW)
+        };
+        assert_eq!(kinds(&plan), vec!["revert_email"], "scoped: {scoped}");
+        assert!(matches!(
+            &plan.steps[0],
+            PlanStep::RevertEmail { email, user_id, found, .. }
+                if email == "ada@example.com" && user_id == "u1" && found == "someone-else@example.com"
+        ));
+    }
+}
+
+#[test]
 fn name_changes_and_permission_drift_are_corrected() {
     let (mut desired, mut actual, ownership) = one_group_world();
     desired.users[0].last_name = "King".into();
@@ -722,6 +749,10 @@ pub(crate) fn simulate(
                 if let Some(m) = ownership.users.get_mut(user_id) {
                     m.deactivated_at = None;
                 }
+            }
+            PlanStep::RevertEmail { user_id, email, .. } => {
+                let i = user(actual, user_id);
+                actual.users[i].email = email.clone();
             }
             PlanStep::UpdateUserProfile { user_id, after, .. } => {
                 let i = user(actual, user_id);

@@ -106,6 +106,15 @@ fn describe(step: &PlanStep) -> (String, String) {
         PlanStep::Reactivate { email, user_id, .. } => {
             (email.clone(), format!("{user_id} active=true"))
         }
+        PlanStep::RevertEmail {
+            email,
+            user_id,
+            found,
+            ..
+        } => (
+            email.clone(),
+            format!("{user_id} e-mail {found} -> {email} (changed in Tyk by hand)"),
+        ),
         PlanStep::UpdateUserProfile {
             email,
             before,

@@ -21,6 +21,13 @@ pub fn restrict_to_people(
     emails: &BTreeSet<String>,
 ) -> (DesiredState, ActualState, Ownership) {
     let wanted = |email: &str| emails.contains(&crate::domain::fold_key(email));
+    // Users we manage under a wanted e-mail, whatever e-mail Tyk shows now.
+    let managed_ids: BTreeSet<&str> = ownership
+        .users
+        .values()
+        .filter(|m| wanted(&m.email))
+        .map(|m| m.tyk_user_id.as_str())
+        .collect();
     let desired = DesiredState {
         groups: desired.groups.clone(),
         users: desired
@@ -35,7 +42,7 @@ pub fn restrict_to_people(
         users: actual
             .users
             .iter()
-            .filter(|u| wanted(&u.email))
+            .filter(|u| wanted(&u.email) || managed_ids.contains(u.id.as_str()))
             .cloned()
             .collect(),
     };

@@ -81,6 +81,17 @@ pub enum PlanStep {
         email: String,
         user_id: String,
     },
+    /// The e-mail of a user we manage was changed in Tyk by hand: the Tyk
+    /// id is what identifies our user, so the e-mail is set back (it is
+    /// not taken for another person).
+    RevertEmail {
+        org_id: String,
+        /// The e-mail we manage the user under.
+        email: String,
+        user_id: String,
+        /// The e-mail found in Tyk.
+        found: String,
+    },
     UpdateUserProfile {
         org_id: String,
         email: String,
@@ -159,6 +170,7 @@ impl PlanStep {
             PlanStep::CreateUser { .. } => "create_user",
             PlanStep::AdoptUser { .. } => "adopt_user",
             PlanStep::Reactivate { .. } => "reactivate",
+            PlanStep::RevertEmail { .. } => "revert_email",
             PlanStep::UpdateUserProfile { .. } => "update_user_profile",
             PlanStep::MoveToGroup { .. } => "move_to_group",
             PlanStep::UpdateUserPermissions { .. } => "update_user_permissions",
@@ -178,6 +190,7 @@ impl PlanStep {
             | PlanStep::CreateUser { org_id, .. }
             | PlanStep::AdoptUser { org_id, .. }
             | PlanStep::Reactivate { org_id, .. }
+            | PlanStep::RevertEmail { org_id, .. }
             | PlanStep::UpdateUserProfile { org_id, .. }
             | PlanStep::MoveToGroup { org_id, .. }
             | PlanStep::UpdateUserPermissions { org_id, .. }
@@ -195,6 +208,7 @@ impl PlanStep {
             PlanStep::CreateUser { email, .. }
             | PlanStep::AdoptUser { email, .. }
             | PlanStep::Reactivate { email, .. }
+            | PlanStep::RevertEmail { email, .. }
             | PlanStep::UpdateUserProfile { email, .. }
             | PlanStep::MoveToGroup { email, .. }
             | PlanStep::UpdateUserPermissions { email, .. }
@@ -211,6 +225,7 @@ impl PlanStep {
         match self {
             PlanStep::AdoptUser { user_id, .. }
             | PlanStep::Reactivate { user_id, .. }
+            | PlanStep::RevertEmail { user_id, .. }
             | PlanStep::UpdateUserProfile { user_id, .. }
             | PlanStep::MoveToGroup { user_id, .. }
             | PlanStep::UpdateUserPermissions { user_id, .. }

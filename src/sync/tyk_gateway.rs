@@ -5,7 +5,9 @@
 //! already merged the listed user with the desired changes), so each changed
 //! user costs exactly one request and no read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use std::future::Future;
 
@@ -16,10 +18,17 @@ use crate::tyk::{
     NewUser, NewUserGroup, Page, PermissionLevel, Permissions, TykClient, TykError, User, UserGroup,
 };
 
+/// Users this gateway wrote, with what it wrote and when: an event run
+/// trusts them for a short while instead of reading them back.
+type OwnWrites = Arc<Mutex<HashMap<String, (ActualUser, Instant)>>>;
+
 /// Tyk, as the sync worker sees it.
 #[derive(Debug, Clone)]
 pub struct TykGateway {
     client: TykClient,
+    own_writes: OwnWrites,
+    /// How long a write is trusted (`sync.trust_own_writes`).
+    trust_own_writes: Duration,
     /// For the listing's pages (the applier retries writes itself).
     retry: RetryPolicy,
     /// Pages of a listing fetched at once (`sync.max_concurrency`).
@@ -30,9 +39,54 @@ impl TykGateway {
     pub fn new(client: TykClient) -> Self {
         Self {
             client,
+            own_writes: OwnWrites::default(),
+            trust_own_writes: Duration::ZERO,
             retry: RetryPolicy::default(),
             concurrency: 1,
         }
+    }
+
+    /// Trusts a user it wrote for this long instead of reading it back.
+    pub fn trusting_own_writes(mut self, window: Duration) -> Self {
+        self.trust_own_writes = window;
+        self
+    }
+
+    /// The user as this gateway wrote it, if that was less than
+    /// `trust_own_writes` ago.
+    pub fn recently_written(&self, id: &str) -> Option<ActualUser> {
+        let mut writes = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let window = self.trust_own_writes;
+        writes.retain(|_, (_, at)| at.elapsed() < window);
+        writes.get(id).map(|(user, _)| user.clone())
+    }
+
+    fn remember_write(&self, id: &str, user: &UserRecord) {
+        if self.trust_own_writes.is_zero() {
+            return;
+        }
+        let written = ActualUser {
+            id: id.to_string(),
+            org_id: user.org_id.clone(),
+            email: user.email.to_lowercase(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            active: user.active,
+            group_id: user.group_id.clone().filter(|g| !g.is_empty()),
+            is_admin: ActualUser::permissions_mean_admin(&user.permissions),
+            permissions: user.permissions.clone(),
+        };
+        self.own_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), (written, Instant::now()));
+    }
+
+    fn forget_write(&self, id: &str) {
+        self.own_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     /// Fetches up to `n` pages of a listing at once (after the first,
@@ -58,12 +112,77 @@ impl TykGateway {
     pub async fn list_actual(&self) -> Result<ActualState, TykError> {
         let (users, groups) = tokio::try_join!(
             self.all_pages(|p| self.client.list_users_page(p)),
-            self.all_pages(|p| self.client.list_groups_page(p)),
+            self.list_groups(),
         )?;
         Ok(ActualState {
             users: users.iter().map(actual_user).collect(),
-            groups: groups.iter().map(actual_group).collect(),
+            groups,
         })
+    }
+
+    /// Every user the key can see, handed to `each` (with `groups`) a window of
+    /// `window_pages` pages at a time, in page order, while the next pages
+    /// are fetched (up to `concurrency` at once): memory holds a window,
+    /// never the whole listing.
+    pub async fn list_users_in_windows(
+        &self,
+        window_pages: usize,
+        groups: &[ActualGroup],
+        each: &mut (dyn FnMut(&[ActualGroup], Vec<ActualUser>) + Send),
+    ) -> Result<(), TykError> {
+        use futures::StreamExt;
+        let first = self.retried(|| self.client.list_users_page(1)).await?;
+        let mut window: Vec<ActualUser> = first.items.iter().map(actual_user).collect();
+        let mut pages_in_window = 1;
+        let client = &self.client;
+        let mut rest = futures::stream::iter(2..=i64::from(first.pages))
+            .map(|p| self.retried(move || client.list_users_page(p)))
+            .buffered(self.concurrency);
+        while let Some(page) = rest.next().await {
+            let page = page?;
+            if page.items.is_empty() {
+                break;
+            }
+            window.extend(page.items.iter().map(actual_user));
+            pages_in_window += 1;
+            if pages_in_window >= window_pages.max(1) {
+                each(groups, std::mem::take(&mut window));
+                pages_in_window = 0;
+            }
+        }
+        if !window.is_empty() {
+            each(groups, window);
+        }
+        Ok(())
+    }
+
+    /// Every user group, page by page (each page retried).
+    pub async fn list_groups(&self) -> Result<Vec<ActualGroup>, TykError> {
+        let groups = self.all_pages(|p| self.client.list_groups_page(p)).await?;
+        Ok(groups.iter().map(actual_group).collect())
+    }
+
+    /// One user by its Tyk id (`GET /api/users/{id}`), retried while the
+    /// failure is temporary; `None` when Tyk no longer has it.
+    pub async fn read_user(&self, id: &str) -> Result<Option<ActualUser>, TykError> {
+        match self.retried(|| self.client.get_user(id)).await {
+            Ok(user) => Ok(Some(actual_user(&user))),
+            Err(TykError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The users with exactly this e-mail, in every organisation the key
+    /// sees (`POST /api/users/search` is a substring match), retried.
+    pub async fn search_email(&self, email: &str) -> Result<Vec<ActualUser>, TykError> {
+        let wanted = crate::domain::fold_key(email);
+        let query = email.to_lowercase();
+        let found = self.retried(|| self.client.search_users(&query)).await?;
+        Ok(found
+            .iter()
+            .filter(|u| crate::domain::fold_key(&u.email_address) == wanted)
+            .map(actual_user)
+            .collect())
     }
 
     /// Fetches p=1, then p=2..=pages (several at once), each page with
@@ -74,10 +193,13 @@ impl TykGateway {
         Fut: Future<Output = Result<Page<T>, TykError>>,
     {
         use futures::{StreamExt, TryStreamExt};
-        let first = self.page(&fetch, 1).await?;
+        let first = self.retried(|| fetch(1)).await?;
         let mut items = first.items;
         let rest: Vec<Page<T>> = futures::stream::iter(2..=i64::from(first.pages))
-            .map(|p| self.page(&fetch, p))
+            .map(|p| {
+                let fetch = &fetch;
+                self.retried(move || fetch(p))
+            })
             .buffered(self.concurrency)
             .try_collect()
             .await?;
@@ -87,25 +209,30 @@ impl TykGateway {
         Ok(items)
     }
 
-    /// One page, retried with backoff (honouring `Retry-After`) while the
+    /// One read, retried with backoff (honouring `Retry-After`) while the
     /// failure is temporary.
-    async fn page<T, F, Fut>(&self, fetch: &F, p: i64) -> Result<Page<T>, TykError>
+    async fn retried<T, F, Fut>(&self, fetch: F) -> Result<T, TykError>
     where
-        F: Fn(i64) -> Fut,
-        Fut: Future<Output = Result<Page<T>, TykError>>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, TykError>>,
     {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match fetch(p).await {
+            match fetch().await {
                 Err(e) if e.is_retryable() && attempts < self.retry.max_attempts.max(1) => {
                     let delay = self.retry.delay(attempts - 1, e.retry_after());
-                    tracing::debug!(p, attempts, ?delay, error = %e, "retrying a Tyk listing page");
+                    tracing::debug!(attempts, ?delay, error = %e, "retrying a Tyk read");
                     tokio::time::sleep(delay).await;
                 }
                 other => return other,
             }
         }
+    }
+
+    /// How many reads this gateway runs at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 }
 
@@ -174,6 +301,10 @@ fn status_of(error: &TykError) -> Option<u16> {
 }
 
 impl TykWriter for TykGateway {
+    fn paces_itself(&self) -> bool {
+        true
+    }
+
     async fn create_group(&self, group: &GroupRecord) -> Result<String, WriteError> {
         let body = NewUserGroup {
             name: group.name.clone(),
@@ -215,7 +346,9 @@ impl TykWriter for TykGateway {
             group_id: user.group_id.clone(),
             org_id: Some(user.org_id.clone()),
         };
-        self.client.create_user(&body).await.map_err(write_error)
+        let id = self.client.create_user(&body).await.map_err(write_error)?;
+        self.remember_write(&id, user);
+        Ok(id)
     }
 
     async fn update_user(&self, user_id: &str, user: &UserRecord) -> Result<(), WriteError> {
@@ -230,10 +363,15 @@ impl TykWriter for TykGateway {
             user_permissions: from_map(&user.permissions),
             ..User::default()
         };
-        self.client.update_user(&body).await.map_err(write_error)
+        // Whatever happens, what we knew of this user is no longer sure.
+        self.forget_write(user_id);
+        self.client.update_user(&body).await.map_err(write_error)?;
+        self.remember_write(user_id, user);
+        Ok(())
     }
 
     async fn delete_user(&self, _org_id: &str, user_id: &str) -> Result<(), WriteError> {
+        self.forget_write(user_id);
         self.client.delete_user(user_id).await.map_err(write_error)
     }
 

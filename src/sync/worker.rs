@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::actual::{ActualGroup, ActualUser};
 use super::apply::ApplyReport;
 use super::config::SyncConfig;
 use super::guard::{GuardVerdict, guard};
@@ -27,6 +28,7 @@ use super::metrics::SyncMetrics;
 use super::ownership::Ownership;
 use super::plan::plan;
 use super::step::{Plan, PlanSummary};
+use super::stream_plan::StreamedPlanner;
 use super::writer::TykWriter;
 use crate::domain::Timestamp;
 use crate::store::{Store, StoreError, sync_state};
@@ -44,6 +46,14 @@ pub struct SyncWorker<W, S> {
     pub(super) holder: String,
     wake: Arc<Notify>,
     pub(super) metrics: Arc<SyncMetrics>,
+    /// When an event run last planned each person (lower-cased e-mail): a
+    /// full reconcile running meanwhile leaves them to the event runs.
+    pub(super) planned_by_events: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
+    /// Held by a run that may create, change or delete Tyk groups (a full
+    /// reconcile from its listing to its last write): Tyk does not keep
+    /// group names unique, so two runs planning from the same listing must
+    /// not both create a group.
+    pub(super) group_writes: tokio::sync::Mutex<()>,
 }
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
@@ -56,6 +66,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             holder: format!("worker-{}", Uuid::new_v4()),
             wake: Arc::new(Notify::new()),
             metrics: Arc::new(SyncMetrics::default()),
+            planned_by_events: std::sync::Mutex::new(BTreeMap::new()),
+            group_writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -94,6 +106,23 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         Ok((ownership, managed))
     }
 
+    /// What we manage for these people only, and how many users we manage
+    /// in all (the guard's base).
+    pub(super) async fn ownership_of(
+        &self,
+        emails: &std::collections::BTreeSet<String>,
+    ) -> Result<(Ownership, usize), SyncError> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        let ownership = sync_state::load_ownership_for(&mut conn, emails).await?;
+        let managed = sync_state::count_users(&mut conn).await?;
+        Ok((ownership, usize::try_from(managed).unwrap_or(0)))
+    }
+
     /// The full plan and the guard's verdict, without applying (`tyk-idsync plan`).
     pub async fn preview(&self) -> Result<(Plan, GuardVerdict), SyncError> {
         let desired = self.source.desired().await?;
@@ -111,20 +140,50 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     pub async fn run_once(&self, trigger: Trigger) -> Result<SyncStatus, SyncError> {
+        let started = std::time::Instant::now();
         let result = match trigger {
             Trigger::Full => self.run_full().await,
             Trigger::Events => self.run_events().await,
         };
         self.metrics.observe(&result);
+        // Idle event polls (nothing claimed) are not runs.
+        if !matches!(&result, Ok(s) if s.outcome == Outcome::Idle) {
+            let trigger = match trigger {
+                Trigger::Full => "full",
+                Trigger::Events => "events",
+            };
+            metrics::histogram!("tyk_idsync_sync_run_duration_seconds", "trigger" => trigger)
+                .record(started.elapsed().as_secs_f64());
+        }
         result
     }
 
+    /// The full reconcile: Tyk's listing planned window by window as it
+    /// streams in (see [`super::stream_plan`]), then guarded and applied
+    /// as one plan.
     async fn run_full(&self) -> Result<SyncStatus, SyncError> {
+        let _group_writes = self.group_writes.lock().await;
+        let started = std::time::Instant::now();
         let desired = self.source.desired().await?;
-        let actual = self.source.actual(&ActualScope::Everyone).await?;
         let (ownership, managed) = self.ownership().await?;
+        let policy = self.config.policy();
         let now = Timestamp::now();
-        let plan = plan(&desired, &actual, &ownership, &self.config.policy(), now);
+        let mut planner: Option<StreamedPlanner<'_>> = None;
+        let groups = {
+            let mut each = |groups: &[ActualGroup], users: Vec<ActualUser>| {
+                planner
+                    .get_or_insert_with(|| {
+                        StreamedPlanner::new(&desired, groups.to_vec(), &ownership, &policy, now)
+                    })
+                    .window(users);
+            };
+            self.source.actual_in_windows(&mut each).await?
+        };
+        let planner = planner
+            .unwrap_or_else(|| StreamedPlanner::new(&desired, groups, &ownership, &policy, now));
+        tracing::debug!(users = planner.users_listed(), "full reconcile listed Tyk");
+        let (mut plan, actual) = planner.finish();
+        self.leave_to_event_runs(&mut plan, started);
         self.guard_and_apply(
             Trigger::Full,
             plan,
@@ -138,18 +197,35 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
 
     /// Runs until `shutdown` resolves: events on a signal (or every
     /// `poll_interval`), a full reconcile every `interval` — but only while
-    /// `is_leader()` holds. A replica that loses the lead abandons the run
-    /// in flight at once (as a crash would: every step is idempotent); one
-    /// that gains it first frees the events its predecessor had claimed.
+    /// `is_leader()` holds. The full reconcile runs alongside the event
+    /// runs (it can take minutes on a large Tyk), so a change arriving
+    /// meanwhile is applied at once; the reconcile leaves alone the people
+    /// event runs planned since it started (see [`Self::run_full`]). A
+    /// replica that loses the lead abandons the runs in flight at once (as
+    /// a crash would: every step is idempotent); one that gains it first
+    /// frees the events its predecessor had claimed.
     pub async fn run(&self, shutdown: impl Future<Output = ()>, is_leader: impl Fn() -> bool) {
+        type Run<'r> =
+            std::pin::Pin<Box<dyn Future<Output = Result<SyncStatus, SyncError>> + Send + 'r>>;
+        fn finished(result: Result<SyncStatus, SyncError>) {
+            if let Err(e) = result {
+                tracing::error!(error = %e, trigger = ?Trigger::Full, "sync run failed");
+            }
+        }
         let mut full = tokio::time::interval(self.config.interval);
         full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let mut leading = false;
+        let mut reconcile: Option<Run<'_>> = None;
         loop {
             let trigger = tokio::select! {
                 () = &mut shutdown => return,
-                _ = full.tick() => Trigger::Full,
+                result = async { reconcile.as_mut().expect("checked").await }, if reconcile.is_some() => {
+                    reconcile = None;
+                    finished(result);
+                    continue;
+                }
+                _ = full.tick(), if reconcile.is_none() => Trigger::Full,
                 () = self.wake.notified() => Trigger::Events,
                 () = tokio::time::sleep(self.config.poll_interval) => Trigger::Events,
             };
@@ -157,24 +233,80 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 self.take_over().await;
             }
             leading = is_leader();
+            if !leading {
+                if reconcile.take().is_some() {
+                    tracing::warn!("lost the lead; the full reconcile in flight is abandoned");
+                }
+                continue;
+            }
+            if trigger == Trigger::Full {
+                reconcile = Some(Box::pin(self.run_once(Trigger::Full)));
+                continue;
+            }
             while is_leader() {
-                let result = tokio::select! {
-                    result = self.run_once(trigger) => result,
-                    () = lost_lead(&is_leader) => {
-                        tracing::warn!(?trigger, "lost the lead; the run in flight is abandoned");
-                        leading = false;
-                        break;
+                let run = self.run_once(Trigger::Events);
+                tokio::pin!(run);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut run => break Some(result),
+                        result = async { reconcile.as_mut().expect("checked").await }, if reconcile.is_some() => {
+                            reconcile = None;
+                            finished(result);
+                        }
+                        () = lost_lead(&is_leader) => break None,
                     }
                 };
+                let Some(result) = result else {
+                    tracing::warn!("lost the lead; the runs in flight are abandoned");
+                    leading = false;
+                    reconcile = None;
+                    break;
+                };
                 match result {
-                    Ok(s) if trigger == Trigger::Events && s.outcome != Outcome::Idle => continue,
+                    Ok(s) if s.outcome != Outcome::Idle => continue,
                     Ok(_) => break,
                     Err(e) => {
-                        tracing::error!(error = %e, ?trigger, "sync run failed");
+                        tracing::error!(error = %e, trigger = ?Trigger::Events, "sync run failed");
                         break;
                     }
                 }
             }
+        }
+    }
+
+    /// Notes that an event run planned these people now.
+    pub(super) fn note_planned_by_events(&self, emails: &std::collections::BTreeSet<String>) {
+        let now = std::time::Instant::now();
+        let mut planned = self
+            .planned_by_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // A reconcile older than an hour has long finished.
+        planned.retain(|_, at| now.duration_since(*at) < Duration::from_secs(3600));
+        for email in emails {
+            planned.insert(email.clone(), now);
+        }
+    }
+
+    /// Drops from a full reconcile's plan the people an event run planned
+    /// after `started` (the reconcile's view of them may predate that
+    /// change; the event runs have them in hand), and then the group
+    /// deletions, which counted on those people's steps.
+    fn leave_to_event_runs(&self, plan: &mut Plan, started: std::time::Instant) {
+        let planned = self
+            .planned_by_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let recent = |email: &str| planned.get(email).is_some_and(|at| *at >= started);
+        let before = plan.steps.len();
+        plan.steps.retain(|s| !s.email().is_some_and(&recent));
+        if plan.steps.len() != before {
+            tracing::info!(
+                steps = before - plan.steps.len(),
+                "full reconcile leaves people changed meanwhile to the event runs"
+            );
+            plan.steps
+                .retain(|s| !matches!(s, super::step::PlanStep::DeleteGroup { .. }));
         }
     }
 

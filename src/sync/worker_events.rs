@@ -9,9 +9,14 @@ use super::scope::plan_for_people;
 use super::worker::{SyncWorker, idle_status, millis};
 use super::worker_types::{ActualScope, StateSource, SyncError, SyncStatus, Trigger};
 use super::writer::TykWriter;
-use crate::domain::Timestamp;
+use crate::domain::{EventKind, Timestamp};
 use crate::store::StoreError;
 use crate::store::sync_outbox::{self, ClaimedEvent};
+use crate::store::sync_scope;
+
+/// Tyk's answer to a write naming a group it does not have (CONTRACT.md
+/// §2.8: `PUT /api/usergroups/{id}` and the user writes).
+pub(super) const MISSING_GROUP: &str = "Group ID does not exist";
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     pub(super) async fn claim(&self) -> Result<Vec<ClaimedEvent>, SyncError> {
@@ -52,23 +57,47 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         result
     }
 
+    /// Plans and applies one batch of events. A write that meets a group
+    /// Tyk no longer has ("Group ID does not exist": the cached groups were
+    /// stale) drops the group cache and runs the batch once more.
     pub(super) async fn apply_events(
         &self,
         events: &[ClaimedEvent],
     ) -> Result<SyncStatus, SyncError> {
-        let everyone = events.iter().any(|e| e.email.is_none());
-        let emails: BTreeSet<String> = events
-            .iter()
-            .filter_map(|e| e.email.as_deref().map(crate::domain::fold_key))
-            .collect();
-        let scope = if everyone {
-            ActualScope::Everyone
-        } else {
-            ActualScope::People(emails.clone())
+        let mut status = self.plan_and_apply_events(events).await?;
+        if status.errors.iter().any(|e| e.contains(MISSING_GROUP)) {
+            tracing::info!("a cached Tyk group is gone; re-listing groups and retrying once");
+            self.source.groups_changed();
+            status = self.plan_and_apply_events(events).await?;
+        }
+        self.settle_events(events, &status).await?;
+        Ok(status)
+    }
+
+    async fn plan_and_apply_events(
+        &self,
+        events: &[ClaimedEvent],
+    ) -> Result<SyncStatus, SyncError> {
+        // Group writes (planned from the groups as listed) only when no full
+        // reconcile is under way: taken before planning, held to the end.
+        let group_writes = self.group_writes.try_lock().ok();
+        // One plan per person, however many of their events the batch holds.
+        let scope = match self.affected_people(events).await? {
+            Some(emails) => ActualScope::People(emails),
+            None => ActualScope::Everyone,
         };
-        let desired = self.source.desired().await?;
+        if let ActualScope::People(people) = &scope {
+            self.note_planned_by_events(people);
+        }
+        let mut desired = match &scope {
+            ActualScope::Everyone => self.source.desired().await?,
+            ActualScope::People(people) => self.source.desired_for(people).await?,
+        };
         let mut actual = self.source.actual(&scope).await?;
-        let (ownership, managed) = self.ownership().await?;
+        let (mut ownership, managed) = match &scope {
+            ActualScope::Everyone => self.ownership().await?,
+            ActualScope::People(people) => self.ownership_of(people).await?,
+        };
         let now = Timestamp::now();
         let policy = self.config.policy();
         let mut plan = match &scope {
@@ -86,7 +115,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             // Held: hold everyone's plan, so the held run carries every
             // pending removal — also those of earlier held event runs,
             // which it supersedes — and approving it applies them all.
+            desired = self.source.desired().await?;
             actual = self.source.actual(&ActualScope::Everyone).await?;
+            ownership = self.ownership().await?.0;
             plan = super::plan::plan(&desired, &actual, &ownership, &policy, now);
         }
         let mut by_email: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -99,11 +130,54 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             }
         }
         let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        if group_writes.is_none() {
+            // A full reconcile is under way and has the groups in hand;
+            // people waiting for a new group are retried after it.
+            plan.steps.retain(|s| s.email().is_some());
+        }
         let status = self
             .guard_and_apply(Trigger::Events, plan, &actual, managed, by_email, seqs)
-            .await?;
-        self.settle_events(events, &status).await?;
-        Ok(status)
+            .await;
+        // Also once written: a reconcile that listed them before this
+        // write must not apply its older view after it.
+        if let ActualScope::People(people) = &scope {
+            self.note_planned_by_events(people);
+        }
+        status
+    }
+
+    /// The people a batch of events can affect (lower-cased e-mails), or
+    /// `None` when that takes everyone: a group's update and a nested
+    /// group's membership change affect the people in that group (found in
+    /// the store); a group's creation nobody (each member has a membership
+    /// event of its own); a mapping change, a group deletion (its members
+    /// may be gone already) and a user event without an e-mail affect
+    /// everyone.
+    async fn affected_people(
+        &self,
+        events: &[ClaimedEvent],
+    ) -> Result<Option<BTreeSet<String>>, SyncError> {
+        let mut emails = BTreeSet::new();
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        for event in events {
+            match (&event.email, event.kind, event.subject_id) {
+                (Some(email), _, _) => {
+                    emails.insert(crate::domain::fold_key(email));
+                }
+                (None, EventKind::GroupCreated, Some(_)) => {}
+                (None, EventKind::GroupUpdated | EventKind::MembershipChanged, Some(group)) => {
+                    emails
+                        .extend(sync_scope::member_emails(&mut conn, &event.source, group).await?);
+                }
+                (None, _, _) => return Ok(None),
+            }
+        }
+        Ok(Some(emails))
     }
 
     /// Marks processed the events whose people succeeded (or whose run was

@@ -88,6 +88,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let report = Applier::new(&self.writer, &self.store, self.config.limits())
             .apply(plan, actual, context)
             .await;
+        if plan.steps.iter().any(|s| s.email().is_none()) {
+            // We wrote Tyk's groups: a cached copy is out of date.
+            self.source.groups_changed();
+        }
         let (run_status, outcome) = if report.succeeded() {
             (RunStatus::Applied, Outcome::Applied)
         } else {
@@ -220,6 +224,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     async fn approve_and_apply(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
+        let _group_writes = self.group_writes.lock().await;
         // Check and re-plan first: a run only turns `approved` when it is
         // about to be applied (a failed load leaves it held).
         let run = self.held_run(id).await?;

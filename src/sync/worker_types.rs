@@ -6,7 +6,7 @@ use std::future::Future;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::actual::ActualState;
+use super::actual::{ActualGroup, ActualState, ActualUser};
 use super::apply::ApplyReport;
 use super::guard::GuardVerdict;
 use super::step::PlanSummary;
@@ -22,7 +22,9 @@ pub struct LoadError(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActualScope {
     Everyone,
-    /// Lower-cased e-mails; the loader may list everyone anyway.
+    /// Lower-cased e-mails: the loader returns the Tyk users we manage
+    /// with these e-mails (by their recorded ids) and every group; it may
+    /// leave out Tyk users we do not manage.
     People(BTreeSet<String>),
 }
 
@@ -30,10 +32,36 @@ pub enum ActualScope {
 /// the mapping and the Tyk Dashboard client (paged listing).
 pub trait StateSource: Send + Sync {
     fn desired(&self) -> impl Future<Output = Result<DesiredState, LoadError>> + Send;
+    /// The desired state of these people (lower-cased e-mails) only, with
+    /// every desired group; by default everyone's, which the planner
+    /// narrows.
+    fn desired_for(
+        &self,
+        emails: &BTreeSet<String>,
+    ) -> impl Future<Output = Result<DesiredState, LoadError>> + Send {
+        let _ = emails;
+        self.desired()
+    }
     fn actual(
         &self,
         scope: &ActualScope,
     ) -> impl Future<Output = Result<ActualState, LoadError>> + Send;
+    /// Every user group, then every user handed to `each` (with the
+    /// groups) a window at a time; returns the groups (the full reconcile).
+    /// By default one window: the whole listing.
+    fn actual_in_windows(
+        &self,
+        each: &mut (dyn FnMut(&[ActualGroup], Vec<ActualUser>) + Send),
+    ) -> impl Future<Output = Result<Vec<ActualGroup>, LoadError>> + Send {
+        async move {
+            let state = self.actual(&ActualScope::Everyone).await?;
+            each(&state.groups, state.users);
+            Ok(state.groups)
+        }
+    }
+    /// Tyk's groups changed (we wrote one), or a write met a group that
+    /// no longer exists: forget any cached copy.
+    fn groups_changed(&self) {}
 }
 
 #[derive(Debug, thiserror::Error)]

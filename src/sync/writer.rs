@@ -110,10 +110,18 @@ pub trait TykWriter: Send + Sync {
         org_id: &str,
         email: &str,
     ) -> impl Future<Output = Result<Option<ActualUser>, WriteError>> + Send;
+    /// Whether this writer paces its requests itself (the Tyk client's one
+    /// limiter does), so the applier must not pace them a second time.
+    fn paces_itself(&self) -> bool {
+        false
+    }
 }
 
 /// A shared writer is a writer (the worker owns one; tests keep a handle).
 impl<T: TykWriter> TykWriter for std::sync::Arc<T> {
+    fn paces_itself(&self) -> bool {
+        (**self).paces_itself()
+    }
     fn create_group(
         &self,
         group: &GroupRecord,

@@ -1,6 +1,8 @@
 //! The HTTP client: one pooled `reqwest::Client`, a per-request timeout, a
-//! semaphore bounding requests in flight, and envelope/error decoding.
-//! Dashboard calls live here, Admin calls on [`AdminClient`] (admin.rs).
+//! semaphore bounding requests in flight, one rate limiter pacing every
+//! request (reads, searches, listing pages and writes alike), and
+//! envelope/error decoding. Dashboard calls live here, Admin calls on
+//! [`AdminClient`] (admin.rs).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +33,52 @@ pub(super) enum Auth {
     Admin,
 }
 
+/// The one limiter every request to Tyk waits for (GCRA, no burst).
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// How hard the client may press on the Dashboard (`sync.requests_per_second`
+/// and `sync.max_concurrency` in the service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Requests per second over every kind of request; 0 = unlimited.
+    pub requests_per_second: u32,
+    /// Requests in flight at once.
+    pub max_concurrency: usize,
+}
+
 struct Inner {
     http: reqwest::Client,
     base: Url,
     api_key: SecretString,
     admin_secret: Option<SecretString>,
     in_flight: Semaphore,
+    limiter: Option<Limiter>,
     timeout: Duration,
+}
+
+/// A limiter that spaces requests evenly, slightly under `rate`: a
+/// request's slot is 1/rate plus 1 % after the previous one, with no burst,
+/// so network jitter between us and the Dashboard cannot make any one-second
+/// window there count more than `rate` requests.
+fn limiter(rate: u32) -> Option<Limiter> {
+    let rate = std::num::NonZeroU32::new(rate)?;
+    let period = Duration::from_secs(1).mul_f64(1.01) / rate.get();
+    let quota = governor::Quota::with_period(period.max(Duration::from_nanos(1)))?
+        .allow_burst(std::num::NonZeroU32::MIN);
+    Some(governor::RateLimiter::direct(quota))
+}
+
+/// What a request is, for the `kind` label of `tyk_idsync_tyk_requests_total`.
+pub(super) fn request_kind(method: &Method, path: &[&str], paged: bool) -> &'static str {
+    if path.last() == Some(&"search") {
+        "search"
+    } else if *method == Method::GET && paged {
+        "list"
+    } else if *method == Method::GET {
+        "read"
+    } else {
+        "write"
+    }
 }
 
 /// Client of the Dashboard API. Cheap to clone; clones share the pool and
@@ -57,8 +98,20 @@ impl std::fmt::Debug for TykClient {
 }
 
 impl TykClient {
-    /// Builds the client from a validated config section.
+    /// Builds the client from a validated config section, with no rate
+    /// limit and `tyk.max_concurrency` requests in flight.
     pub fn new(config: &TykConfig) -> Result<Self, TykError> {
+        Self::with_limits(
+            config,
+            RequestLimits {
+                requests_per_second: 0,
+                max_concurrency: config.max_concurrency,
+            },
+        )
+    }
+
+    /// Builds the client with these limits on every request it sends.
+    pub fn with_limits(config: &TykConfig, limits: RequestLimits) -> Result<Self, TykError> {
         let cfg_err = |e: crate::problem::ConfigProblem| TykError::Config(e.to_string());
         let api_key = require_secret(
             "tyk.api_key",
@@ -80,7 +133,8 @@ impl TykClient {
                 base,
                 api_key,
                 admin_secret,
-                in_flight: Semaphore::new(config.max_concurrency.max(1)),
+                in_flight: Semaphore::new(limits.max_concurrency.max(1)),
+                limiter: limiter(limits.requests_per_second),
                 timeout: config.timeout,
             }),
         })
@@ -199,11 +253,11 @@ impl TykClient {
 
     /// The user with exactly this email (case-insensitive), if any.
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, TykError> {
-        let wanted = email.to_lowercase();
-        let users = self.search_users(&wanted).await?;
+        let wanted = crate::domain::fold_key(email);
+        let users = self.search_users(&email.to_lowercase()).await?;
         Ok(users
             .into_iter()
-            .find(|u| u.email_address.to_lowercase() == wanted))
+            .find(|u| crate::domain::fold_key(&u.email_address) == wanted))
     }
 
     // ---- user groups -------------------------------------------------
@@ -297,6 +351,16 @@ impl TykClient {
             .acquire()
             .await
             .map_err(|_| TykError::Transport("client is shutting down".into()))?;
+        // The slot is taken while holding the permit, so requests leave at
+        // the paced times and not in a burst when permits free up.
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.until_ready().await;
+        }
+        metrics::counter!(
+            "tyk_idsync_tyk_requests_total",
+            "kind" => request_kind(&method, path, p.is_some())
+        )
+        .increment(1);
         let mut request = self
             .inner
             .http
@@ -456,5 +520,43 @@ mod metric_tests {
         assert_eq!(status_class(reqwest::StatusCode::OK), "2xx");
         assert_eq!(status_class(reqwest::StatusCode::NOT_FOUND), "4xx");
         assert_eq!(status_class(reqwest::StatusCode::BAD_GATEWAY), "5xx");
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_told_apart_by_kind() {
+        let users = ["api", "users"];
+        assert_eq!(request_kind(&Method::GET, &users, true), "list");
+        assert_eq!(
+            request_kind(&Method::GET, &["api", "users", "u1"], false),
+            "read"
+        );
+        let search = ["api", "users", "search"];
+        assert_eq!(request_kind(&Method::POST, &search, true), "search");
+        assert_eq!(request_kind(&Method::POST, &users, false), "write");
+        assert_eq!(
+            request_kind(&Method::PUT, &["api", "users", "u1"], false),
+            "write"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_limiter_spaces_requests_under_the_rate() {
+        let limiter = limiter(100).expect("limiter");
+        let started = std::time::Instant::now();
+        for _ in 0..21 {
+            limiter.until_ready().await;
+        }
+        // 20 intervals of 10.1 ms: no burst at the start.
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(super::limiter(0).is_none());
     }
 }

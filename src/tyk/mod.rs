@@ -12,7 +12,7 @@ mod permissions;
 mod transport;
 
 pub use admin::AdminClient;
-pub use client::TykClient;
+pub use client::{RequestLimits, TykClient};
 pub use config::TykConfig;
 pub use error::TykError;
 pub use model::{

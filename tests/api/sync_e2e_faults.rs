@@ -138,6 +138,9 @@ async fn guarded_stack(db: Db) -> (Stack, Vec<String>, String) {
             min_count: 2,
             max_percent: 10,
         };
+        // The bystander's change must reach Tyk (a read) for the burst to
+        // pile up behind it, even right after the bystander was written.
+        c.sync.trust_own_writes = std::time::Duration::ZERO;
     })
     .await;
     stack
@@ -241,7 +244,7 @@ both_backends!(
 );
 
 /// Sends `deactivate` while the worker is busy with an unrelated change
-/// (its Tyk listing delayed by the stand-in), so that all of them are
+/// (its Tyk read delayed by the stand-in), so that all of them are
 /// claimed by the worker's next run — as when an identity provider pushes
 /// a burst of changes.
 async fn burst_while_the_worker_is_busy(stack: &Stack, bystander: &str, deactivate: &[String]) {

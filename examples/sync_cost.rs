@@ -299,6 +299,7 @@ async fn main() -> Result<(), Error> {
             managed_since: now,
             adopted: false,
             deactivated_at: None,
+            access_key_reset_at: None,
         };
         sync_state::record_user(&mut tx, &managed).await?;
         seeded.push((user.id, tyk.id));

@@ -20,6 +20,9 @@ fn managed_user_from_row(row: &AnyRow) -> Result<ManagedUser, StoreError> {
         deactivated_at: row
             .try_get::<Option<i64>, _>("deactivated_at")?
             .map(Timestamp),
+        access_key_reset_at: row
+            .try_get::<Option<i64>, _>("access_key_reset_at")?
+            .map(Timestamp),
     })
 }
 
@@ -106,14 +109,37 @@ pub async fn record_user(conn: &mut AnyConnection, user: &ManagedUser) -> Result
     Ok(())
 }
 
-/// Starts (`Some`) or clears (`None`) the deprovisioning grace period.
+/// Starts (`Some`) or clears (`None`) the deprovisioning grace period; a
+/// reactivation (`None`) also forgets the last access-key reset, so the
+/// next deactivation resets the key again.
 pub async fn set_deactivated_at(
     conn: &mut AnyConnection,
     tyk_user_id: &str,
     at: Option<Timestamp>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE sync_managed_users SET deactivated_at = $1 WHERE tyk_user_id = $2")
+    let sql = match at {
+        Some(_) => "UPDATE sync_managed_users SET deactivated_at = $1 WHERE tyk_user_id = $2",
+        None => {
+            "UPDATE sync_managed_users SET deactivated_at = $1, access_key_reset_at = NULL \
+             WHERE tyk_user_id = $2"
+        }
+    };
+    sqlx::query(sql)
         .bind(at.map(|t| t.0))
+        .bind(tyk_user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Notes that the user's Dashboard API access key was reset at `at`.
+pub async fn set_access_key_reset_at(
+    conn: &mut AnyConnection,
+    tyk_user_id: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sync_managed_users SET access_key_reset_at = $1 WHERE tyk_user_id = $2")
+        .bind(at.0)
         .bind(tyk_user_id)
         .execute(&mut *conn)
         .await?;
@@ -134,7 +160,8 @@ pub async fn find_user_by_email(
     email: &str,
 ) -> Result<Option<ManagedUser>, StoreError> {
     sqlx::query(
-        "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at \
+        "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at, \
+         access_key_reset_at \
          FROM sync_managed_users WHERE org_id = $1 AND email = $2",
     )
     .bind(org_id)
@@ -148,7 +175,8 @@ pub async fn find_user_by_email(
 
 pub async fn list_users(conn: &mut AnyConnection) -> Result<Vec<ManagedUser>, StoreError> {
     sqlx::query(
-        "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at \
+        "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at, \
+         access_key_reset_at \
          FROM sync_managed_users ORDER BY org_id, email",
     )
     .fetch_all(&mut *conn)
@@ -282,7 +310,8 @@ pub async fn load_ownership_for(
     for chunk in emails.chunks(500) {
         let list = super::bulk::placeholders(1, chunk.len());
         let sql = format!(
-            "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at \
+            "SELECT tyk_user_id, org_id, email, managed_since, adopted, deactivated_at, \
+         access_key_reset_at \
              FROM sync_managed_users WHERE email IN ({list})"
         );
         let mut query = sqlx::query(&sql);

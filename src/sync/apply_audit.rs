@@ -90,6 +90,7 @@ pub fn before_after(step: &PlanStep) -> (Option<Value>, Option<Value>) {
             Some(json!({ "active": false, "deactivated_at": deactivated_at })),
             None,
         ),
+        PlanStep::ResetAccessKey { .. } => (None, Some(json!({ "access_key": "reset" }))),
         PlanStep::ForgetUser { .. } => (Some(json!({ "managed": true })), None),
         PlanStep::DeleteGroup { name, .. } => (Some(json!({ "name": name })), None),
     }

@@ -157,6 +157,20 @@ impl<W: TykWriter> Applier<'_, W> {
         Ok(sync_state::set_deactivated_at(&mut conn, user_id, at).await?)
     }
 
+    async fn set_access_key_reset_at(
+        &self,
+        user_id: &str,
+        at: crate::domain::Timestamp,
+    ) -> Result<(), StepError> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        Ok(sync_state::set_access_key_reset_at(&mut conn, user_id, at).await?)
+    }
+
     /// One transaction: ending the pending creation and recording the
     /// user happen together or not at all (a crash in between would orphan it).
     async fn record_managed(&self, user: &ManagedUser) -> Result<(), StepError> {
@@ -237,6 +251,22 @@ impl<W: TykWriter> Applier<'_, W> {
                 self.forget(user_id).await.map(|()| Some(user_id.clone())),
                 0,
             ),
+            PlanStep::ResetAccessKey {
+                org_id, user_id, ..
+            } => {
+                let out = self
+                    .call(|| self.writer.reset_user_key(org_id, user_id))
+                    .await;
+                let calls = out.attempts as usize;
+                let result = match out.result {
+                    Ok(()) => self
+                        .set_access_key_reset_at(user_id, ctx.now)
+                        .await
+                        .map(|()| Some(user_id.clone())),
+                    Err(e) => Err(e.into()),
+                };
+                (result, calls)
+            }
             other => (
                 Err(StepError::Blocked(format!(
                     "{} is not a user step",
@@ -470,5 +500,6 @@ fn managed_user(
         managed_since: ctx.now,
         adopted,
         deactivated_at: None,
+        access_key_reset_at: None,
     }
 }

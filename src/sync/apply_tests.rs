@@ -369,6 +369,7 @@ async fn deprovisioning_deactivates_then_deletes_after_the_grace_period() {
         deprovision: Deprovision::Delete,
         grace_period: Duration::ZERO,
         adopt_existing: false,
+        reset_access_key: false,
     };
     round(&tyk, &store, &desired(&[("ada@x.io", "dev")]), &policy).await;
     let (plan, _) = round(&tyk, &store, &desired(&[]), &policy).await;

@@ -25,6 +25,10 @@ pub struct SyncConfig {
     /// Take over existing Tyk users whose e-mail matches a desired person
     /// (and existing groups with a desired name). Logged in the audit log.
     pub adopt_existing: bool,
+    /// After deprovisioning a user (deactivation, or an inactive user we
+    /// keep), give it a new Dashboard API access key: a deactivated user's
+    /// key otherwise keeps working against the Dashboard API.
+    pub reset_access_key_on_deactivate: bool,
     /// The mass-change guard.
     pub guard: GuardConfig,
     /// Requests to Tyk in flight at once (people applied at once, listing
@@ -66,6 +70,7 @@ impl Default for SyncConfig {
             deprovision: Deprovision::Deactivate,
             grace_period: Duration::from_secs(30 * 24 * 3600),
             adopt_existing: false,
+            reset_access_key_on_deactivate: true,
             guard: GuardConfig::default(),
             max_concurrency: 8,
             requests_per_second: 50,
@@ -86,6 +91,7 @@ impl SyncConfig {
             deprovision: self.deprovision,
             grace_period: self.grace_period,
             adopt_existing: self.adopt_existing,
+            reset_access_key: self.reset_access_key_on_deactivate,
         }
     }
 

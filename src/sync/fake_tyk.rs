@@ -196,6 +196,19 @@ impl TykWriter for FakeTyk {
         Ok(())
     }
 
+    async fn reset_user_key(&self, _org_id: &str, user_id: &str) -> Result<(), WriteError> {
+        self.latency().await;
+        self.begin_write(format!("reset_user_key {user_id}"), None)?;
+        if self.lock().users.contains_key(user_id) {
+            Ok(())
+        } else {
+            Err(WriteError::Permanent {
+                status: Some(404),
+                message: "Could not retrieve user detail.".into(),
+            })
+        }
+    }
+
     async fn find_user_by_email(
         &self,
         org_id: &str,

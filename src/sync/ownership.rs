@@ -22,6 +22,10 @@ pub struct ManagedUser {
     /// When we (or a hand change we noticed) deactivated the user; the grace
     /// period before deletion counts from here.
     pub deactivated_at: Option<Timestamp>,
+    /// When we last gave the (deactivated) user a new Dashboard API access
+    /// key; cleared when the user is reactivated.
+    #[serde(default)]
+    pub access_key_reset_at: Option<Timestamp>,
 }
 
 /// A Tyk user group we manage.
@@ -103,6 +107,9 @@ pub struct SyncPolicy {
     pub deprovision: Deprovision,
     pub grace_period: Duration,
     pub adopt_existing: bool,
+    /// Reset a deprovisioned user's Dashboard API access key
+    /// (`sync.reset_access_key_on_deactivate`).
+    pub reset_access_key: bool,
 }
 
 impl Default for SyncPolicy {
@@ -111,6 +118,7 @@ impl Default for SyncPolicy {
             deprovision: Deprovision::Deactivate,
             grace_period: Duration::from_secs(30 * 24 * 3600),
             adopt_existing: false,
+            reset_access_key: false,
         }
     }
 }

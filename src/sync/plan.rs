@@ -297,11 +297,21 @@ impl<'a> Planner<'a> {
 
     fn deprovision(&mut self, key: &OrgKey, existing: &ActualUser, reason: DeprovisionReason) {
         let (org_id, email, user_id) = (key.0.clone(), key.1.clone(), existing.id.clone());
-        let deactivated_at = self
-            .ownership
-            .users
-            .get(&existing.id)
-            .and_then(|m| m.deactivated_at);
+        let managed = self.ownership.users.get(&existing.id);
+        let deactivated_at = managed.and_then(|m| m.deactivated_at);
+        // A deactivated Dashboard user's API key still works: reset it once
+        // per deactivation (again after a failed reset).
+        let key_reset_due = self.policy.reset_access_key
+            && managed.is_some_and(|m| match (m.access_key_reset_at, m.deactivated_at) {
+                (None, _) => true,
+                (Some(reset), Some(deactivated)) => reset < deactivated,
+                (Some(_), None) => false,
+            });
+        let reset_key = PlanStep::ResetAccessKey {
+            org_id: org_id.clone(),
+            email: email.clone(),
+            user_id: user_id.clone(),
+        };
         let step = match (existing.active, deactivated_at) {
             (true, _) => PlanStep::Deactivate {
                 org_id,
@@ -320,9 +330,18 @@ impl<'a> Planner<'a> {
                 user_id,
                 deactivated_at: at.0,
             },
+            (false, Some(_)) if key_reset_due => reset_key.clone(),
             (false, Some(_)) => return,
         };
+        let then_reset = key_reset_due
+            && matches!(
+                step,
+                PlanStep::Deactivate { .. } | PlanStep::RecordDeactivation { .. }
+            );
         self.push_person_step(key, step);
+        if then_reset {
+            self.push_person_step(key, reset_key);
+        }
     }
 
     /// Managed Tyk users no desired person matches.

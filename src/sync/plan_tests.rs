@@ -85,6 +85,7 @@ fn muser(id: &str, email: &str, deactivated_at: Option<i64>) -> ManagedUser {
         managed_since: Timestamp(0),
         adopted: false,
         deactivated_at: deactivated_at.map(Timestamp),
+        access_key_reset_at: None,
     }
 }
 
@@ -101,6 +102,7 @@ fn delete_policy(grace_days: u64) -> SyncPolicy {
         deprovision: Deprovision::Delete,
         grace_period: Duration::from_secs(grace_days * 24 * 3600),
         adopt_existing: false,
+        reset_access_key: false,
     }
 }
 
@@ -399,6 +401,76 @@ fn deletion_waits_for_deactivation_and_the_grace_period() {
             "active={active} days_ago={days_ago:?}"
         );
     }
+}
+
+/// With `reset_access_key`, every deprovisioning ends with a new access
+/// key, once per deactivation: (active in Tyk, deactivated days ago, key
+/// reset days ago, delete policy?) → step kinds.
+#[test]
+fn a_deprovisioned_user_gets_a_new_access_key_once_per_deactivation() {
+    type Case = (
+        bool,
+        Option<i64>,
+        Option<i64>,
+        bool,
+        &'static [&'static str],
+    );
+    let cases: &[Case] = &[
+        (true, None, None, false, &["deactivate", "reset_access_key"]),
+        // Reactivated earlier (reset cleared) and deprovisioned again.
+        (
+            true,
+            Some(40),
+            None,
+            false,
+            &["deactivate", "reset_access_key"],
+        ),
+        // Deactivated by hand: our record starts the grace period, and the key.
+        (
+            false,
+            None,
+            None,
+            false,
+            &["record_deactivation", "reset_access_key"],
+        ),
+        // A reset that failed last time is retried.
+        (false, Some(2), None, false, &["reset_access_key"]),
+        // A reset from before the current deactivation does not count.
+        (false, Some(2), Some(5), false, &["reset_access_key"]),
+        // Done: nothing more to do.
+        (false, Some(2), Some(1), false, &[]),
+        // Due for deletion: deleting ends the key too.
+        (false, Some(40), None, true, &["delete"]),
+    ];
+    for (active, deactivated, reset, delete, expected) in cases {
+        let (mut desired, mut actual, _) = one_group_world();
+        desired.users.clear();
+        actual.users[0].active = *active;
+        let mut managed = muser(
+            "u1",
+            "ada@example.com",
+            deactivated.map(|d| NOW.0 - d * DAY_MS),
+        );
+        managed.access_key_reset_at = reset.map(|d| Timestamp(NOW.0 - d * DAY_MS));
+        let ownership = Ownership::from_parts([managed], [mgroup("g1", "dev")]);
+        let mut policy = if *delete {
+            delete_policy(30)
+        } else {
+            SyncPolicy::default()
+        };
+        policy.reset_access_key = true;
+        let plan = plan(&desired, &actual, &ownership, &policy, NOW);
+        assert_eq!(
+            &kinds(&plan)[..],
+            *expected,
+            "active={active} deactivated={deactivated:?} reset={reset:?}"
+        );
+    }
+    // Off: no key step at all.
+    let (mut desired, actual, ownership) = one_group_world();
+    desired.users.clear();
+    let plan = plan(&desired, &actual, &ownership, &SyncPolicy::default(), NOW);
+    assert_eq!(kinds(&plan), vec!["deactivate"]);
 }
 
 #[test]
@@ -722,6 +794,7 @@ pub(crate) fn simulate(
                         managed_since: now,
                         adopted: false,
                         deactivated_at: None,
+                        access_key_reset_at: None,
                     },
                 );
             }
@@ -740,6 +813,7 @@ pub(crate) fn simulate(
                         managed_since: now,
                         adopted: true,
                         deactivated_at: None,
+                        access_key_reset_at: None,
                     },
                 );
             }
@@ -798,6 +872,11 @@ pub(crate) fn simulate(
             }
             PlanStep::ForgetUser { user_id, .. } => {
                 ownership.users.remove(user_id);
+            }
+            PlanStep::ResetAccessKey { user_id, .. } => {
+                if let Some(m) = ownership.users.get_mut(user_id) {
+                    m.access_key_reset_at = m.deactivated_at;
+                }
             }
             PlanStep::DeleteGroup { group_id, .. } => {
                 assert!(

@@ -166,6 +166,10 @@ fn describe(step: &PlanStep) -> (String, String) {
             format!("{user_id} already inactive; grace period starts"),
         ),
         PlanStep::Delete { email, user_id, .. } => (email.clone(), format!("delete {user_id}")),
+        PlanStep::ResetAccessKey { email, user_id, .. } => (
+            email.clone(),
+            format!("{user_id} new Dashboard API access key (the old one stops working)"),
+        ),
         PlanStep::ForgetUser { email, user_id, .. } => (
             email.clone(),
             format!("{user_id} is gone from Tyk; forget it"),

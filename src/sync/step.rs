@@ -135,6 +135,13 @@ pub enum PlanStep {
         user_id: String,
         deactivated_at: i64,
     },
+    /// A deprovisioned (inactive) user still holds a Dashboard API access
+    /// key: give it a new one nobody knows, so the old stops working.
+    ResetAccessKey {
+        org_id: String,
+        email: String,
+        user_id: String,
+    },
     /// A managed user no longer exists in Tyk (deleted by hand): drop our
     /// record so a later create is not mistaken for a duplicate (no Tyk call).
     ForgetUser {
@@ -177,6 +184,7 @@ impl PlanStep {
             PlanStep::Deactivate { .. } => "deactivate",
             PlanStep::RecordDeactivation { .. } => "record_deactivation",
             PlanStep::Delete { .. } => "delete",
+            PlanStep::ResetAccessKey { .. } => "reset_access_key",
             PlanStep::ForgetUser { .. } => "forget_user",
             PlanStep::DeleteGroup { .. } => "delete_group",
         }
@@ -197,6 +205,7 @@ impl PlanStep {
             | PlanStep::Deactivate { org_id, .. }
             | PlanStep::RecordDeactivation { org_id, .. }
             | PlanStep::Delete { org_id, .. }
+            | PlanStep::ResetAccessKey { org_id, .. }
             | PlanStep::ForgetUser { org_id, .. }
             | PlanStep::DeleteGroup { org_id, .. } => org_id,
         }
@@ -215,6 +224,7 @@ impl PlanStep {
             | PlanStep::Deactivate { email, .. }
             | PlanStep::RecordDeactivation { email, .. }
             | PlanStep::Delete { email, .. }
+            | PlanStep::ResetAccessKey { email, .. }
             | PlanStep::ForgetUser { email, .. } => Some(email),
             _ => None,
         }
@@ -232,6 +242,7 @@ impl PlanStep {
             | PlanStep::Deactivate { user_id, .. }
             | PlanStep::RecordDeactivation { user_id, .. }
             | PlanStep::Delete { user_id, .. }
+            | PlanStep::ResetAccessKey { user_id, .. }
             | PlanStep::ForgetUser { user_id, .. } => Some(user_id),
             _ => None,
         }

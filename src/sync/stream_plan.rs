@@ -292,6 +292,7 @@ mod tests {
             managed_since: Timestamp(0),
             adopted: false,
             deactivated_at: None,
+            access_key_reset_at: None,
         }
     }
 

@@ -375,6 +375,13 @@ impl TykWriter for TykGateway {
         self.client.delete_user(user_id).await.map_err(write_error)
     }
 
+    async fn reset_user_key(&self, _org_id: &str, user_id: &str) -> Result<(), WriteError> {
+        self.client
+            .reset_user_key(user_id)
+            .await
+            .map_err(write_error)
+    }
+
     async fn find_user_by_email(
         &self,
         org_id: &str,

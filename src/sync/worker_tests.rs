@@ -218,8 +218,16 @@ async fn the_guard_holds_a_run_deactivating_half_and_approval_applies_it() {
         .approve_run(id, "cli:approve")
         .await
         .expect("approve");
-    assert_eq!((applied.outcome, applied.applied), (Outcome::Applied, 5));
+    // 5 deactivations, each followed by its access-key reset.
+    assert_eq!((applied.outcome, applied.applied), (Outcome::Applied, 10));
     assert_eq!(active_emails(&tyk), emails(5));
+    let resets = tyk
+        .lock()
+        .writes
+        .iter()
+        .filter(|w| w.starts_with("reset_user_key "))
+        .count();
+    assert_eq!(resets, 5);
     let mut conn = store.pool().acquire().await.expect("conn");
     let run = sync_runs::get_run(&mut conn, id)
         .await
@@ -550,7 +558,8 @@ async fn the_admin_api_lists_held_runs_approves_them_and_shows_the_audit_log() {
         .json()
         .await
         .expect("json");
-    assert_eq!(audit["entries"][0]["step_kind"], "deactivate");
+    // Newest first: the access-key reset that follows the deactivation.
+    assert_eq!(audit["entries"][0]["step_kind"], "reset_access_key");
     assert_eq!(audit["entries"][0]["actor"], "api:approve");
     let next = audit["next_before_id"].as_i64().expect("a next page");
     let older: serde_json::Value = http
@@ -561,7 +570,8 @@ async fn the_admin_api_lists_held_runs_approves_them_and_shows_the_audit_log() {
         .json()
         .await
         .expect("json");
-    assert_eq!(older["entries"][0]["step_kind"], "create_user");
+    assert_eq!(older["entries"][0]["step_kind"], "deactivate");
+    assert_eq!(older["entries"][1]["step_kind"], "create_user");
 }
 
 #[tokio::test]
@@ -607,7 +617,7 @@ async fn cli_hooks_print_the_plan_and_exit_non_zero_unless_applied() {
         .await
         .expect("audit");
     assert!(
-        audit.contains("cli:approve") && audit.contains("deactivate"),
+        audit.contains("cli:approve") && audit.contains("reset_access_key"),
         "{audit}"
     );
 }

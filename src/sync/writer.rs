@@ -104,6 +104,12 @@ pub trait TykWriter: Send + Sync {
         org_id: &str,
         user_id: &str,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// Gives the user a new Dashboard API access key.
+    fn reset_user_key(
+        &self,
+        org_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
     /// Only called after `EmailAlreadyExists`, to see whose user it is.
     fn find_user_by_email(
         &self,
@@ -161,6 +167,13 @@ impl<T: TykWriter> TykWriter for std::sync::Arc<T> {
         user_id: &str,
     ) -> impl Future<Output = Result<(), WriteError>> + Send {
         (**self).delete_user(org_id, user_id)
+    }
+    fn reset_user_key(
+        &self,
+        org_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        (**self).reset_user_key(org_id, user_id)
     }
     fn find_user_by_email(
         &self,

@@ -40,6 +40,7 @@ mod scim_replay;
 mod store_checked_members;
 mod store_identities;
 mod store_members_within_source;
+mod sync_access_key;
 mod sync_cost;
 mod sync_e2e;
 mod sync_e2e_crash;

@@ -428,6 +428,7 @@ async fn existing_rows_are_re_keyed_once(db: Db) {
             managed_since: Timestamp(1),
             adopted: false,
             deactivated_at: None,
+            access_key_reset_at: None,
         };
         tyk_idsync::store::sync_state::record_user(&mut tx, &managed)
             .await

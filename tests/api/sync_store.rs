@@ -20,6 +20,7 @@ fn managed(id: &str, email: &str) -> ManagedUser {
         managed_since: Timestamp(1_000),
         adopted: false,
         deactivated_at: None,
+        access_key_reset_at: None,
     }
 }
 

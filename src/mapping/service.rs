@@ -328,6 +328,7 @@ pub async fn load_desired_for(
                 email: user.email.clone(),
                 given_name: user.given_name.clone(),
                 family_name: user.family_name.clone(),
+                display_name: user.display_name.clone(),
                 active: user.active,
                 groups,
             });

@@ -191,6 +191,35 @@ async fn tokens_plan_sync_runs_and_audit_work_from_the_command_line() {
         audit.contains("create_user") && audit.contains("ok"),
         "{audit}"
     );
+    // Names beside ids: the rule on the user's row, the group on its creation.
+    let rule_id = plan_json["steps"][1]["rule"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let user_row = audit
+        .lines()
+        .find(|l| l.contains("create_user"))
+        .unwrap_or_default();
+    assert!(
+        !rule_id.is_empty() && user_row.contains(&format!("API Admins ({rule_id})")),
+        "{audit}"
+    );
+    let everything = out(&run(dir.path(), &["audit"]).await);
+    let group_row = everything
+        .lines()
+        .find(|l| l.contains("create_group"))
+        .unwrap_or_default();
+    assert!(
+        group_row.contains(&format!("API Admins ({})", group.id)),
+        "{everything}"
+    );
+    assert!(
+        everything
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("REASON")
+    );
 }
 
 #[test]

@@ -178,13 +178,9 @@ fn describe(step: &PlanStep) -> (String, String) {
 fn verdict_line(verdict: &GuardVerdict) -> String {
     match verdict {
         GuardVerdict::Proceed => "guard: proceed".to_string(),
-        GuardVerdict::Hold {
-            would_remove,
-            managed,
-            threshold,
-        } => format!(
-            "guard: HOLD - would remove {would_remove} of {managed} managed users (threshold {threshold}); needs approval"
-        ),
+        held @ GuardVerdict::Hold { .. } => {
+            format!("guard: HOLD - {}; needs approval", held.reason())
+        }
     }
 }
 
@@ -414,6 +410,8 @@ mod tests {
             would_remove: 50,
             managed: 100,
             threshold: 10,
+            would_recreate: 0,
+            recreate_threshold: 0,
         };
         let text = plan_table(&Plan::default(), &verdict);
         insta::assert_snapshot!(text);

@@ -137,6 +137,7 @@ async fn guarded_stack(db: Db) -> (Stack, Vec<String>, String) {
         c.sync.guard = GuardConfig {
             min_count: 2,
             max_percent: 10,
+            ..GuardConfig::default()
         };
         // The bystander's change must reach Tyk (a read) for the burst to
         // pile up behind it, even right after the bystander was written.

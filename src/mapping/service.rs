@@ -452,3 +452,65 @@ async fn groups_of(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_rules: &str) -> MappingConfig {
+        toml::from_str(toml_rules).expect("mapping config")
+    }
+
+    fn stored(id: &str, name: &str, origin: RuleOrigin) -> StoredRule {
+        let mut rule = config(&format!(
+            "[[rules]]\norg_id = \"o\"\nname = \"{name}\"\nmappings_sso = [\"okta:{name}\"]\n\
+             permissions = {{ apis = \"read\" }}\n"
+        ))
+        .rules[0]
+            .to_rule();
+        rule.id = id.into();
+        StoredRule { rule, origin }
+    }
+
+    #[test]
+    fn config_rules_merge_in_memory_as_a_reload_would_apply_them() {
+        let existing = [
+            stored("api-1", "Readers", RuleOrigin::Api),
+            stored("cfg-1", "Gone", RuleOrigin::Config),
+            stored("api-2", "Taken Over", RuleOrigin::Api),
+        ];
+        let file = config(
+            "[[rules]]\norg_id = \"o\"\nname = \"New\"\nmappings_sso = [\"okta:New\"]\n\
+             permissions = { apis = \"write\" }\n\
+             [[rules]]\norg_id = \"o\"\nname = \"Taken Over\"\nmappings_sso = [\"okta:Taken Over\"]\n\
+             permissions = { apis = \"read\" }\n",
+        );
+        let changes =
+            config_rule_changes(&existing, &file, |r| format!("new:{}", r.name)).expect("valid");
+        assert_eq!(changes.removed, vec!["cfg-1".to_string()]);
+        let inserted: Vec<_> = changes.inserted.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(inserted, vec!["new:New"]);
+        // The API rule of the same (org, name) is taken over, keeping its id.
+        let updated: Vec<_> = changes.updated.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(updated, vec!["api-2"]);
+        let mut ids: Vec<_> = changes
+            .apply_to(&existing)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec!["api-1", "api-2", "new:New"]);
+    }
+
+    #[test]
+    fn an_invalid_config_rule_is_refused_in_memory_too() {
+        let file = config(
+            "[[rules]]\norg_id = \"o\"\nname = \"Admins\"\nmappings_sso = [\"okta:x\"]\n\
+             permissions = { IsAdmin = \"admin\" }\n",
+        );
+        assert!(matches!(
+            config_rule_changes(&[], &file, |_| String::new()),
+            Err(MappingError::Invalid(_))
+        ));
+    }
+}

@@ -193,7 +193,7 @@ both_backends!(ldap_e2e, ldap_to_tyk);
 /// An LDAP person without `givenName` still gets a Tyk first name: the
 /// first word of `cn` (the display name when `displayName` is absent).
 async fn ldap_person_without_given_name_gets_one_from_cn(db: Db) {
-    let mut slapd = Slapd::start();
+    let slapd = Slapd::start();
     slapd.add(&format!(
         "dn: uid=wskinner,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: wskinner\n\
          cn: Walter Skinner\nsn: Skinner\nmail: wskinner@example.org\n\n\

@@ -500,13 +500,21 @@ async fn explain(config: &Config, email: &str, json: bool) -> Result<String, Com
 }
 
 /// The sync worker for a one-shot command; `[tyk]` must be configured.
+/// A dry run (`plan`) writes nothing: the config file's rules are merged
+/// in memory instead of into the store.
 async fn command_worker(
     config: &Config,
+    dry_run: bool,
 ) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
     let store = command_store(config).await?;
     let mapping = crate::wiring::live_mapping(config);
-    crate::mapping::sync_config_rules(&store, &config.mapping).await?;
-    crate::wiring::sync_worker(config, &store, &mapping)
+    let loader = if dry_run {
+        crate::wiring::dry_run_loader(mapping)
+    } else {
+        crate::mapping::sync_config_rules(&store, &config.mapping).await?;
+        crate::wiring::desired_loader(mapping)
+    };
+    crate::wiring::sync_worker_with(config, &store, loader)
         .map_err(StartupError::from)?
         .ok_or_else(|| {
             CommandError::Usage(
@@ -517,12 +525,12 @@ async fn command_worker(
 }
 
 async fn plan(config: &Config, json: bool) -> Result<String, CommandError> {
-    let worker = command_worker(config).await?;
+    let worker = command_worker(config, true).await?;
     Ok(crate::sync::cli::plan_command(&worker, json).await?)
 }
 
 async fn sync_once(config: &Config) -> ExitCode {
-    let worker = match command_worker(config).await {
+    let worker = match command_worker(config, false).await {
         Ok(worker) => worker,
         Err(e) => return finish(Err(e)),
     };
@@ -606,7 +614,7 @@ async fn runs(config: &Config, action: RunsAction) -> Result<String, CommandErro
             Ok(crate::sync::cli::runs_list_command(&store, status, limit).await?)
         }
         RunsAction::Approve { id } => {
-            let worker = command_worker(config).await?;
+            let worker = command_worker(config, false).await?;
             let status = crate::sync::cli::runs_approve_command(&worker, id).await?;
             Ok(format!("{}\n", status.describe()))
         }

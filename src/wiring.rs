@@ -70,11 +70,35 @@ pub fn desired_loader(mapping: LiveMapping) -> DesiredLoader {
     })
 }
 
+/// The desired state as a dry run sees it: the store's rules with the
+/// config file's rules merged in memory, nothing written
+/// ([`crate::mapping::service::load_desired_dry_run`]).
+pub fn dry_run_loader(mapping: LiveMapping) -> DesiredLoader {
+    Arc::new(move |store: Store, people| {
+        let config = read(&mapping);
+        Box::pin(async move {
+            crate::mapping::service::load_desired_dry_run(&store, &config, people.as_ref())
+                .await
+                .map_err(|e| LoadError(format!("mapping: {e}")))
+        })
+    })
+}
+
 /// The sync worker, when a Tyk Dashboard is configured.
 pub fn sync_worker(
     config: &Config,
     store: &Store,
     mapping: &LiveMapping,
+) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
+    sync_worker_with(config, store, desired_loader(mapping.clone()))
+}
+
+/// The sync worker with this desired-state loader (`plan` passes
+/// [`dry_run_loader`]).
+pub fn sync_worker_with(
+    config: &Config,
+    store: &Store,
+    loader: DesiredLoader,
 ) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
     let Some(tyk) = &config.tyk else {
         return Ok(None);
@@ -87,11 +111,7 @@ pub fn sync_worker(
         .with_retry(config.sync.limits().retry)
         .trusting_own_writes(config.sync.trust_own_writes)
         .with_listing_concurrency(config.sync.max_concurrency);
-    let source = ServiceSource::new(
-        store.clone(),
-        gateway.clone(),
-        desired_loader(mapping.clone()),
-    );
+    let source = ServiceSource::new(store.clone(), gateway.clone(), loader);
     Ok(Some(Arc::new(SyncWorker::new(
         store.clone(),
         gateway,

@@ -159,6 +159,7 @@ mod tests {
                 email: Some("alice@example.org".into()),
                 given_name: Some("Alice".into()),
                 family_name: Some("Liddell".into()),
+                display_name: None,
                 active: true,
                 groups: vec![group("okta", "Platform Team", Some("00g1"))],
             },
@@ -168,6 +169,7 @@ mod tests {
                 email: Some("Alice@Example.org".into()),
                 given_name: Some("Al".into()),
                 family_name: None,
+                display_name: None,
                 active: false,
                 groups: vec![group(
                     "ldap-corp",

@@ -41,6 +41,7 @@ pub async fn load_people(conn: &mut AnyConnection) -> Result<Vec<PersonIdentity>
             email: user.email.clone(),
             given_name: user.given_name.clone(),
             family_name: user.family_name.clone(),
+            display_name: user.display_name.clone(),
             active: user.active,
             // Only the user's own source's groups: the store keeps
             // memberships within a source and reads them so; this holds

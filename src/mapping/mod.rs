@@ -22,9 +22,11 @@
 //!   unmapped policy: `ignore` (not provisioned), `deactivate` (kept in the
 //!   default organisation, inactive, no group) or `default` (the default
 //!   group in the default organisation).
-//! - Names: for the first and the last name separately, the first source in
-//!   `source_order` with a non-empty value wins; sources not listed come
-//!   after, in name order.
+//! - Names: for the given name, the family name and the display name
+//!   separately, the first source in `source_order` with a non-empty value
+//!   wins; sources not listed come after, in name order. Tyk's first and
+//!   last name are derived from them by [`names::tyk_names`] and are never
+//!   empty (display name split, else the login's local part).
 //! - A person inactive in every source keeps their winning group but is
 //!   `active = false`, so the sync worker deactivates rather than deletes.
 //! - Rules from the config file (origin `config`) and from the API/CLI
@@ -37,6 +39,7 @@ pub mod config;
 pub mod explain;
 pub mod input;
 pub mod matcher;
+pub mod names;
 pub mod reasoning;
 pub mod resolve;
 pub mod rule;

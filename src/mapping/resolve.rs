@@ -22,6 +22,8 @@ pub struct PersonIdentity {
     pub email: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
+    /// SCIM `displayName`; LDAP `displayName`, else `cn`.
+    pub display_name: Option<String>,
     pub active: bool,
     pub groups: Vec<GroupRef>,
 }
@@ -318,17 +320,25 @@ fn user(
     let pick = |field: fn(&PersonIdentity) -> Option<&String>| {
         preferred
             .iter()
-            .find_map(|i| field(i).filter(|v| !v.trim().is_empty()).cloned())
-            .unwrap_or_default()
+            .find_map(|i| field(i).filter(|v| !v.trim().is_empty()))
+            .map(String::as_str)
     };
+    let login = preferred.first().map_or("", |i| i.user_name.as_str());
+    let (first_name, last_name) = super::names::tyk_names(super::names::NameSources {
+        given_name: pick(|i| i.given_name.as_ref()),
+        family_name: pick(|i| i.family_name.as_ref()),
+        display_name: pick(|i| i.display_name.as_ref()),
+        user_name: login,
+        email: &person.email,
+    });
     let mut sources: Vec<SourceName> = person.identities.iter().map(|i| i.source.clone()).collect();
     sources.sort();
     sources.dedup();
     DesiredUser {
         org_id: org.to_string(),
         email: person.email.clone(),
-        first_name: pick(|i| i.given_name.as_ref()),
-        last_name: pick(|i| i.family_name.as_ref()),
+        first_name,
+        last_name,
         active: mapped && person.identities.iter().any(|i| i.active),
         group: group.cloned(),
         rule: rule.cloned(),

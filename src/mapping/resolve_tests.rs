@@ -20,6 +20,7 @@ fn person(source: &str, email: &str, groups: Vec<GroupRef>) -> PersonIdentity {
         email: Some(email.into()),
         given_name: Some(format!("{source}-first")),
         family_name: Some(format!("{source}-last")),
+        display_name: None,
         active: true,
         groups,
     }

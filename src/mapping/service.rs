@@ -145,21 +145,49 @@ pub async fn delete(store: &Store, id: &str) -> Result<(), MappingError> {
     Ok(())
 }
 
-/// Makes the store's config-owned rules equal to the config file's rules.
-/// Idempotent; writes an event only when something changed. Validate the
-/// config first (`MappingConfig::validate`); invalid rules are refused here
-/// too, and then nothing is changed.
-pub async fn sync_config_rules(
-    store: &Store,
+/// What making the store's config-owned rules equal to the config file's
+/// rules would change; computed without writing (see [`config_rule_changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigRuleChanges {
+    pub inserted: Vec<MappingRule>,
+    pub updated: Vec<MappingRule>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl ConfigRuleChanges {
+    /// The rule table as it is after the changes: `existing` with updated
+    /// rules replaced, removed ones dropped and inserted ones added.
+    pub fn apply_to(&self, existing: &[StoredRule]) -> Vec<MappingRule> {
+        existing
+            .iter()
+            .filter(|s| !self.removed.contains(&s.rule.id))
+            .map(|s| {
+                self.updated
+                    .iter()
+                    .find(|u| u.id == s.rule.id)
+                    .unwrap_or(&s.rule)
+                    .clone()
+            })
+            .chain(self.inserted.iter().cloned())
+            .collect()
+    }
+}
+
+/// The changes that make `existing`'s config-owned rules equal to the
+/// config file's rules, validated as [`sync_config_rules`] validates them.
+/// A rule new to the store gets its id from `new_id`. Pure: `plan` uses it
+/// to see the config's rules without writing them.
+pub fn config_rule_changes(
+    existing: &[StoredRule],
     config: &MappingConfig,
-) -> Result<ReloadReport, MappingError> {
+    mut new_id: impl FnMut(&MappingRule) -> String,
+) -> Result<ConfigRuleChanges, MappingError> {
     let wanted: Vec<MappingRule> = config.rules.iter().map(|r| r.to_rule()).collect();
     for rule in &wanted {
         check(rule, &config.extra_permission_keys)?;
     }
-    let mut tx = store.begin_write().await?;
-    let existing = mappings::list(&mut tx).await?;
-    let mut report = ReloadReport::default();
+    let mut changes = ConfigRuleChanges::default();
     for mut rule in wanted {
         let current = existing
             .iter()
@@ -168,16 +196,14 @@ pub async fn sync_config_rules(
             Some(stored) => {
                 rule.id = stored.rule.id.clone();
                 if stored.origin == RuleOrigin::Config && stored.rule == rule {
-                    report.unchanged += 1;
+                    changes.unchanged += 1;
                 } else {
-                    mappings::update(&mut tx, &rule, RuleOrigin::Config).await?;
-                    report.updated.push(rule.id);
+                    changes.updated.push(rule);
                 }
             }
             None => {
-                rule.id = Uuid::new_v4().to_string();
-                mappings::insert(&mut tx, &rule, RuleOrigin::Config).await?;
-                report.added.push(rule.id);
+                rule.id = new_id(&rule);
+                changes.inserted.push(rule);
             }
         }
     }
@@ -187,9 +213,40 @@ pub async fn sync_config_rules(
             .iter()
             .any(|r| r.org_id == stored.rule.org_id && r.name == stored.rule.name);
         if !kept {
-            mappings::delete(&mut tx, &stored.rule.id).await?;
-            report.removed.push(stored.rule.id.clone());
+            changes.removed.push(stored.rule.id.clone());
         }
+    }
+    Ok(changes)
+}
+
+/// Makes the store's config-owned rules equal to the config file's rules.
+/// Idempotent; writes an event only when something changed. Validate the
+/// config first (`MappingConfig::validate`); invalid rules are refused here
+/// too, and then nothing is changed.
+pub async fn sync_config_rules(
+    store: &Store,
+    config: &MappingConfig,
+) -> Result<ReloadReport, MappingError> {
+    // Validated before the transaction opens: a bad rule writes nothing.
+    config_rule_changes(&[], config, |_| String::new())?;
+    let mut tx = store.begin_write().await?;
+    let existing = mappings::list(&mut tx).await?;
+    let changes = config_rule_changes(&existing, config, |_| Uuid::new_v4().to_string())?;
+    let mut report = ReloadReport {
+        unchanged: changes.unchanged,
+        ..ReloadReport::default()
+    };
+    for rule in &changes.updated {
+        mappings::update(&mut tx, rule, RuleOrigin::Config).await?;
+        report.updated.push(rule.id.clone());
+    }
+    for rule in &changes.inserted {
+        mappings::insert(&mut tx, rule, RuleOrigin::Config).await?;
+        report.added.push(rule.id.clone());
+    }
+    for id in &changes.removed {
+        mappings::delete(&mut tx, id).await?;
+        report.removed.push(id.clone());
     }
     if report.changed() {
         let ids: Vec<&str> = report
@@ -210,6 +267,31 @@ pub async fn sync_config_rules(
         "mapping rules from the config file applied"
     );
     Ok(report)
+}
+
+/// The desired Tyk state as it would be once the config file's rules are
+/// applied, read without writing anything (`tyk-idsync plan`, a dry run).
+/// A config rule not yet in the store is shown with the id
+/// `config:<org>/<name>` (the store assigns its real id when it is applied).
+/// With `people`, only their users (lower-cased e-mails), as
+/// [`load_desired_for`] returns them.
+pub async fn load_desired_dry_run(
+    store: &Store,
+    config: &super::MappingConfig,
+    people: Option<&std::collections::BTreeSet<String>>,
+) -> Result<crate::domain::DesiredState, MappingError> {
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let identities = super::input::load_people(&mut conn).await?;
+    let existing = mappings::list(&mut conn).await?;
+    let changes = config_rule_changes(&existing, config, |rule| {
+        format!("config:{}/{}", rule.org_id, rule.name)
+    })?;
+    let rules = changes.apply_to(&existing);
+    let mut desired = super::resolve::desired_state(&identities, &rules, &config.resolve_options());
+    if let Some(people) = people {
+        desired.users.retain(|u| people.contains(&u.email));
+    }
+    Ok(desired)
 }
 
 /// `tyk-idsync mappings export`: every rule as a JSON array in the API
@@ -328,6 +410,7 @@ pub async fn load_desired_for(
                 email: user.email.clone(),
                 given_name: user.given_name.clone(),
                 family_name: user.family_name.clone(),
+                display_name: user.display_name.clone(),
                 active: user.active,
                 groups,
             });
@@ -368,4 +451,66 @@ async fn groups_of(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_rules: &str) -> MappingConfig {
+        toml::from_str(toml_rules).expect("mapping config")
+    }
+
+    fn stored(id: &str, name: &str, origin: RuleOrigin) -> StoredRule {
+        let mut rule = config(&format!(
+            "[[rules]]\norg_id = \"o\"\nname = \"{name}\"\nmappings_sso = [\"okta:{name}\"]\n\
+             permissions = {{ apis = \"read\" }}\n"
+        ))
+        .rules[0]
+            .to_rule();
+        rule.id = id.into();
+        StoredRule { rule, origin }
+    }
+
+    #[test]
+    fn config_rules_merge_in_memory_as_a_reload_would_apply_them() {
+        let existing = [
+            stored("api-1", "Readers", RuleOrigin::Api),
+            stored("cfg-1", "Gone", RuleOrigin::Config),
+            stored("api-2", "Taken Over", RuleOrigin::Api),
+        ];
+        let file = config(
+            "[[rules]]\norg_id = \"o\"\nname = \"New\"\nmappings_sso = [\"okta:New\"]\n\
+             permissions = { apis = \"write\" }\n\
+             [[rules]]\norg_id = \"o\"\nname = \"Taken Over\"\nmappings_sso = [\"okta:Taken Over\"]\n\
+             permissions = { apis = \"read\" }\n",
+        );
+        let changes =
+            config_rule_changes(&existing, &file, |r| format!("new:{}", r.name)).expect("valid");
+        assert_eq!(changes.removed, vec!["cfg-1".to_string()]);
+        let inserted: Vec<_> = changes.inserted.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(inserted, vec!["new:New"]);
+        // The API rule of the same (org, name) is taken over, keeping its id.
+        let updated: Vec<_> = changes.updated.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(updated, vec!["api-2"]);
+        let mut ids: Vec<_> = changes
+            .apply_to(&existing)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec!["api-1", "api-2", "new:New"]);
+    }
+
+    #[test]
+    fn an_invalid_config_rule_is_refused_in_memory_too() {
+        let file = config(
+            "[[rules]]\norg_id = \"o\"\nname = \"Admins\"\nmappings_sso = [\"okta:x\"]\n\
+             permissions = { IsAdmin = \"admin\" }\n",
+        );
+        assert!(matches!(
+            config_rule_changes(&[], &file, |_| String::new()),
+            Err(MappingError::Invalid(_))
+        ));
+    }
 }

@@ -141,7 +141,13 @@ fn build_user(
     // An address that is not one is kept in the document (nothing is lost)
     // but never becomes the join key: the mapping skips the person and
     // `/admin/v1/status` reports them as `invalid_email`.
-    let (email, email_problem) = primary_email(primary.as_deref());
+    // With no `emails` at all, a userName that is an address is the
+    // person's address (Okta and Entra often send only that); a userName
+    // that is not one leaves the person without an address, no problem.
+    let (email, email_problem) = match primary.as_deref() {
+        Some(primary) => primary_email(Some(primary)),
+        None => (crate::domain::email_key(&user_name).ok(), None),
+    };
     let name = match obj
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("name"))

@@ -97,6 +97,11 @@ pub async fn audit_command(
     Ok(if json {
         format!("{:#}\n", serde_json::json!({ "entries": entries }))
     } else {
-        audit_table(&entries)
+        let rule_names = crate::store::mappings::list(&mut conn)
+            .await?
+            .into_iter()
+            .map(|stored| (stored.rule.id, stored.rule.name))
+            .collect();
+        audit_table(&entries, &rule_names)
     })
 }

@@ -123,6 +123,12 @@ impl SyncConfig {
                 "must be 0..=100",
             ));
         }
+        if self.guard.recreate_max_percent > 100 {
+            problems.push(ConfigProblem::new(
+                key("guard.recreate_max_percent"),
+                "must be 0..=100",
+            ));
+        }
         if !(1..=64).contains(&self.max_concurrency) {
             problems.push(ConfigProblem::new(key("max_concurrency"), "must be 1..=64"));
         }
@@ -180,7 +186,8 @@ mod tests {
             config.guard,
             GuardConfig {
                 min_count: 20,
-                max_percent: 5
+                max_percent: 5,
+                ..GuardConfig::default()
             }
         );
         assert_eq!(config.limits().requests_per_second, None);
@@ -198,6 +205,7 @@ mod tests {
             guard: GuardConfig {
                 min_count: 1,
                 max_percent: 150,
+                ..GuardConfig::default()
             },
             ..SyncConfig::default()
         };

@@ -584,6 +584,7 @@ fn the_guard_holds_a_run_removing_half_the_users_and_passes_small_ones() {
     let config = GuardConfig {
         min_count: 5,
         max_percent: 10,
+        ..GuardConfig::default()
     };
     let mut desired = DesiredState {
         groups: vec![dgroup("dev", dev_perms())],
@@ -612,7 +613,9 @@ fn the_guard_holds_a_run_removing_half_the_users_and_passes_small_ones() {
         GuardVerdict::Hold {
             would_remove: 50,
             managed: 100,
-            threshold: 10
+            threshold: 10,
+            would_recreate: 0,
+            recreate_threshold: 20,
         }
     );
     desired.users = (0..95)
@@ -642,13 +645,16 @@ fn a_tyk_listing_that_comes_back_empty_by_mistake_is_held_not_forgotten() {
         &SyncPolicy::default(),
         NOW,
     );
+    // Held as re-creations, not removals: nobody loses access.
     assert!(matches!(
         guard(&plan, 50, GuardConfig::default()),
         GuardVerdict::Hold {
-            would_remove: 50,
+            would_remove: 0,
+            would_recreate: 50,
             ..
         }
     ));
+    assert_eq!(plan.summary().people_removed, 0);
 }
 
 #[test]
@@ -656,6 +662,7 @@ fn guard_threshold_is_the_larger_of_count_and_percent() {
     let config = GuardConfig {
         min_count: 10,
         max_percent: 5,
+        ..GuardConfig::default()
     };
     assert_eq!(config.threshold(0), 10);
     assert_eq!(config.threshold(100), 10);

@@ -1,6 +1,8 @@
 //! Plans, runs and audit entries for people: aligned text tables for the
 //! CLI (`tyk-idsync plan`, `runs list`, `audit`) and JSON for `--json`.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
 use super::guard::GuardVerdict;
@@ -180,13 +182,9 @@ fn describe(step: &PlanStep) -> (String, String) {
 fn verdict_line(verdict: &GuardVerdict) -> String {
     match verdict {
         GuardVerdict::Proceed => "guard: proceed".to_string(),
-        GuardVerdict::Hold {
-            would_remove,
-            managed,
-            threshold,
-        } => format!(
-            "guard: HOLD - would remove {would_remove} of {managed} managed users (threshold {threshold}); needs approval"
-        ),
+        held @ GuardVerdict::Hold { .. } => {
+            format!("guard: HOLD - {}; needs approval", held.reason())
+        }
     }
 }
 
@@ -280,41 +278,65 @@ pub fn runs_table(runs: &[SyncRun]) -> String {
     )
 }
 
-/// `tyk-idsync audit`.
-pub fn audit_table(entries: &[AuditEntry]) -> String {
+/// `tyk-idsync audit`. `rule_names` maps rule ids to rule names (the
+/// mapping table as it is now): a rule is shown as `name (id)`, or by its id
+/// alone once deleted. A group step shows the group's name (from the entry's
+/// before/after detail) beside its Tyk id; REASON is why a person was
+/// deprovisioned (the detail's `reason`), or that a user vanished from Tyk.
+pub fn audit_table(entries: &[AuditEntry], rule_names: &BTreeMap<String, String>) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|a| {
             let e = &a.entry;
+            let detail = |key: &str| {
+                [&e.after, &e.before]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|v| v.get(key).and_then(Value::as_str))
+                    .map(str::to_string)
+            };
+            let who = match (&e.email, detail("name"), &e.tyk_id) {
+                (Some(email), _, _) => email.clone(),
+                (None, Some(name), Some(id)) => format!("{name} ({id})"),
+                (None, Some(name), None) => name,
+                (None, None, id) => id.clone().unwrap_or_default(),
+            };
+            let reason = detail("reason")
+                .map(|r| r.replace('_', " "))
+                .or_else(|| (e.step_kind == "forget_user").then(|| "gone from Tyk".to_string()))
+                .unwrap_or_default();
+            let rule = e.rule.as_ref().map_or_else(String::new, |id| {
+                rule_names
+                    .get(id)
+                    .map_or_else(|| id.clone(), |name| format!("{name} ({id})"))
+            });
             vec![
                 a.id.to_string(),
                 e.at.to_rfc3339(),
                 e.actor.clone(),
                 e.step_kind.clone(),
                 e.org_id.clone(),
-                e.email
-                    .clone()
-                    .or_else(|| e.tyk_id.clone())
-                    .unwrap_or_default(),
+                who,
                 if e.ok {
                     "ok".to_string()
                 } else {
                     format!("error: {}", e.message.clone().unwrap_or_default())
                 },
-                e.rule.clone().unwrap_or_default(),
+                reason,
+                rule,
             ]
         })
         .collect();
     table(
-        &["ID", "AT", "ACTOR", "STEP", "ORG", "WHO", "RESULT", "RULE"],
+        &[
+            "ID", "AT", "ACTOR", "STEP", "ORG", "WHO", "RESULT", "REASON", "RULE",
+        ],
         &rows,
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::domain::Timestamp;
     use crate::store::sync_audit::NewAuditEntry;
@@ -392,6 +414,8 @@ mod tests {
             would_remove: 50,
             managed: 100,
             threshold: 10,
+            would_recreate: 0,
+            recreate_threshold: 0,
         };
         let text = plan_table(&Plan::default(), &verdict);
         insta::assert_snapshot!(text);
@@ -417,11 +441,37 @@ mod tests {
                 before: None,
                 after: None,
                 event_seqs: vec![1],
-                rule: Some("engineers".into()),
+                rule: Some("0b6c6f2e-rule-engineers".into()),
                 ok,
                 message: (!ok).then(|| "temporary Tyk failure: HTTP 503".to_string()),
             },
         };
-        insta::assert_snapshot!(audit_table(&[entry(2, false), entry(1, true)]));
+        let mut group_created = entry(3, true);
+        group_created.entry.step_kind = "create_group".into();
+        group_created.entry.email = None;
+        group_created.entry.tyk_id = Some("6649986d6f2a9a0001f1a111".into());
+        group_created.entry.rule = None;
+        group_created.entry.after = Some(serde_json::json!({"name": "engineers"}));
+        let mut deactivated = entry(4, true);
+        deactivated.entry.step_kind = "deactivate".into();
+        deactivated.entry.rule = None;
+        deactivated.entry.after =
+            Some(serde_json::json!({"active": false, "reason": "inactive_in_source"}));
+        let mut deleted_rule = entry(5, true);
+        deleted_rule.entry.rule = Some("a-deleted-rule-id".into());
+        let rule_names = BTreeMap::from([(
+            "0b6c6f2e-rule-engineers".to_string(),
+            "engineers".to_string(),
+        )]);
+        insta::assert_snapshot!(audit_table(
+            &[
+                deleted_rule,
+                deactivated,
+                group_created,
+                entry(2, false),
+                entry(1, true)
+            ],
+            &rule_names
+        ));
     }
 }

@@ -324,7 +324,8 @@ pub struct Plan {
 pub struct PlanSummary {
     pub by_kind: BTreeMap<String, usize>,
     pub tyk_writes: usize,
-    /// Distinct people who lose access (deactivated, deleted or forgotten).
+    /// Distinct people who lose access (deactivated, deleted, or forgotten
+    /// without being re-created: [`super::guard::counts`]).
     pub people_removed: usize,
     pub people_changed: usize,
     pub skipped: usize,
@@ -340,7 +341,6 @@ impl Plan {
             skipped: self.skipped.len(),
             ..PlanSummary::default()
         };
-        let mut removed = std::collections::BTreeSet::new();
         let mut changed = std::collections::BTreeSet::new();
         for step in &self.steps {
             *summary.by_kind.entry(step.kind().to_string()).or_default() += 1;
@@ -349,12 +349,10 @@ impl Plan {
             }
             if let Some(email) = step.email() {
                 changed.insert((step.org_id(), email));
-                if step.removes_access() {
-                    removed.insert((step.org_id(), email));
-                }
             }
         }
-        summary.people_removed = removed.len();
+        // Re-created people (forgotten, then created afresh) are not removals.
+        summary.people_removed = super::guard::counts(self).removals;
         summary.people_changed = changed.len();
         summary
     }

@@ -185,12 +185,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         sync_runs::supersede_held_runs(&mut conn).await?;
         drop(conn);
         let message = match verdict {
-            GuardVerdict::Hold {
-                would_remove,
-                managed,
-                threshold,
-            } => format!(
-                "held by the mass-change guard: would remove {would_remove} of {managed} managed users (threshold {threshold}); approve with `tyk-idsync runs approve <id>`"
+            held @ GuardVerdict::Hold { .. } => format!(
+                "held by the mass-change guard: {}; approve with `tyk-idsync runs approve <id>`",
+                held.reason()
             ),
             GuardVerdict::Proceed => String::new(),
         };

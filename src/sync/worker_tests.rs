@@ -79,6 +79,7 @@ async fn worker(desired: DesiredState) -> (Worker, Arc<FakeTyk>, Store, tempfile
         guard: GuardConfig {
             min_count: 2,
             max_percent: 10,
+            ..GuardConfig::default()
         },
         retry_base_delay: Duration::from_millis(1),
         retry_max_delay: Duration::from_millis(5),
@@ -202,7 +203,9 @@ async fn the_guard_holds_a_run_deactivating_half_and_approval_applies_it() {
         GuardVerdict::Hold {
             would_remove: 5,
             managed: 10,
-            threshold: 2
+            threshold: 2,
+            would_recreate: 0,
+            recreate_threshold: 2,
         }
     );
     assert_eq!(active_emails(&tyk).len(), 10, "nothing applied while held");

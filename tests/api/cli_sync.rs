@@ -39,7 +39,7 @@ fn out(o: &Output) -> String {
 }
 
 /// One person in the "Platform Team" group of source okta, written as SCIM would.
-async fn seed_identity(url: &str) {
+pub(crate) async fn seed_identity(url: &str) {
     let store = Store::connect(&StoreOptions::new(url))
         .await
         .expect("store");
@@ -190,6 +190,33 @@ async fn tokens_plan_sync_runs_and_audit_work_from_the_command_line() {
     assert!(
         audit.contains("create_user") && audit.contains("ok"),
         "{audit}"
+    );
+    // Names beside ids: the rule on the user's row, the group on its creation.
+    let listed = out(&run(dir.path(), &["mappings", "list"]).await);
+    let rule_id = listed.split('\t').next().unwrap_or_default().to_string();
+    let user_row = audit
+        .lines()
+        .find(|l| l.contains("create_user"))
+        .unwrap_or_default();
+    assert!(
+        !rule_id.is_empty() && user_row.contains(&format!("API Admins ({rule_id})")),
+        "{audit}"
+    );
+    let everything = out(&run(dir.path(), &["audit"]).await);
+    let group_row = everything
+        .lines()
+        .find(|l| l.contains("create_group"))
+        .unwrap_or_default();
+    assert!(
+        group_row.contains(&format!("API Admins ({})", group.id)),
+        "{everything}"
+    );
+    assert!(
+        everything
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("REASON")
     );
 }
 

@@ -189,3 +189,36 @@ async fn ldap_to_tyk(db: Db) {
     assert_eq!(status, 404);
 }
 both_backends!(ldap_e2e, ldap_to_tyk);
+
+/// An LDAP person without `givenName` still gets a Tyk first name: the
+/// first word of `cn` (the display name when `displayName` is absent).
+async fn ldap_person_without_given_name_gets_one_from_cn(db: Db) {
+    let slapd = Slapd::start();
+    slapd.add(&format!(
+        "dn: uid=wskinner,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: wskinner\n\
+         cn: Walter Skinner\nsn: Skinner\nmail: wskinner@example.org\n\n\
+         dn: cn=eng,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: eng\n\
+         member: uid=wskinner,ou=people,{SUFFIX}\n\n"
+    ));
+    let (mut config, guard, standin, org_id) = stack_config(db).await;
+    let mut source = ldap_config(&slapd);
+    source.interval = Duration::from_secs(3600);
+    source.jitter = Duration::ZERO;
+    config.ldap.sources.insert("corp".into(), source);
+    let stack = spawn_stack_with(config, guard, standin, org_id).await;
+    stack.add_rule("Engineers", 10, &["corp:eng"]).await;
+    stack
+        .until("wskinner is an Engineer", |s| {
+            in_group(s, "wskinner@example.org", "Engineers")
+        })
+        .await;
+    let user = stack.tyk_user("wskinner@example.org").expect("user");
+    assert_eq!(
+        (user.first_name.as_str(), user.last_name.as_str()),
+        ("Walter", "Skinner")
+    );
+}
+both_backends!(
+    ldap_names_from_cn,
+    ldap_person_without_given_name_gets_one_from_cn
+);

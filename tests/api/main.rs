@@ -8,6 +8,7 @@ mod admin_routes;
 mod cli;
 mod cli_ldap;
 mod cli_mappings;
+mod cli_plan_dry_run;
 mod cli_sync;
 mod cluster;
 mod compose;

@@ -137,6 +137,7 @@ async fn guarded_stack(db: Db) -> (Stack, Vec<String>, String) {
         c.sync.guard = GuardConfig {
             min_count: 2,
             max_percent: 10,
+            ..GuardConfig::default()
         };
         // The bystander's change must reach Tyk (a read) for the burst to
         // pile up behind it, even right after the bystander was written.
@@ -349,3 +350,72 @@ async fn a_listing_page_that_fails_for_a_moment_is_retried() {
         "{log:?}"
     );
 }
+
+/// Tyk lost every managed user (deleted by hand, or a restored Dashboard):
+/// the full run re-creates them, which is held as a mass re-creation — not
+/// as removals — until approved, and approving brings them all back.
+async fn users_gone_from_tyk_are_held_as_recreations_then_recreated(db: Db) {
+    let (stack, _ids, _group) = guarded_stack(db).await;
+    let client = reqwest::Client::new();
+    for user in stack.standin.users() {
+        if user.org_id != stack.org_id || !user.email_address.starts_with("user") {
+            continue;
+        }
+        let response = client
+            .delete(format!(
+                "{}/api/users/{}",
+                stack.standin.base_url(),
+                user.id
+            ))
+            .header("authorization", TYK_API_KEY)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "delete {}",
+            user.email_address
+        );
+    }
+    assert!(
+        stack.tyk_user(&email(0)).is_none(),
+        "deleted from the stand-in"
+    );
+
+    let status = stack.reconcile().await;
+    assert_eq!(status["outcome"], "held", "{status}");
+    let held = the_held_run(&stack).await;
+    assert_eq!(
+        held["people_removed"], 0,
+        "re-creations are not removals: {held}"
+    );
+    let message = held["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("would re-create {GUARDED} of {GUARDED}")),
+        "{held}"
+    );
+    assert!(!message.contains("would remove"), "{held}");
+    assert!(
+        stack.tyk_user(&email(0)).is_none(),
+        "nothing applied while held"
+    );
+
+    let id = held["id"].as_str().expect("run id");
+    let (code, body) = stack
+        .admin_request(Method::POST, &format!("/admin/v1/sync/runs/{id}/approve"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"], "applied", "{body}");
+    for n in 0..GUARDED {
+        assert!(
+            stack.in_group(&email(n), "API Developers"),
+            "{} re-created",
+            email(n)
+        );
+    }
+}
+both_backends!(
+    users_gone_from_tyk_are_recreated,
+    users_gone_from_tyk_are_held_as_recreations_then_recreated
+);

@@ -33,10 +33,16 @@ async fn provision(stack: &Stack) {
     // them could create a group a second time (Tyk keeps names unique
     // nowhere), which is the sync's business, not this test's.
     stack.until_outbox_empty(UNTIL).await;
+    // An event run that meets a running full reconcile leaves group
+    // creations to it (sync's design), so ask for one rather than wait on
+    // the next scheduled run.
+    stack.reconcile().await;
     stack
-        .until("the groups exist", |s| {
-            s.tyk_group("API Developers").is_some() && s.tyk_group("Readers").is_some()
-        })
+        .until_within(
+            "the groups exist",
+            std::time::Duration::from_secs(30),
+            |s| s.tyk_group("API Developers").is_some() && s.tyk_group("Readers").is_some(),
+        )
         .await;
     stack.reconcile().await;
     let names: Vec<String> = stack.standin.groups().into_iter().map(|g| g.name).collect();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what is missing (Debian
 # packages, the Node and Python test tools into project-local directories),
-# then runs `cargo fmt --check`, `cargo clippy -D warnings` and every test.
+# then runs `cargo fmt --check`, `cargo clippy -D warnings`, every test and
+# each cargo-fuzz target for a bounded time (fuzz/run.sh).
 #
 # PostgreSQL: tests use the server named by TEST_DATABASE_URL when it is set
 # (each test gets a fresh database there); otherwise they start their own
@@ -45,4 +46,6 @@ echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --locked --all-targets -- --color never
+echo "==> fuzz targets (FUZZ_SECONDS each, default 30; skipped without a nightly toolchain)"
+./fuzz/run.sh "${FUZZ_SECONDS:-30}"
 echo "==> all checks passed"

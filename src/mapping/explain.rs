@@ -18,11 +18,7 @@ pub async fn explain_email(
 ) -> Result<Explanation, MappingError> {
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
     let people = load_people(&mut conn).await?;
-    let rules: Vec<_> = mappings::list(&mut conn)
-        .await?
-        .into_iter()
-        .map(|s| s.rule)
-        .collect();
+    let rules = mappings::list_rules(&mut conn).await?;
     Ok(explain(email, &people, &rules, &config.resolve_options()))
 }
 

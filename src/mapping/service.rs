@@ -377,11 +377,7 @@ pub async fn load_desired(
 ) -> Result<crate::domain::DesiredState, MappingError> {
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
     let people = super::input::load_people(&mut conn).await?;
-    let rules: Vec<_> = crate::store::mappings::list(&mut conn)
-        .await?
-        .into_iter()
-        .map(|stored| stored.rule)
-        .collect();
+    let rules = crate::store::mappings::list_rules(&mut conn).await?;
     Ok(super::resolve::desired_state(
         &people,
         &rules,
@@ -416,11 +412,7 @@ pub async fn load_desired_for(
             });
         }
     }
-    let rules: Vec<_> = crate::store::mappings::list(&mut conn)
-        .await?
-        .into_iter()
-        .map(|stored| stored.rule)
-        .collect();
+    let rules = crate::store::mappings::list_rules(&mut conn).await?;
     Ok(super::resolve::desired_state(
         &people,
         &rules,

@@ -64,6 +64,12 @@ fn rule_from_row(row: &AnyRow) -> Result<StoredRule, StoreError> {
     })
 }
 
+/// Every rule without its origin, ordered by (org, name): what the
+/// mapping resolves with.
+pub async fn list_rules(conn: &mut AnyConnection) -> Result<Vec<MappingRule>, StoreError> {
+    Ok(list(conn).await?.into_iter().map(|s| s.rule).collect())
+}
+
 /// Every rule, ordered by (org, name).
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<StoredRule>, StoreError> {
     sqlx::query(&format!(

@@ -17,7 +17,7 @@ use super::profile::redact;
 use super::push::{Change, TibClient, TibError, write_profiles_file};
 use super::render::{RenderInput, RenderedProfile, render};
 use crate::domain::Timestamp;
-use crate::mapping::{GroupRef, MappingRule};
+use crate::mapping::GroupRef;
 use crate::store::sync_audit::{self, NewAuditEntry};
 use crate::store::{Store, StoreError, identities, mappings, settings, sync_state};
 use crate::tyk::TykClient;
@@ -225,11 +225,7 @@ impl TibService {
             .acquire()
             .await
             .map_err(StoreError::from)?;
-        let rules: Vec<MappingRule> = mappings::list(&mut conn)
-            .await?
-            .into_iter()
-            .map(|s| s.rule)
-            .collect();
+        let rules = mappings::list_rules(&mut conn).await?;
         let groups: Vec<GroupRef> = identities::list_all_groups(&mut conn)
             .await?
             .into_iter()
@@ -297,11 +293,7 @@ impl TibService {
             .acquire()
             .await
             .map_err(StoreError::from)?;
-        let rules: Vec<MappingRule> = mappings::list(&mut conn)
-            .await?
-            .into_iter()
-            .map(|s| s.rule)
-            .collect();
+        let rules = mappings::list_rules(&mut conn).await?;
         let groups = sync_state::list_groups(&mut conn).await?;
         let value = serde_json::json!({"rules": rules, "groups": groups});
         Ok(sha256(&value))

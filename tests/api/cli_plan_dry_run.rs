@@ -3,7 +3,6 @@
 //! `sync --once` applies them. Through the binary, on both backends.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 
 use sqlx::Row;
 use tyk_idsync::standin::{StandIn, StandInOptions};
@@ -11,29 +10,10 @@ use tyk_idsync::store::{Store, StoreOptions};
 use tyk_idsync::tyk::Permissions;
 
 use crate::both_backends;
-use crate::cli_sync::seed_identity;
+use crate::cli_sync::{run, seed_identity};
 use crate::support::{Db, fresh_database_url};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tyk-idsync");
 const KEY: &str = "plan-dry-run-dashboard-key-0123456789";
-
-async fn run(dir: &std::path::Path, args: &[&str]) -> Output {
-    let (dir, args): (std::path::PathBuf, Vec<String>) = (
-        dir.to_path_buf(),
-        args.iter().map(|a| a.to_string()).collect(),
-    );
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["--config", "c.toml"])
-            .args(&args)
-            .current_dir(dir)
-            .env_remove("TYK_IDSYNC_CONFIG")
-            .output()
-            .expect("run binary")
-    })
-    .await
-    .expect("join")
-}
 
 /// The row count of every table of the store.
 async fn row_counts(url: &str, db: Db) -> BTreeMap<String, i64> {

@@ -16,7 +16,8 @@ use uuid::Uuid;
 const BIN: &str = env!("CARGO_BIN_EXE_tyk-idsync");
 const KEY: &str = "cli-sync-dashboard-key-0123456789";
 
-async fn run(dir: &std::path::Path, args: &[&str]) -> Output {
+/// Runs the binary with `--config c.toml` in `dir`, off the async runtime.
+pub(crate) async fn run(dir: &std::path::Path, args: &[&str]) -> Output {
     let (dir, args): (std::path::PathBuf, Vec<String>) = (
         dir.to_path_buf(),
         args.iter().map(|a| a.to_string()).collect(),

@@ -359,41 +359,6 @@ pub(crate) fn member_view_from_row(r: &sqlx::any::AnyRow) -> Result<MemberView, 
     })
 }
 
-/// Keeps the member object a client sent for a member we cannot resolve.
-pub async fn set_member_ref(
-    conn: &mut AnyConnection,
-    group_id: &str,
-    member_id: &str,
-    body: &serde_json::Value,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO scim_member_refs (group_id, member_id, body) VALUES ($1, $2, $3) \
-         ON CONFLICT (group_id, member_id) DO UPDATE SET body = $3",
-    )
-    .bind(group_id.to_string())
-    .bind(member_id.to_string())
-    .bind(body.to_string())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Forgets kept member objects (all of the group's when `member_id` is None).
-pub async fn delete_member_refs(
-    conn: &mut AnyConnection,
-    group_id: &str,
-    member_id: Option<&str>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "DELETE FROM scim_member_refs WHERE group_id = $1 AND ($2 IS NULL OR member_id = $2)",
-    )
-    .bind(group_id.to_string())
-    .bind(member_id.map(str::to_string))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// Takes the write lock on a user or group row before reading it, so that
 /// concurrent changes to one resource queue up instead of failing: a row
 /// lock on PostgreSQL, the database write lock on SQLite (taken before any

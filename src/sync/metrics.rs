@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use super::worker_types::{Outcome, SyncError, SyncStatus};
+use super::worker::{Outcome, SyncError, SyncStatus};
 use crate::domain::Timestamp;
 
 #[derive(Debug, Default)]

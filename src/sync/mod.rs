@@ -24,9 +24,6 @@ pub mod step;
 pub mod stream_plan;
 pub mod tyk_gateway;
 pub mod worker;
-mod worker_events;
-mod worker_runs;
-mod worker_types;
 pub mod writer;
 
 pub use actual::{ActualGroup, ActualState, ActualUser};

@@ -33,10 +33,12 @@ use super::writer::TykWriter;
 use crate::domain::Timestamp;
 use crate::store::{Store, StoreError, sync_state};
 
-use super::worker_types::status;
-pub use super::worker_types::{
-    ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, Trigger,
-};
+mod events;
+mod runs;
+mod types;
+
+use types::status;
+pub use types::{ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, Trigger};
 
 pub struct SyncWorker<W, S> {
     pub(super) store: Store,
@@ -334,7 +336,6 @@ async fn lost_lead(is_leader: &impl Fn() -> bool) {
 }
 
 #[cfg(test)]
-#[path = "worker_tests.rs"]
 mod tests;
 
 pub(super) fn millis(duration: Duration) -> i64 {

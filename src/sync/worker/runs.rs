@@ -5,19 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::actual::ActualState;
-use super::apply::{Applier, ApplyContext, ApplyReport};
-use super::guard::{GuardVerdict, guard};
-use super::plan::plan;
-use super::step::Plan;
-use super::worker::SyncWorker;
-use super::worker_types::{
-    ActualScope, Outcome, StateSource, SyncError, SyncStatus, Trigger, status,
-};
-use super::writer::TykWriter;
+use super::SyncWorker;
+use super::types::{ActualScope, Outcome, StateSource, SyncError, SyncStatus, Trigger, status};
 use crate::domain::Timestamp;
 use crate::store::StoreError;
 use crate::store::sync_runs::{self, NewSyncRun, RunKind, RunStatus};
+use crate::sync::actual::ActualState;
+use crate::sync::apply::{Applier, ApplyContext, ApplyReport};
+use crate::sync::guard::{GuardVerdict, guard};
+use crate::sync::plan::plan;
+use crate::sync::step::Plan;
+use crate::sync::writer::TykWriter;
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     pub(super) async fn guard_and_apply(

@@ -3,16 +3,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::guard::{GuardVerdict, guard};
-use super::plan::plan;
-use super::scope::plan_for_people;
-use super::worker::{SyncWorker, idle_status, millis};
-use super::worker_types::{ActualScope, StateSource, SyncError, SyncStatus, Trigger};
-use super::writer::TykWriter;
+use super::types::{ActualScope, StateSource, SyncError, SyncStatus, Trigger};
+use super::{SyncWorker, idle_status, millis};
 use crate::domain::{EventKind, Timestamp};
 use crate::store::StoreError;
 use crate::store::sync_outbox::{self, ClaimedEvent};
 use crate::store::sync_scope;
+use crate::sync::guard::{GuardVerdict, guard};
+use crate::sync::plan::plan;
+use crate::sync::scope::plan_for_people;
+use crate::sync::writer::TykWriter;
 
 /// Tyk's answer to a write naming a group it does not have (CONTRACT.md
 /// §2.8: `PUT /api/usergroups/{id}` and the user writes).
@@ -118,7 +118,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             desired = self.source.desired().await?;
             actual = self.source.actual(&ActualScope::Everyone).await?;
             ownership = self.ownership().await?.0;
-            plan = super::plan::plan(&desired, &actual, &ownership, &policy, now);
+            plan = crate::sync::plan::plan(&desired, &actual, &ownership, &policy, now);
         }
         let mut by_email: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for event in events {

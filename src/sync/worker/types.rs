@@ -6,12 +6,12 @@ use std::future::Future;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::actual::{ActualGroup, ActualState, ActualUser};
-use super::apply::ApplyReport;
-use super::guard::GuardVerdict;
-use super::step::PlanSummary;
 use crate::domain::DesiredState;
 use crate::store::StoreError;
+use crate::sync::actual::{ActualGroup, ActualState, ActualUser};
+use crate::sync::apply::ApplyReport;
+use crate::sync::guard::GuardVerdict;
+use crate::sync::step::PlanSummary;
 
 /// A loader failed (mapping, Tyk listing…); the run is not attempted.
 #[derive(Debug, thiserror::Error)]

@@ -58,10 +58,6 @@ pub(super) fn group_json_with(
             .into_iter()
             .map(|view| {
                 let id = view.member.id.to_string();
-                if let Some(Value::Object(mut sent)) = view.sent {
-                    sent.insert("value".into(), json!(id));
-                    return Value::Object(sent);
-                }
                 let endpoint = if view.member.kind == MemberKind::User {
                     "Users"
                 } else {

@@ -352,7 +352,6 @@ fn members_as_left(members: &[MemberView], named: Vec<NamedMember>) -> Vec<Membe
                 kind: m.kind?,
             },
             name: m.name,
-            sent: None,
         })
     }));
     members.sort_by_key(|view| view.member.id);

@@ -300,14 +300,12 @@ pub async fn count(
     }
 }
 
-/// A group member as a SCIM group shows it: the member, the display name of
-/// the user or group it resolves to within the source (empty if none), and
-/// the member object the client sent if the member could not be resolved.
+/// A group member as a SCIM group shows it: the member and the display name
+/// of the user or group it resolves to within the source (empty if none).
 #[derive(Debug, Clone)]
 pub struct MemberView {
     pub member: crate::domain::GroupMember,
     pub name: String,
-    pub sent: Option<serde_json::Value>,
 }
 
 /// The members of a group with what its SCIM form needs, ordered by member
@@ -326,14 +324,13 @@ pub async fn member_views(
     rows.iter().map(member_view_from_row).collect()
 }
 
-/// The members of group `$2` of source `$1` with their names and kept
-/// member objects (read by [`member_view_from_row`]).
+/// The members of group `$2` of source `$1` with their names (read by
+/// [`member_view_from_row`]).
 pub(crate) const MEMBER_VIEWS: &str = "SELECT m.member_id, m.member_kind, \
-    COALESCE(u.display_name, u.user_name, g.display_name, '') AS name, r.body \
+    COALESCE(u.display_name, u.user_name, g.display_name, '') AS name \
     FROM identity_group_members m \
     LEFT JOIN identity_users u ON u.id = m.member_id AND u.source = $1 \
     LEFT JOIN identity_groups g ON g.id = m.member_id AND g.source = $1 \
-    LEFT JOIN scim_member_refs r ON r.group_id = m.group_id AND r.member_id = m.member_id \
     WHERE m.group_id = $2";
 
 /// One row of [`MEMBER_VIEWS`].
@@ -341,13 +338,6 @@ pub(crate) fn member_view_from_row(r: &sqlx::any::AnyRow) -> Result<MemberView, 
     use sqlx::Row;
     let id: String = r.try_get("member_id")?;
     let kind: String = r.try_get("member_kind")?;
-    let sent = r
-        .try_get::<Option<String>, _>("body")?
-        .map(|body| {
-            serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("bad member ref: {e}")))
-        })
-        .transpose()?;
     Ok(MemberView {
         member: crate::domain::GroupMember {
             id: super::identities::parse_uuid(&id)?,
@@ -355,7 +345,6 @@ pub(crate) fn member_view_from_row(r: &sqlx::any::AnyRow) -> Result<MemberView, 
                 .ok_or_else(|| StoreError::Corrupt(format!("bad member kind {kind:?}")))?,
         },
         name: r.try_get("name")?,
-        sent,
     })
 }
 

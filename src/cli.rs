@@ -75,12 +75,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Apply one full reconcile and exit: 0 applied, 1 some steps failed
-    /// (or the run could not start), 2 held by the mass-change guard.
+    /// `sync --once`: apply one full reconcile and exit: 0 applied, 1 some
+    /// steps failed (or the run could not start), 2 held by the
+    /// mass-change guard. `sync failures`, `sync retry`: the people the
+    /// sync stopped trying.
+    #[command(args_conflicts_with_subcommands = true)]
     Sync {
-        /// Run once and exit (the only mode; `serve` runs continuously).
-        #[arg(long, required = true)]
+        /// Run once and exit (`serve` runs continuously).
+        #[arg(long)]
         once: bool,
+        #[command(subcommand)]
+        action: Option<SyncAction>,
     },
     /// Sync runs: list them, approve a held one.
     Runs {
@@ -179,6 +184,25 @@ pub enum LdapAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SyncAction {
+    /// List every person the sync quarantined (Tyk refused them) or skips
+    /// (no or an invalid e-mail), with the reason.
+    Failures {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a quarantine: the person is tried again at once.
+    Retry {
+        /// The person's e-mail.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        email: Option<String>,
+        /// Every quarantined person.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RunsAction {
     /// Newest first.
     List {
@@ -273,9 +297,22 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
             telemetry::init(&config.log);
             finish(plan(&config, json).await)
         }
-        Command::Sync { .. } => {
+        Command::Sync {
+            action: Some(action),
+            ..
+        } => {
+            telemetry::init(&config.log);
+            finish(sync_failures(&config, action).await)
+        }
+        Command::Sync { once: true, .. } => {
             telemetry::init(&config.log);
             sync_once(&config).await
+        }
+        Command::Sync { .. } => {
+            eprintln!(
+                "usage: tyk-idsync sync --once | sync failures [--json] | sync retry EMAIL|--all"
+            );
+            ExitCode::from(EXIT_USAGE)
         }
         Command::Runs { action } => {
             telemetry::init(&config.log);
@@ -527,6 +564,43 @@ async fn command_worker(
 async fn plan(config: &Config, json: bool) -> Result<String, CommandError> {
     let worker = command_worker(config, true).await?;
     Ok(crate::sync::cli::plan_command(&worker, json).await?)
+}
+
+/// `sync failures [--json]` and `sync retry EMAIL|--all`.
+async fn sync_failures(config: &Config, action: SyncAction) -> Result<String, CommandError> {
+    let store = command_store(config).await?;
+    let text = match action {
+        SyncAction::Failures { json } => {
+            let people = crate::sync::quarantine::failures(&store).await?;
+            if json {
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&serde_json::json!({ "failures": people }))
+                        .unwrap_or_default()
+                )
+            } else {
+                crate::sync::quarantine::failures_table(&people)
+            }
+        }
+        SyncAction::Retry { email, all } => {
+            let email = if all { None } else { email };
+            let lifted = crate::sync::quarantine::retry(&store, email.as_deref()).await?;
+            match (&email, lifted.is_empty()) {
+                (Some(email), true) => {
+                    store.close().await;
+                    return Err(CommandError::NotFound(format!(
+                        "{email} is not quarantined"
+                    )));
+                }
+                _ => format!(
+                    "lifted the quarantine of {} people; they are tried again at the next sync\n",
+                    lifted.len()
+                ),
+            }
+        }
+    };
+    store.close().await;
+    Ok(text)
 }
 
 async fn sync_once(config: &Config) -> ExitCode {

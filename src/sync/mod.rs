@@ -16,6 +16,7 @@ pub mod guard;
 pub mod metrics;
 pub mod ownership;
 pub mod plan;
+pub mod quarantine;
 pub mod render;
 pub mod retry;
 pub mod scope;

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
+use super::actual::ActualState;
 use super::apply::ApplyReport;
 use super::step::{Plan, PlanStep};
 use super::worker::{StateSource, SyncError, SyncWorker, Trigger};
@@ -60,14 +61,53 @@ fn steps_by_person(plan: &Plan) -> BTreeMap<(String, String), Vec<&PlanStep>> {
 
 /// A digest of a person's planned steps: the same identity under the same
 /// mapping against the same Tyk plans the same steps, so an equal digest
-/// means a retry would send what Tyk refused.
-pub fn fingerprint(steps: &[&PlanStep]) -> String {
+/// means a retry would send what Tyk refused. Groups count by name (a
+/// group created in the refused run has an id by the next one); `groups`
+/// names Tyk's groups by id.
+pub fn fingerprint(steps: &[&PlanStep], groups: &BTreeMap<&str, &str>) -> String {
     let mut hash = Sha256::new();
     for step in steps {
-        hash.update(serde_json::to_vec(step).unwrap_or_default());
+        let mut value = serde_json::to_value(step).unwrap_or_default();
+        name_groups(&mut value, groups);
+        hash.update(value.to_string().as_bytes());
         hash.update(b"\n");
     }
     hex::encode(hash.finalize())
+}
+
+/// Replaces `{"id": "<tyk id>"}` / `{"new": "<name>"}` group references
+/// (and `from` ids) by `{"group": "<name>"}`.
+fn name_groups(value: &mut serde_json::Value, groups: &BTreeMap<&str, &str>) {
+    let serde_json::Value::Object(step) = value else {
+        return;
+    };
+    for key in ["group", "to", "from"] {
+        let Some(field) = step.get_mut(key) else {
+            continue;
+        };
+        let name = match &*field {
+            serde_json::Value::Object(r) => r
+                .get("id")
+                .and_then(|id| id.as_str())
+                .map(|id| groups.get(id).copied().unwrap_or(id).to_string())
+                .or_else(|| r.get("new").and_then(|n| n.as_str()).map(str::to_string)),
+            serde_json::Value::String(id) => {
+                Some(groups.get(id.as_str()).copied().unwrap_or(id).to_string())
+            }
+            _ => None,
+        };
+        if let Some(name) = name {
+            *field = serde_json::json!({ "group": name });
+        }
+    }
+}
+
+fn group_names(actual: &ActualState) -> BTreeMap<&str, &str> {
+    actual
+        .groups
+        .iter()
+        .map(|g| (g.id.as_str(), g.name.as_str()))
+        .collect()
 }
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
@@ -78,6 +118,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     pub(super) async fn leave_quarantined(
         &self,
         plan: &mut Plan,
+        actual: &ActualState,
         trigger: Trigger,
     ) -> Result<BTreeSet<(String, String)>, SyncError> {
         let mut conn = self
@@ -93,12 +134,13 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             return Ok(left_out);
         }
         let people = steps_by_person(plan);
+        let groups = group_names(actual);
         let mut lifted = 0;
         for person in &quarantined {
             let org = person.org_id.clone().unwrap_or_default();
             let key = (org.clone(), fold_key(&person.person));
             match people.get(&key) {
-                Some(steps) if fingerprint(steps) == person.fingerprint => {
+                Some(steps) if fingerprint(steps, &groups) == person.fingerprint => {
                     left_out.insert(key);
                 }
                 Some(_) => {
@@ -136,12 +178,14 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     pub(super) async fn quarantine_refused(
         &self,
         plan: &Plan,
+        actual: &ActualState,
         report: &ApplyReport,
     ) -> Result<(), SyncError> {
         if report.refused.is_empty() {
             return Ok(());
         }
         let people = steps_by_person(plan);
+        let groups = group_names(actual);
         let mut conn = self
             .store
             .pool()
@@ -175,7 +219,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                     kind: KIND_TYK_REFUSED.into(),
                     status: why.status,
                     reason: why.reason.clone(),
-                    fingerprint: fingerprint(&steps),
+                    fingerprint: fingerprint(&steps, &groups),
                     at: Timestamp::now(),
                 },
             )

@@ -47,6 +47,7 @@ mod sync_e2e;
 mod sync_e2e_crash;
 mod sync_e2e_faults;
 mod sync_e2e_lifecycle;
+mod sync_quarantine;
 mod sync_store;
 mod tib;
 mod tyk_client;

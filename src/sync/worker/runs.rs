@@ -28,7 +28,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         run_events: Vec<i64>,
     ) -> Result<SyncStatus, SyncError> {
         let mut plan = plan;
-        self.leave_quarantined(&mut plan, trigger).await?;
+        self.leave_quarantined(&mut plan, actual, trigger).await?;
         let verdict = guard(&plan, managed, self.config.guard);
         let summary = plan.summary();
         if let GuardVerdict::Hold { .. } = verdict {
@@ -88,7 +88,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let report = Applier::new(&self.writer, &self.store, self.config.limits())
             .apply(plan, actual, context)
             .await;
-        if let Err(e) = self.quarantine_refused(plan, &report).await {
+        if let Err(e) = self.quarantine_refused(plan, actual, &report).await {
             tracing::error!(error = %e, "cannot record the people Tyk refused");
         }
         if plan.steps.iter().any(|s| s.email().is_none()) {

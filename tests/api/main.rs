@@ -49,6 +49,7 @@ mod sync_e2e_faults;
 mod sync_e2e_lifecycle;
 mod sync_quarantine;
 mod sync_store;
+mod sync_transient_log;
 mod tib;
 mod tyk_client;
 mod tyk_standin;

@@ -423,6 +423,9 @@ enum CommandError {
     Usage(String),
     #[error("{0}")]
     NotFound(String),
+    /// The database is not as the command needs it (exit 4).
+    #[error("{0}")]
+    Schema(String),
 }
 
 fn finish(result: Result<String, CommandError>) -> ExitCode {
@@ -436,6 +439,10 @@ fn finish(result: Result<String, CommandError>) -> ExitCode {
             eprintln!("config error: {message}");
             ExitCode::from(EXIT_CONFIG)
         }
+        Err(CommandError::Schema(message)) => {
+            eprintln!("database error: {message}");
+            ExitCode::from(EXIT_DATABASE)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_RUNTIME)
@@ -447,6 +454,23 @@ fn finish(result: Result<String, CommandError>) -> ExitCode {
 async fn command_store(config: &Config) -> Result<Store, StartupError> {
     let store = startup::open_store(config).await?;
     store.migrate().await?;
+    Ok(store)
+}
+
+/// Opens the configured store for a command that writes nothing (`plan`):
+/// pending migrations are not applied; the command refuses to run on a
+/// schema that is not current.
+async fn current_store(config: &Config) -> Result<Store, CommandError> {
+    let store = startup::open_store(config).await?;
+    let status = store.migration_status().await?;
+    if !status.is_current() {
+        store.close().await;
+        return Err(CommandError::Schema(format!(
+            "the database schema is not current ({} migrations pending); \
+             this command writes nothing, so it does not apply them: run `tyk-idsync migrate` first",
+            status.pending.len()
+        )));
+    }
     Ok(store)
 }
 
@@ -489,7 +513,8 @@ async fn mappings(config: &Config, action: MappingsAction) -> Result<String, Com
 async fn tib(config: &Config, action: TibAction) -> ExitCode {
     let outcome = async {
         let store = command_store(config).await?;
-        crate::mapping::sync_config_rules(&store, &config.mapping).await?;
+        // The config file's rules are merged in memory by the renderer:
+        // neither `tib render` nor `tib push` writes them to the store.
         let mapping = crate::wiring::live_mapping(config);
         let service = crate::tib::TibService::new(config.tib.as_ref(), config.tyk.as_ref(), &store, &mapping)
             .map_err(|e| CommandError::Usage(e.to_string()))?
@@ -543,7 +568,11 @@ async fn command_worker(
     config: &Config,
     dry_run: bool,
 ) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
-    let store = command_store(config).await?;
+    let store = if dry_run {
+        current_store(config).await?
+    } else {
+        command_store(config).await?
+    };
     let mapping = crate::wiring::live_mapping(config);
     let loader = if dry_run {
         crate::wiring::dry_run_loader(mapping)

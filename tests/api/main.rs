@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod admin_routes;
 mod cli;
+mod cli_dry_runs;
 mod cli_ldap;
 mod cli_mappings;
 mod cli_plan_dry_run;

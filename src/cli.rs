@@ -551,13 +551,31 @@ async fn explain(config: &Config, email: &str, json: bool) -> Result<String, Com
     let logins = crate::tib::config::logins(config.tib.as_ref());
     crate::mapping::explain::add_tib_notes(&mut explanation, &logins);
     store.close().await;
+    // The other side: what Tyk holds now and what a sync would do (a dry
+    // run: the config file's rules merged in memory, nothing written).
+    let tyk = match config.tyk {
+        Some(_) => {
+            let worker = command_worker(config, true).await?;
+            let found = worker
+                .person_in_tyk(email)
+                .await
+                .map_err(|e| format!("cannot read Tyk: {e}"));
+            worker.store().close().await;
+            Some(found)
+        }
+        None => None,
+    };
     Ok(if json {
         format!(
             "{}\n",
-            serde_json::to_string_pretty(&explanation).unwrap_or_default()
+            serde_json::to_string_pretty(&crate::mapping::explain::with_tyk_json(
+                &explanation,
+                tyk.as_ref()
+            ))
+            .unwrap_or_default()
         )
     } else {
-        crate::mapping::explain::render_text(&explanation)
+        crate::mapping::explain::render_text_with_tyk(&explanation, tyk.as_ref())
     })
 }
 

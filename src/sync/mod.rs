@@ -15,6 +15,7 @@ mod fake_tyk;
 pub mod guard;
 pub mod metrics;
 pub mod ownership;
+pub mod person;
 pub mod plan;
 pub mod quarantine;
 pub mod render;

@@ -14,6 +14,7 @@ mod cli_sync;
 mod cluster;
 mod compose;
 mod config_example;
+mod explain_tyk;
 mod health;
 mod http_hardening;
 mod ldap_client;

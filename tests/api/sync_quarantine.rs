@@ -284,3 +284,57 @@ both_backends!(
     sync_failures_and_retry_from_the_command_line_,
     sync_failures_and_retry_from_the_command_line
 );
+
+async fn the_quarantine_store_counts_attempts_and_lifts(db: Db) {
+    use tyk_idsync::store::sync_quarantine::{self, NewQuarantine};
+    let (store, _guard) = crate::support::fresh_store(db).await;
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let entry = |at, reason: &str| NewQuarantine {
+        org_id: "org1".into(),
+        email: "Ada@Example.org".into(),
+        source: "okta".into(),
+        kind: "tyk_refused".into(),
+        status: Some(400),
+        reason: reason.into(),
+        fingerprint: "f1".into(),
+        at: Timestamp(at),
+    };
+    sync_quarantine::record(&mut conn, &entry(1_000, "first"))
+        .await
+        .expect("record");
+    sync_quarantine::record(&mut conn, &entry(2_000, "second"))
+        .await
+        .expect("record again");
+    let listed = sync_quarantine::list(&mut conn).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].attempts, 2);
+    assert_eq!(listed[0].reason, "second");
+    assert_eq!(listed[0].first_seen, Timestamp(1_000).to_rfc3339());
+    assert_eq!(listed[0].last_seen, Timestamp(2_000).to_rfc3339());
+    assert_eq!(
+        sync_quarantine::find(&mut conn, "ada@example.org")
+            .await
+            .expect("find")
+            .len(),
+        1
+    );
+    assert_eq!(sync_quarantine::count(&mut conn).await.expect("count"), 1);
+    assert_eq!(
+        sync_quarantine::lift(&mut conn, Some("org2"), "ada@example.org")
+            .await
+            .expect("lift"),
+        0
+    );
+    assert_eq!(
+        sync_quarantine::lift(&mut conn, None, "ADA@example.org")
+            .await
+            .expect("lift"),
+        1
+    );
+    assert_eq!(sync_quarantine::count(&mut conn).await.expect("count"), 0);
+}
+
+both_backends!(
+    the_quarantine_store_counts_attempts_and_lifts_,
+    the_quarantine_store_counts_attempts_and_lifts
+);

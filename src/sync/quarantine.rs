@@ -24,6 +24,10 @@ use crate::domain::{Timestamp, fold_key};
 use crate::store::sync_quarantine::{self, FailedPerson, NewQuarantine};
 use crate::store::{StoreError, identities};
 
+/// Up to this many people, a run looks their quarantine up one by one;
+/// beyond, it reads the whole (small) table once.
+const LOOKUP_ONE_BY_ONE: usize = 64;
+
 /// Kind of a quarantine for a person Tyk refused.
 pub const KIND_TYK_REFUSED: &str = "tyk_refused";
 
@@ -127,13 +131,25 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             .acquire()
             .await
             .map_err(StoreError::from)?;
-        let quarantined = sync_quarantine::list(&mut conn).await?;
+        let people = steps_by_person(plan);
+        // Cost follows the work: an event run looks up only its people.
+        let quarantined = if trigger == Trigger::Full || people.len() > LOOKUP_ONE_BY_ONE {
+            sync_quarantine::list(&mut conn).await?
+        } else {
+            let emails: BTreeSet<&str> = people.keys().map(|(_, e)| e.as_str()).collect();
+            let mut found = Vec::new();
+            for email in emails {
+                found.extend(sync_quarantine::find(&mut conn, email).await?);
+            }
+            found
+        };
         let mut left_out = BTreeSet::new();
         if quarantined.is_empty() {
-            self.metrics.set_quarantined(0);
+            if trigger == Trigger::Full {
+                self.metrics.set_quarantined(0);
+            }
             return Ok(left_out);
         }
-        let people = steps_by_person(plan);
         let groups = group_names(actual);
         let mut lifted = 0;
         for person in &quarantined {
@@ -169,8 +185,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 "skipping quarantined people (Tyk refused them; see `tyk-idsync sync failures`)"
             );
         }
-        self.metrics
-            .set_quarantined(i64::try_from(quarantined.len() - lifted).unwrap_or(i64::MAX));
+        if trigger == Trigger::Full || lifted > 0 {
+            self.metrics
+                .set_quarantined(sync_quarantine::count(&mut conn).await?);
+        }
         Ok(left_out)
     }
 

@@ -189,7 +189,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         events: &[ClaimedEvent],
         status: &SyncStatus,
     ) -> Result<(), SyncError> {
-        let quarantined = self.quarantined_emails().await?;
+        let quarantined = self.quarantined_emails(&status.failed_people).await?;
         let failed: BTreeSet<String> = status
             .failed_people
             .iter()
@@ -228,18 +228,30 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         Ok(())
     }
 
-    /// The folded e-mails of the people quarantined now.
-    async fn quarantined_emails(&self) -> Result<BTreeSet<String>, SyncError> {
+    /// The folded e-mails of those of `people` quarantined now.
+    async fn quarantined_emails(
+        &self,
+        people: &BTreeSet<(String, String)>,
+    ) -> Result<BTreeSet<String>, SyncError> {
+        let mut quarantined = BTreeSet::new();
+        if people.is_empty() {
+            return Ok(quarantined);
+        }
         let mut conn = self
             .store
             .pool()
             .acquire()
             .await
             .map_err(StoreError::from)?;
-        Ok(crate::store::sync_quarantine::list(&mut conn)
-            .await?
-            .into_iter()
-            .map(|p| crate::domain::fold_key(&p.person))
-            .collect())
+        for (_, email) in people {
+            let key = crate::domain::fold_key(email);
+            if !crate::store::sync_quarantine::find(&mut conn, &key)
+                .await?
+                .is_empty()
+            {
+                quarantined.insert(key);
+            }
+        }
+        Ok(quarantined)
     }
 }

@@ -348,6 +348,44 @@ pub fn failures_table(people: &[FailedPerson]) -> String {
 mod tests {
     use super::*;
 
+    fn creation(group: super::super::step::GroupRef, first_name: &str) -> PlanStep {
+        PlanStep::CreateUser {
+            org_id: "org1".into(),
+            email: "ada@example.org".into(),
+            profile: super::super::step::Profile {
+                first_name: first_name.into(),
+                last_name: "Lovelace".into(),
+            },
+            group,
+            permissions: BTreeMap::from([("apis".into(), "read".into())]),
+            rule: Some("r1".into()),
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_names_groups_and_follows_the_person() {
+        use super::super::step::GroupRef;
+        let groups = BTreeMap::from([("g1", "Developers")]);
+        let new = creation(GroupRef::New("Developers".into()), "Ada");
+        let created = creation(GroupRef::Id("g1".into()), "Ada");
+        // The group created in the refused run has an id by the next one.
+        assert_eq!(
+            fingerprint(&[&new], &BTreeMap::new()),
+            fingerprint(&[&created], &groups)
+        );
+        // A changed person, or another group, is another fingerprint.
+        let renamed = creation(GroupRef::Id("g1".into()), "Augusta");
+        assert_ne!(
+            fingerprint(&[&created], &groups),
+            fingerprint(&[&renamed], &groups)
+        );
+        let other = creation(GroupRef::New("Readers".into()), "Ada");
+        assert_ne!(
+            fingerprint(&[&created], &groups),
+            fingerprint(&[&other], &groups)
+        );
+    }
+
     #[test]
     fn only_refusals_of_the_data_quarantine() {
         let refused = WriteError::Refused {

@@ -75,12 +75,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Apply one full reconcile and exit: 0 applied, 1 some steps failed
-    /// (or the run could not start), 2 held by the mass-change guard.
+    /// `sync --once`: apply one full reconcile and exit: 0 applied, 1 some
+    /// steps failed (or the run could not start), 2 held by the
+    /// mass-change guard. `sync failures`, `sync retry`: the people the
+    /// sync stopped trying.
+    #[command(args_conflicts_with_subcommands = true)]
     Sync {
-        /// Run once and exit (the only mode; `serve` runs continuously).
-        #[arg(long, required = true)]
+        /// Run once and exit (`serve` runs continuously).
+        #[arg(long)]
         once: bool,
+        #[command(subcommand)]
+        action: Option<SyncAction>,
     },
     /// Sync runs: list them, approve a held one.
     Runs {
@@ -179,6 +184,25 @@ pub enum LdapAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SyncAction {
+    /// List every person the sync quarantined (Tyk refused them) or skips
+    /// (no or an invalid e-mail), with the reason.
+    Failures {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a quarantine: the person is tried again at once.
+    Retry {
+        /// The person's e-mail.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        email: Option<String>,
+        /// Every quarantined person.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RunsAction {
     /// Newest first.
     List {
@@ -273,9 +297,22 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
             telemetry::init(&config.log);
             finish(plan(&config, json).await)
         }
-        Command::Sync { .. } => {
+        Command::Sync {
+            action: Some(action),
+            ..
+        } => {
+            telemetry::init(&config.log);
+            finish(sync_failures(&config, action).await)
+        }
+        Command::Sync { once: true, .. } => {
             telemetry::init(&config.log);
             sync_once(&config).await
+        }
+        Command::Sync { .. } => {
+            eprintln!(
+                "usage: tyk-idsync sync --once | sync failures [--json] | sync retry EMAIL|--all"
+            );
+            ExitCode::from(EXIT_USAGE)
         }
         Command::Runs { action } => {
             telemetry::init(&config.log);
@@ -386,6 +423,9 @@ enum CommandError {
     Usage(String),
     #[error("{0}")]
     NotFound(String),
+    /// The database is not as the command needs it (exit 4).
+    #[error("{0}")]
+    Schema(String),
 }
 
 fn finish(result: Result<String, CommandError>) -> ExitCode {
@@ -399,6 +439,10 @@ fn finish(result: Result<String, CommandError>) -> ExitCode {
             eprintln!("config error: {message}");
             ExitCode::from(EXIT_CONFIG)
         }
+        Err(CommandError::Schema(message)) => {
+            eprintln!("database error: {message}");
+            ExitCode::from(EXIT_DATABASE)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_RUNTIME)
@@ -410,6 +454,23 @@ fn finish(result: Result<String, CommandError>) -> ExitCode {
 async fn command_store(config: &Config) -> Result<Store, StartupError> {
     let store = startup::open_store(config).await?;
     store.migrate().await?;
+    Ok(store)
+}
+
+/// Opens the configured store for a command that writes nothing (`plan`):
+/// pending migrations are not applied; the command refuses to run on a
+/// schema that is not current.
+async fn current_store(config: &Config) -> Result<Store, CommandError> {
+    let store = startup::open_store(config).await?;
+    let status = store.migration_status().await?;
+    if !status.is_current() {
+        store.close().await;
+        return Err(CommandError::Schema(format!(
+            "the database schema is not current ({} migrations pending); \
+             this command writes nothing, so it does not apply them: run `tyk-idsync migrate` first",
+            status.pending.len()
+        )));
+    }
     Ok(store)
 }
 
@@ -452,7 +513,8 @@ async fn mappings(config: &Config, action: MappingsAction) -> Result<String, Com
 async fn tib(config: &Config, action: TibAction) -> ExitCode {
     let outcome = async {
         let store = command_store(config).await?;
-        crate::mapping::sync_config_rules(&store, &config.mapping).await?;
+        // The config file's rules are merged in memory by the renderer:
+        // neither `tib render` nor `tib push` writes them to the store.
         let mapping = crate::wiring::live_mapping(config);
         let service = crate::tib::TibService::new(config.tib.as_ref(), config.tyk.as_ref(), &store, &mapping)
             .map_err(|e| CommandError::Usage(e.to_string()))?
@@ -489,13 +551,31 @@ async fn explain(config: &Config, email: &str, json: bool) -> Result<String, Com
     let logins = crate::tib::config::logins(config.tib.as_ref());
     crate::mapping::explain::add_tib_notes(&mut explanation, &logins);
     store.close().await;
+    // The other side: what Tyk holds now and what a sync would do (a dry
+    // run: the config file's rules merged in memory, nothing written).
+    let tyk = match config.tyk {
+        Some(_) => {
+            let worker = command_worker(config, true).await?;
+            let found = worker
+                .person_in_tyk(email)
+                .await
+                .map_err(|e| format!("cannot read Tyk: {e}"));
+            worker.store().close().await;
+            Some(found)
+        }
+        None => None,
+    };
     Ok(if json {
         format!(
             "{}\n",
-            serde_json::to_string_pretty(&explanation).unwrap_or_default()
+            serde_json::to_string_pretty(&crate::mapping::explain::with_tyk_json(
+                &explanation,
+                tyk.as_ref()
+            ))
+            .unwrap_or_default()
         )
     } else {
-        crate::mapping::explain::render_text(&explanation)
+        crate::mapping::explain::render_text_with_tyk(&explanation, tyk.as_ref())
     })
 }
 
@@ -506,7 +586,11 @@ async fn command_worker(
     config: &Config,
     dry_run: bool,
 ) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
-    let store = command_store(config).await?;
+    let store = if dry_run {
+        current_store(config).await?
+    } else {
+        command_store(config).await?
+    };
     let mapping = crate::wiring::live_mapping(config);
     let loader = if dry_run {
         crate::wiring::dry_run_loader(mapping)
@@ -527,6 +611,43 @@ async fn command_worker(
 async fn plan(config: &Config, json: bool) -> Result<String, CommandError> {
     let worker = command_worker(config, true).await?;
     Ok(crate::sync::cli::plan_command(&worker, json).await?)
+}
+
+/// `sync failures [--json]` and `sync retry EMAIL|--all`.
+async fn sync_failures(config: &Config, action: SyncAction) -> Result<String, CommandError> {
+    let store = command_store(config).await?;
+    let text = match action {
+        SyncAction::Failures { json } => {
+            let people = crate::sync::quarantine::failures(&store).await?;
+            if json {
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&serde_json::json!({ "failures": people }))
+                        .unwrap_or_default()
+                )
+            } else {
+                crate::sync::quarantine::failures_table(&people)
+            }
+        }
+        SyncAction::Retry { email, all } => {
+            let email = if all { None } else { email };
+            let lifted = crate::sync::quarantine::retry(&store, email.as_deref()).await?;
+            match (&email, lifted.is_empty()) {
+                (Some(email), true) => {
+                    store.close().await;
+                    return Err(CommandError::NotFound(format!(
+                        "{email} is not quarantined"
+                    )));
+                }
+                _ => format!(
+                    "lifted the quarantine of {} people; they are tried again at the next sync\n",
+                    lifted.len()
+                ),
+            }
+        }
+    };
+    store.close().await;
+    Ok(text)
 }
 
 async fn sync_once(config: &Config) -> ExitCode {

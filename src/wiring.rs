@@ -186,6 +186,7 @@ pub fn plain_routes(
         store: store.clone(),
         config: mapping.clone(),
         tib_logins: crate::tib::config::logins(config.tib.as_ref()),
+        tyk_side: worker.clone().map(crate::mapping::explain::tyk_side_of),
     };
     let mut admin = crate::mapping::api::router(mapping_state)
         .nest("/admin/v1", crate::ldap::api::router(ldap));

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use crate::domain::{SourceName, Timestamp};
 use crate::http::{ApiError, ApiRouter, SharedState};
-use crate::store::{events, identities, rekey, stats};
+use crate::store::{events, identities, rekey, stats, sync_quarantine};
 
 pub fn router() -> ApiRouter {
     ApiRouter::new().routes(routes!(status))
@@ -30,6 +30,9 @@ pub struct StatusResponse {
     /// People whose primary e-mail is not an address: stored, never sent
     /// to Tyk.
     pub invalid_email: InvalidEmailStatus,
+    /// People the sync stopped trying or never tries (`GET
+    /// /admin/v1/sync/failures` lists them).
+    pub failures: FailuresStatus,
     /// Existing names that fold to the same key in one scope (found once,
     /// when the keys were re-folded; see `store::rekey`): both rows kept.
     pub fold_collisions: Vec<String>,
@@ -53,6 +56,15 @@ pub struct InvalidEmailPerson {
     pub user_name: String,
     /// `empty`, `control_character` or `syntax`.
     pub problem: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailuresStatus {
+    /// Tyk refused them for good; not retried until they change or an
+    /// operator runs `tyk-idsync sync retry`.
+    pub quarantined: i64,
+    /// No or an invalid e-mail: never sent to Tyk.
+    pub skipped: i64,
 }
 
 /// How many people with an invalid e-mail the status lists by name.
@@ -169,6 +181,14 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
         identities::users_with_email_problem(&mut conn, INVALID_EMAIL_SAMPLE)
             .await
             .map_err(ApiError::internal)?;
+    let failures = FailuresStatus {
+        quarantined: sync_quarantine::count(&mut conn)
+            .await
+            .map_err(ApiError::internal)?,
+        skipped: sync_quarantine::count_skipped(&mut conn)
+            .await
+            .map_err(ApiError::internal)?,
+    };
     let fold_collisions = rekey::fold_collisions(&mut conn)
         .await
         .map_err(ApiError::internal)?;
@@ -209,6 +229,7 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
                 })
                 .collect(),
         },
+        failures,
         fold_collisions,
         tib,
     }))

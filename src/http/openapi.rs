@@ -93,6 +93,16 @@ const SYNC_ROUTES: &[(&str, &str, &str)] = &[
         "Approve a held run",
     ),
     ("get", "/admin/v1/sync/audit", "The audit log"),
+    (
+        "get",
+        "/admin/v1/sync/failures",
+        "People the sync quarantined (Tyk refused them) or skips (no or an invalid e-mail)",
+    ),
+    (
+        "post",
+        "/admin/v1/sync/failures/{email}/retry",
+        "Lift a person's quarantine: they are tried again at once",
+    ),
 ];
 
 const LDAP_ROUTES: &[(&str, &str, &str)] = &[

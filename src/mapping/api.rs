@@ -21,7 +21,6 @@ use serde_json::json;
 
 use super::config::MappingConfig;
 use super::explain::explain_email;
-use super::reasoning::Explanation;
 use super::rule::MappingRule;
 use super::service::{self, MappingError};
 use crate::store::Store;
@@ -36,6 +35,9 @@ pub struct MappingApiState {
     pub config: Arc<RwLock<MappingConfig>>,
     /// TIB profiles, for explain's login-time caveat.
     pub tib_logins: Vec<super::explain::TibLogin>,
+    /// What Tyk holds for a person (explain's other side), when a Tyk
+    /// Dashboard is configured.
+    pub tyk_side: Option<super::explain::TykSideLookup>,
 }
 
 impl MappingApiState {
@@ -44,6 +46,7 @@ impl MappingApiState {
             store,
             config: Arc::new(RwLock::new(config)),
             tib_logins: Vec::new(),
+            tyk_side: None,
         }
     }
 
@@ -223,8 +226,15 @@ async fn remove(
 async fn explain(
     State(state): State<MappingApiState>,
     Path(email): Path<String>,
-) -> Result<Json<Explanation>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let mut explanation = explain_email(&state.store, &state.config(), &email).await?;
     super::explain::add_tib_notes(&mut explanation, &state.tib_logins);
-    Ok(Json(explanation))
+    let tyk = match &state.tyk_side {
+        Some(lookup) => Some(lookup(email.clone()).await),
+        None => None,
+    };
+    Ok(Json(super::explain::with_tyk_json(
+        &explanation,
+        tyk.as_ref(),
+    )))
 }

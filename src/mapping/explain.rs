@@ -9,6 +9,7 @@ use super::reasoning::{Explanation, explain};
 use super::service::MappingError;
 use crate::store::mappings;
 use crate::store::{Store, StoreError};
+use crate::sync::person::PersonInTyk;
 
 /// The explanation for `email` from the current store contents.
 pub async fn explain_email(
@@ -20,6 +21,65 @@ pub async fn explain_email(
     let people = load_people(&mut conn).await?;
     let rules = mappings::list_rules(&mut conn).await?;
     Ok(explain(email, &people, &rules, &config.resolve_options()))
+}
+
+/// Looks up what Tyk holds for a person (`sync::person`); an error is
+/// the message to show in its place.
+pub type TykSideLookup = std::sync::Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, Result<PersonInTyk, String>>
+        + Send
+        + Sync,
+>;
+
+/// The lookup over the service's sync worker (its Tyk client and limiter).
+pub fn tyk_side_of(worker: std::sync::Arc<crate::sync::service::ServiceWorker>) -> TykSideLookup {
+    std::sync::Arc::new(move |email: String| {
+        let worker = std::sync::Arc::clone(&worker);
+        Box::pin(async move {
+            worker
+                .person_in_tyk(&email)
+                .await
+                .map_err(|e| format!("cannot read Tyk: {e}"))
+        })
+    })
+}
+
+/// The explanation as JSON, with `tyk` (what Tyk holds, the steps a sync
+/// would take, any quarantine) or `tyk_error` when Tyk was asked.
+pub fn with_tyk_json(
+    explanation: &Explanation,
+    tyk: Option<&Result<PersonInTyk, String>>,
+) -> serde_json::Value {
+    let mut value = serde_json::to_value(explanation).unwrap_or_default();
+    if let serde_json::Value::Object(fields) = &mut value {
+        match tyk {
+            Some(Ok(person)) => {
+                fields.insert(
+                    "tyk".into(),
+                    serde_json::to_value(person).unwrap_or_default(),
+                );
+            }
+            Some(Err(message)) => {
+                fields.insert("tyk_error".into(), message.clone().into());
+            }
+            None => {}
+        }
+    }
+    value
+}
+
+/// The text rendering with the Tyk side appended (when Tyk was asked).
+pub fn render_text_with_tyk(
+    explanation: &Explanation,
+    tyk: Option<&Result<PersonInTyk, String>>,
+) -> String {
+    let mut out = render_text(explanation);
+    match tyk {
+        Some(Ok(person)) => out.push_str(&crate::sync::person::render_text(person)),
+        Some(Err(message)) => out.push_str(&format!("\nIn Tyk now:\n  unknown: {message}\n")),
+        None => out.push_str("\nIn Tyk now:\n  unknown: no [tyk] section is configured\n"),
+    }
+    out
 }
 
 /// A TIB profile people of `source` log in through (from `[tib]`).
@@ -107,7 +167,10 @@ pub fn render_text(explanation: &Explanation) -> String {
     for reason in &explanation.reasons {
         let _ = writeln!(out, "  {reason}");
     }
-    let _ = writeln!(out, "\nResulting Tyk users:");
+    let _ = writeln!(
+        out,
+        "\nDesired in Tyk (what the mapping asks for, not what Tyk holds):"
+    );
     if explanation.users.is_empty() {
         let _ = writeln!(out, "  (none)");
     }

@@ -275,6 +275,20 @@ pub async fn sync_config_rules(
 /// `config:<org>/<name>` (the store assigns its real id when it is applied).
 /// With `people`, only their users (lower-cased e-mails), as
 /// [`load_desired_for`] returns them.
+/// The rules as they would be once the config file's rules are applied
+/// (`sync_config_rules`), merged in memory: nothing is written. New config
+/// rules get `config:<org>/<name>` ids.
+pub async fn rules_as_applied(
+    conn: &mut sqlx::AnyConnection,
+    config: &super::MappingConfig,
+) -> Result<Vec<MappingRule>, MappingError> {
+    let existing = mappings::list(conn).await?;
+    let changes = config_rule_changes(&existing, config, |rule| {
+        format!("config:{}/{}", rule.org_id, rule.name)
+    })?;
+    Ok(changes.apply_to(&existing))
+}
+
 pub async fn load_desired_dry_run(
     store: &Store,
     config: &super::MappingConfig,

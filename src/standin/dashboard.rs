@@ -140,6 +140,12 @@ pub async fn create_user(State(s): State<Arc<Shared>>, headers: HeaderMap, body:
     {
         return Err(invalid());
     }
+    if s.dir()
+        .refused_emails
+        .contains(&fields.email_address.as_deref().unwrap_or("").to_lowercase())
+    {
+        return Err(invalid());
+    }
     let org_id = if me.org_id.is_empty() {
         body.get("org_id")
             .and_then(Value::as_str)
@@ -204,6 +210,14 @@ pub async fn update_user(
     let body = object(&body).ok_or_else(rights)?;
     let fields = UserFields::from_json(&body).map_err(|()| rights())?;
     check_user_update(&s, &target, &fields)?;
+    let email = fields
+        .email_address
+        .as_deref()
+        .unwrap_or(&target.email_address)
+        .to_lowercase();
+    if s.dir().refused_emails.contains(&email) {
+        return Err(ApiError::new(400, "User object validation failed."));
+    }
     s.dir().apply_user(&id, fields);
     ok("User updated", Value::Null)
 }

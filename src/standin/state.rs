@@ -33,6 +33,10 @@ pub struct Directory {
     pub(crate) orgs: BTreeMap<String, Organisation>,
     pub(crate) users: BTreeMap<String, User>,
     pub(crate) groups: BTreeMap<String, UserGroup>,
+    /// Lower-cased e-mails whose user creations and updates are answered
+    /// 400 `User object validation failed.`: stands, in tests, for any
+    /// data the real Dashboard's validation refuses.
+    pub refused_emails: std::collections::BTreeSet<String>,
 }
 
 /// Fields a create or update may set; `None` = not sent.

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod stats;
 pub mod sync_audit;
 pub mod sync_outbox;
+pub mod sync_quarantine;
 pub mod sync_runs;
 pub mod sync_scope;
 pub mod sync_state;

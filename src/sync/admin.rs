@@ -8,6 +8,9 @@
 //! `POST /sync/runs/{id}/approve`    apply a held run → `SyncStatus` (404, 409)
 //! `GET  /sync/audit?email=&org_id=&run_id=&step=&since=&before_id=&limit=`
 //!                                   `{entries, next_before_id}`
+//! `GET  /sync/failures`             quarantined and skipped people
+//!                                   `{failures, quarantined, skipped}`
+//! `POST /sync/failures/{email}/retry` lift a quarantine → `{lifted}` (404)
 
 use std::sync::Arc;
 
@@ -74,6 +77,8 @@ where
         .route("/sync/runs", get(runs::<W, S>))
         .route("/sync/runs/{id}/approve", post(approve::<W, S>))
         .route("/sync/audit", get(audit::<W, S>))
+        .route("/sync/failures", get(failures::<W, S>))
+        .route("/sync/failures/{email}/retry", post(retry::<W, S>))
         .with_state(worker)
 }
 
@@ -166,4 +171,28 @@ async fn audit<W: TykWriter, S: StateSource>(
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     Ok(Json(json!({ "entries": entries, "next_before_id": next })))
+}
+
+async fn failures<W: TykWriter, S: StateSource>(
+    State(worker): State<Shared<W, S>>,
+) -> Result<Json<Value>, ApiError> {
+    let people = super::quarantine::failures(worker.store()).await?;
+    let quarantined = people.iter().filter(|p| p.state == "quarantined").count();
+    Ok(Json(json!({
+        "failures": people,
+        "quarantined": quarantined,
+        "skipped": people.len() - quarantined,
+    })))
+}
+
+async fn retry<W: TykWriter, S: StateSource>(
+    State(worker): State<Shared<W, S>>,
+    Path(email): Path<String>,
+) -> Result<Response, ApiError> {
+    let lifted = worker.retry_quarantined(Some(&email)).await?;
+    if lifted.is_empty() {
+        let body = json!({ "error": format!("{email} is not quarantined") });
+        return Ok((StatusCode::NOT_FOUND, Json(body)).into_response());
+    }
+    Ok(Json(json!({ "lifted": lifted })).into_response())
 }

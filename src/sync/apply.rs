@@ -89,6 +89,8 @@ pub struct ApplyReport {
     /// (org, e-mail) of people with a failed step: retry them later.
     pub failed_people: BTreeSet<(String, String)>,
     pub failed_groups: BTreeSet<(String, String)>,
+    /// (org, e-mail) of people Tyk refused for good (see `sync::quarantine`).
+    pub refused: BTreeMap<(String, String), super::quarantine::Refusal>,
     /// One line per failure, for logs and the run record.
     pub errors: Vec<String>,
 }
@@ -104,6 +106,7 @@ impl ApplyReport {
         self.tyk_writes += other.tyk_writes;
         self.failed_people.extend(other.failed_people);
         self.failed_groups.extend(other.failed_groups);
+        self.refused.extend(other.refused);
         self.errors.extend(other.errors);
     }
 }

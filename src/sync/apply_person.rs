@@ -65,6 +65,13 @@ impl<W: TykWriter> Applier<'_, W> {
             };
             report.tyk_writes += calls;
             let failed = result.is_err();
+            if let (Err(StepError::Tyk(e)), Some(email)) = (&result, batch[0].email())
+                && let Some(why) = super::quarantine::refusal(e)
+            {
+                report
+                    .refused
+                    .insert((batch[0].org_id().to_string(), email.to_string()), why);
+            }
             for step in &batch {
                 let each = match &result {
                     Ok(id) => Ok(id.clone()),

@@ -17,6 +17,8 @@ pub struct SyncMetrics {
     /// People the last held run would have removed (0 when nothing is held).
     held_would_remove: AtomicU64,
     last_success_ms: AtomicI64,
+    /// People quarantined (Tyk refused them), as the last run counted.
+    quarantined: AtomicI64,
 }
 
 fn add(counter: &AtomicU64, n: usize) {
@@ -63,6 +65,11 @@ impl SyncMetrics {
     pub fn last_success(&self) -> Option<Timestamp> {
         let ms = self.last_success_ms.load(Ordering::Relaxed);
         (ms > 0).then_some(Timestamp(ms))
+    }
+
+    /// How many people are quarantined now (see `sync::quarantine`).
+    pub fn set_quarantined(&self, people: i64) {
+        self.quarantined.store(people, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -113,6 +120,11 @@ impl SyncMetrics {
             "# HELP tyk_idsync_sync_last_success_timestamp_ms When a run last applied cleanly.\n\
              # TYPE tyk_idsync_sync_last_success_timestamp_ms gauge\ntyk_idsync_sync_last_success_timestamp_ms {}\n",
             self.last_success_ms.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP tyk_idsync_sync_quarantined_people People Tyk refused for good, not retried until they change (`tyk-idsync sync failures`).\n\
+             # TYPE tyk_idsync_sync_quarantined_people gauge\ntyk_idsync_sync_quarantined_people {}\n",
+            self.quarantined.load(Ordering::Relaxed)
         ));
         out
     }

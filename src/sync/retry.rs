@@ -100,7 +100,7 @@ where
     loop {
         pacer.wait().await;
         attempts += 1;
-        let result = op().await;
+        let result = crate::tyk::failure_log::with_attempt(attempts, op()).await;
         let retry_after = match &result {
             Err(WriteError::Retryable { retry_after, .. })
                 if attempts < policy.max_attempts.max(1) =>

@@ -279,6 +279,9 @@ pub fn actual_group(group: &UserGroup) -> ActualGroup {
 pub fn write_error(error: TykError) -> WriteError {
     match error {
         TykError::EmailAlreadyExists { .. } => WriteError::EmailAlreadyExists,
+        TykError::Rejected { status, message } if status != 408 => {
+            WriteError::Refused { status, message }
+        }
         ref e if e.is_retryable() => WriteError::Retryable {
             message: e.to_string(),
             retry_after: e.retry_after(),

@@ -57,7 +57,12 @@ pub enum WriteError {
     /// 403 `User email already exists for this org.`
     #[error("a Tyk user with this e-mail already exists in the org")]
     EmailAlreadyExists,
-    /// Anything else (400, 401, 403, 404…): retrying will not help.
+    /// A 4xx refusing the data itself (400 `User object validation
+    /// failed.`; not 401/403/404/408/409/429): the same request can never
+    /// succeed, so the person is quarantined (`sync::quarantine`).
+    #[error("Tyk refused the data ({status}): {message}")]
+    Refused { status: u16, message: String },
+    /// Anything else (401, 403, 404…): retrying will not help.
     #[error("Tyk refused the change: {message}")]
     Permanent {
         status: Option<u16>,

@@ -225,7 +225,16 @@ impl TibService {
             .acquire()
             .await
             .map_err(StoreError::from)?;
-        let rules = mappings::list_rules(&mut conn).await?;
+        let mapping = self
+            .mapping
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        // The config file's rules merged in memory: rendering (and so
+        // `tib render` / `tib push`) never writes them to the store.
+        let rules = crate::mapping::service::rules_as_applied(&mut conn, &mapping)
+            .await
+            .map_err(|e| TibError::Render(e.to_string()))?;
         let groups: Vec<GroupRef> = identities::list_all_groups(&mut conn)
             .await?
             .into_iter()
@@ -242,11 +251,6 @@ impl TibService {
             .list_groups()
             .await
             .map_err(|e| TibError::Tyk(e.to_string()))?;
-        let mapping = self
-            .mapping
-            .read()
-            .map(|m| m.clone())
-            .unwrap_or_else(|e| e.into_inner().clone());
         let mut out = Vec::new();
         for (profile, template) in self.config.profiles.iter().zip(&self.templates) {
             // The group of each name that exists in Tyk now, preferring one

@@ -385,6 +385,19 @@ impl TykClient {
             Err(_) => "transport",
         };
         observe(&method, path, class, started.elapsed());
+        let transient = match &answer {
+            Ok((status, ..))
+                if *status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error() =>
+            {
+                Some(status.as_u16().to_string())
+            }
+            Ok(_) => None,
+            Err(_) => Some(class.to_string()),
+        };
+        if let Some(status) = transient {
+            super::failure_log::transient(method.as_str(), &endpoint_template(path), &status);
+        }
         let (status, retry_after, bytes) =
             answer.map_err(|e| TykError::from_reqwest(e, timeout))?;
         tracing::debug!(%method, path = %path.join("/"), status = status.as_u16(), "tyk request");

@@ -7,6 +7,7 @@ mod admin;
 mod client;
 mod config;
 mod error;
+pub mod failure_log;
 mod model;
 mod permissions;
 mod transport;

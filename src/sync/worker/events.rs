@@ -181,22 +181,27 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     /// Marks processed the events whose people succeeded (or whose run was
-    /// held: the held plan carries the change); releases the rest with backoff.
+    /// held: the held plan carries the change), and those of people now
+    /// quarantined (Tyk refused them for good: retrying cannot help, and a
+    /// change to them queues a new event); releases the rest with backoff.
     pub(super) async fn settle_events(
         &self,
         events: &[ClaimedEvent],
         status: &SyncStatus,
     ) -> Result<(), SyncError> {
-        let failed: BTreeSet<&str> = status
+        let quarantined = self.quarantined_emails(&status.failed_people).await?;
+        let failed: BTreeSet<String> = status
             .failed_people
             .iter()
-            .map(|(_, email)| email.as_str())
+            .map(|(_, email)| crate::domain::fold_key(email))
+            .filter(|email| !quarantined.contains(email))
             .collect();
+        let only_quarantined_failed = !status.failed_people.is_empty() && failed.is_empty();
         let (mut done, mut retry) = (Vec::new(), Vec::new());
         for event in events {
             let person_failed = match &event.email {
-                Some(email) => failed.contains(crate::domain::fold_key(email).as_str()),
-                None => status.failed > 0,
+                Some(email) => failed.contains(&crate::domain::fold_key(email)),
+                None => status.failed > 0 && !only_quarantined_failed,
             };
             if person_failed {
                 retry.push(event)
@@ -221,5 +226,32 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             sync_outbox::release(&mut conn, &[event.seq], retry_at).await?;
         }
         Ok(())
+    }
+
+    /// The folded e-mails of those of `people` quarantined now.
+    async fn quarantined_emails(
+        &self,
+        people: &BTreeSet<(String, String)>,
+    ) -> Result<BTreeSet<String>, SyncError> {
+        let mut quarantined = BTreeSet::new();
+        if people.is_empty() {
+            return Ok(quarantined);
+        }
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        for (_, email) in people {
+            let key = crate::domain::fold_key(email);
+            if !crate::store::sync_quarantine::find(&mut conn, &key)
+                .await?
+                .is_empty()
+            {
+                quarantined.insert(key);
+            }
+        }
+        Ok(quarantined)
     }
 }

@@ -27,6 +27,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         events_by_email: BTreeMap<String, Vec<i64>>,
         run_events: Vec<i64>,
     ) -> Result<SyncStatus, SyncError> {
+        let mut plan = plan;
+        self.leave_quarantined(&mut plan, actual, trigger).await?;
         let verdict = guard(&plan, managed, self.config.guard);
         let summary = plan.summary();
         if let GuardVerdict::Hold { .. } = verdict {
@@ -86,6 +88,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let report = Applier::new(&self.writer, &self.store, self.config.limits())
             .apply(plan, actual, context)
             .await;
+        if let Err(e) = self.quarantine_refused(plan, actual, &report).await {
+            tracing::error!(error = %e, "cannot record the people Tyk refused");
+        }
         if plan.steps.iter().any(|s| s.email().is_none()) {
             // We wrote Tyk's groups: a cached copy is out of date.
             self.source.groups_changed();

@@ -82,17 +82,21 @@ impl Application {
             );
         }
         let scim = wiring::scim_state(&config, &store).await?;
-        let sync = wiring::sync_worker(&config, &store, &mapping)?;
+        // The sync worker's writes are fenced by this replica's lease.
+        let leadership = match store.backend() {
+            Backend::Sqlite => Leadership::always(),
+            Backend::Postgres => Leadership::follower(),
+        };
+        let sync = wiring::sync_worker(&config, &store, &mapping, &leadership)?;
         let sync_wakeup = match &sync {
             Some(worker) => worker.waker(),
             None => Arc::new(tokio::sync::Notify::new()),
         };
 
         let mut tasks = Vec::new();
-        let leadership = match store.backend() {
-            Backend::Sqlite => Leadership::always(),
+        match store.backend() {
+            Backend::Sqlite => {}
             Backend::Postgres => {
-                let leadership = Leadership::follower();
                 let url = config.database.effective_url()?;
                 let interval = config.database.leader_check_interval;
                 let (l, u) = (leadership.clone(), url.clone());
@@ -103,9 +107,8 @@ impl Application {
                 tasks.push(Task::new("outbox-listener", move |shutdown| {
                     cluster::listen_for_outbox(url, wakeup, shutdown)
                 }));
-                leadership
             }
-        };
+        }
         let ldap = crate::ldap::schedule::pollers(&config.ldap, &store, sync_wakeup.clone())?;
         for poller in ldap.values() {
             let (poller, leadership) = (poller.clone(), leadership.clone());

@@ -20,6 +20,7 @@ pub mod ldap_state;
 pub mod mappings;
 mod migrate;
 pub mod rekey;
+pub mod retry;
 pub mod scim_query;
 pub mod settings;
 pub mod stats;

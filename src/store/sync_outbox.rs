@@ -216,6 +216,23 @@ pub async fn release_others(
     Ok(result.rows_affected())
 }
 
+/// Frees every leased event (whoever claimed it: a dead leader, or this
+/// replica's own runs abandoned when it lost the lead) and removes leases
+/// left on processed events; returns how many events it freed. For a
+/// worker taking the lead, with no run of its own in flight, once its
+/// predecessor's lease has run out.
+pub async fn release_all(conn: &mut AnyConnection, now: Timestamp) -> Result<u64, StoreError> {
+    remove_stale_leases(conn).await?;
+    let result = sqlx::query(
+        "UPDATE sync_event_leases SET holder = '', until_at = $1 \
+         WHERE holder <> '' AND until_at > $1",
+    )
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 /// Gives events back unprocessed; nobody claims them before `retry_at`.
 pub async fn release(
     conn: &mut AnyConnection,

@@ -130,7 +130,7 @@ async fn taking_over_removes_leases_left_on_processed_events(db: Db) {
         .expect("processed");
     assert_eq!(counts(&store).await, (1, 4));
 
-    let freed = sync_outbox::release_others(&mut conn, "new-leader", Timestamp::now())
+    let freed = sync_outbox::release_all(&mut conn, Timestamp::now())
         .await
         .expect("take over");
     assert_eq!(freed, 1, "the pending event's lease is freed");
@@ -141,6 +141,17 @@ async fn taking_over_removes_leases_left_on_processed_events(db: Db) {
         vec![seqs[3]],
         "the pending event is claimed again at once"
     );
+    // A replica that lost the lead and won it back frees its own
+    // abandoned claims too.
+    let mut conn = store.pool().acquire().await.expect("conn");
+    assert_eq!(
+        sync_outbox::release_all(&mut conn, Timestamp::now())
+            .await
+            .expect("take over again"),
+        1
+    );
+    drop(conn);
+    assert_eq!(claim_all(&store, "new-leader").await, vec![seqs[3]]);
 }
 both_backends!(
     taking_over_removes_leases_left_on_processed_events_on,

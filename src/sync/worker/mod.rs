@@ -312,14 +312,15 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         }
     }
 
-    /// Frees outbox events other holders had claimed (see
-    /// [`sync_outbox::release_others`]).
+    /// Frees every claimed outbox event: a previous leader's, and this
+    /// worker's own runs abandoned when it lost the lead (none is in
+    /// flight now; see [`sync_outbox::release_all`]).
     async fn take_over(&self) {
-        let freed = async {
+        // Right after a failover the pool may hold dead sessions.
+        let freed = crate::store::retry::retry_transient(|| async {
             let mut conn = self.store.pool().acquire().await?;
-            crate::store::sync_outbox::release_others(&mut conn, &self.holder, Timestamp::now())
-                .await
-        };
+            crate::store::sync_outbox::release_all(&mut conn, Timestamp::now()).await
+        });
         match freed.await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "took over events claimed by a previous leader"),

@@ -10,7 +10,10 @@
 //! - Ownership is recorded as soon as Tyk confirms a creation, and a pending
 //!   record is written before the `POST`, so a crash anywhere leaves neither
 //!   a duplicate nor an orphan (see `store::sync_state`).
-//! - Every step, applied or failed, gets an audit entry.
+//! - Every step, applied or failed, gets an audit entry; a step that writes
+//!   to Tyk gets an intent first (see `apply_audit`), so a run abandoned
+//!   between a request and its result still leaves a trace the next leader
+//!   resolves.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +21,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use super::actual::{ActualState, ActualUser};
-use super::apply_audit::before_after;
+use super::apply_audit::{audit_kind, before_after};
 use super::retry::{Pacer, Retried, RetryPolicy, with_retry};
 use super::step::{Plan, PlanStep};
 use super::writer::{GroupRecord, TykWriter, WriteError};
@@ -71,7 +74,7 @@ impl ApplyContext {
         }
     }
 
-    fn events_for(&self, email: Option<&str>) -> Vec<i64> {
+    pub(super) fn events_for(&self, email: Option<&str>) -> Vec<i64> {
         email
             .and_then(|e| self.events_by_email.get(e))
             .cloned()
@@ -163,15 +166,14 @@ impl<'a, W: TykWriter> Applier<'a, W> {
         let mut created = CreatedGroups::new();
         let (group_steps, people, trailing) = split_plan(plan);
         for step in group_steps {
-            let outcome = self.apply_group_step(step, &mut created, ctx).await;
-            report.tyk_writes += outcome.1;
-            self.record_outcome(step, outcome.0, ctx, &mut report).await;
+            self.apply_group_step_audited(step, &mut created, ctx, &mut report)
+                .await;
         }
         // Futures built eagerly (not in a stream closure) keep the whole
         // run `Send`, so the worker can be spawned.
         let pending: Vec<_> = people
             .into_iter()
-            .map(|steps| self.apply_person(steps, &users, &created, ctx))
+            .map(|steps| self.apply_person_with_intents(steps, &users, &created, ctx))
             .collect();
         let outcomes: Vec<ApplyReport> = futures::stream::iter(pending)
             .buffer_unordered(self.max_concurrency)
@@ -185,9 +187,8 @@ impl<'a, W: TykWriter> Applier<'a, W> {
                 tracing::info!(step = step.kind(), "group deletion left for a later run");
                 continue;
             }
-            let outcome = self.apply_group_step(step, &mut created, ctx).await;
-            report.tyk_writes += outcome.1;
-            self.record_outcome(step, outcome.0, ctx, &mut report).await;
+            self.apply_group_step_audited(step, &mut created, ctx, &mut report)
+                .await;
         }
         report
     }
@@ -256,7 +257,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             run_id: ctx.run_id,
             at: Timestamp::now(),
             actor: ctx.actor.clone(),
-            step_kind: step.kind().to_string(),
+            step_kind: audit_kind(step).to_string(),
             org_id: step.org_id().to_string(),
             email: step.email().map(str::to_string),
             tyk_id: tyk_id.or_else(|| step.user_id().map(str::to_string)),
@@ -287,7 +288,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
     }
 
     /// Returns the step result (with the Tyk id touched) and the Tyk calls made.
-    async fn apply_group_step(
+    pub(super) async fn apply_group_step(
         &self,
         step: &PlanStep,
         created: &mut CreatedGroups,

@@ -316,6 +316,15 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// worker's own runs abandoned when it lost the lead (none is in
     /// flight now; see [`sync_outbox::release_all`]).
     async fn take_over(&self) {
+        // Writes a predecessor may have made without auditing the result.
+        let resolved = crate::store::retry::retry_transient(|| {
+            super::apply_audit::resolve_abandoned_intents(&self.store, &self.writer)
+        });
+        match resolved.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(intents = n, "audited writes a previous run left unresolved"),
+            Err(e) => tracing::warn!(error = %e, "cannot resolve audit intents of a previous run"),
+        }
         // Right after a failover the pool may hold dead sessions.
         let freed = crate::store::retry::retry_transient(|| async {
             let mut conn = self.store.pool().acquire().await?;

@@ -194,6 +194,46 @@ async fn failover(failure: Failure) {
     );
     assert_eq!(cluster.tyk_groups_named(GROUP).len(), 1, "one Tyk group");
 
+    // The audit log: every person created, none "adopted"; no intent left
+    // open, no lease left on a processed event.
+    let mut db = PgConnection::connect(&cluster.db).await.expect("db");
+    let created: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT email) FROM sync_audit \
+         WHERE step_kind = 'create_user' AND result = 'ok' AND email LIKE 'fenced%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("audit");
+    assert_eq!(
+        created, USERS as i64,
+        "an ok create_user audit row per person"
+    );
+    let adopted: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sync_audit WHERE step_kind = 'adopt_user'")
+            .fetch_one(&mut db)
+            .await
+            .expect("audit");
+    assert_eq!(adopted, 0, "the bridge's own creations are not adoptions");
+    let open_intents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_audit_intents")
+        .fetch_one(&mut db)
+        .await
+        .expect("intents");
+    assert_eq!(open_intents, 0, "every intent resolved or closed");
+    let stale_leases: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sync_event_leases l JOIN identity_events e ON e.seq = l.seq \
+         WHERE e.processed_at IS NOT NULL",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("leases");
+    assert_eq!(stale_leases, 0, "no lease on a processed event");
+    let resolved: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sync_audit WHERE message LIKE 'resolved after a run abandoned%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("audit");
+
     let writes = writes(&cluster);
     let bound = CHECK_INTERVAL + TAKEOVER_MARGIN;
     let old_late: Vec<Duration> = writes
@@ -212,9 +252,10 @@ async fn failover(failure: Failure) {
         old_after_bound.is_empty(),
         "replica {old} wrote {old_after_bound:?} after the {failure:?}, past the bound {bound:?}"
     );
+    // (A replica that won the lock back writes again only after its wait.)
     let new_first = writes
         .iter()
-        .find(|w| w.replica == new && w.at > failed_at)
+        .find(|w| w.replica == new && w.at > failed_at && (new != old || w.at > failed_at + bound))
         .map(|w| w.at)
         .expect("the new leader wrote");
     if new != old {
@@ -242,7 +283,8 @@ async fn failover(failure: Failure) {
     println!(
         "fencing {failure:?}: leader {old} failed with {at_failure}/{USERS} users in Tyk; \
          its last write {:?} after the failure; replica {new} first wrote {:?} after it \
-         (gap {:?}); converged {converged:?} after the failure; test took {:?}",
+         (gap {:?}); converged {converged:?} after the failure; {resolved} abandoned writes \
+         audited by the new leader; test took {:?}",
         old_last.saturating_duration_since(failed_at),
         new_first - failed_at,
         new_first - old_last,

@@ -316,6 +316,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// worker's own runs abandoned when it lost the lead (none is in
     /// flight now; see [`sync_outbox::release_all`]).
     async fn take_over(&self) {
+        // A predecessor (or this replica, before it lost the lead) may have
+        // created groups the cached listing does not show: list afresh,
+        // or a pending group creation would be repeated.
+        self.source.groups_changed();
         // Writes a predecessor may have made without auditing the result.
         let resolved = crate::store::retry::retry_transient(|| {
             super::apply_audit::resolve_abandoned_intents(&self.store, &self.writer)

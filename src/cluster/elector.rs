@@ -208,13 +208,9 @@ async fn hold_or_wait(
             }
         };
         // A connection that hangs (network partition) counts as lost; the
-        // lease has run out by then anyway.
-        let bound = if leading {
-            confirm_every
-        } else {
-            retry_interval
-        };
-        match tokio::time::timeout(bound, check).await {
+        // lease runs out one interval after the last answer all the same,
+        // so a slow answer stops writes without costing the lead.
+        match tokio::time::timeout(retry_interval, check).await {
             Ok(Ok(true)) if leading => leadership.confirmed(asked_at, retry_interval),
             Ok(Ok(true)) => leadership.gained(asked_at, Instant::now(), retry_interval),
             Ok(Ok(false)) => leadership.lost(),

@@ -132,6 +132,9 @@ pub struct Applier<'a, W> {
     pub(super) retry: RetryPolicy,
     pub(super) pacer: Pacer,
     max_concurrency: usize,
+    /// Step results the audit log could not take: their intents stay open
+    /// (see `apply_audit`).
+    pub(super) audit_failures: std::sync::atomic::AtomicUsize,
 }
 
 /// Group ids created in this run, by (org, name).
@@ -149,6 +152,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
                 limits.requests_per_second
             }),
             max_concurrency: limits.max_concurrency.max(1),
+            audit_failures: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -269,6 +273,8 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             message,
         };
         if let Err(e) = self.append_audit(&entry).await {
+            self.audit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tracing::error!(error = %e, "could not write the audit log");
         }
     }

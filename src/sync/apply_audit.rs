@@ -9,6 +9,7 @@
 //! missing from the audit log.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
@@ -175,8 +176,19 @@ impl<W: TykWriter> Applier<'_, W> {
         sync_audit::record_intents(&mut conn, &entries).await
     }
 
-    async fn close_intents(&self, ids: &[i64]) {
+    /// Closes intents once their steps' results are audited. If any step
+    /// result of this applier failed to reach the audit log since
+    /// `failures_before` (perhaps one of these), they stay open for the
+    /// next leader to resolve: one audit row too many, never one missing.
+    async fn close_intents(&self, ids: &[i64], failures_before: usize) {
         if ids.is_empty() {
+            return;
+        }
+        if self.audit_failures.load(Ordering::SeqCst) != failures_before {
+            tracing::warn!(
+                intents = ids.len(),
+                "step results missing from the audit log; their intents stay open"
+            );
             return;
         }
         let closed = async {
@@ -204,8 +216,9 @@ impl<W: TykWriter> Applier<'_, W> {
             Ok(ids) => ids,
             Err(e) => return not_started(&steps, &e),
         };
+        let failures_before = self.audit_failures.load(Ordering::SeqCst);
         let report = self.apply_person(steps, users, created, ctx).await;
-        self.close_intents(&ids).await;
+        self.close_intents(&ids, failures_before).await;
         report
     }
 
@@ -225,10 +238,11 @@ impl<W: TykWriter> Applier<'_, W> {
                 return;
             }
         };
+        let failures_before = self.audit_failures.load(Ordering::SeqCst);
         let (result, calls) = self.apply_group_step(step, created, ctx).await;
         report.tyk_writes += calls;
         self.record_outcome(step, result, ctx, report).await;
-        self.close_intents(&ids).await;
+        self.close_intents(&ids, failures_before).await;
     }
 }
 
@@ -590,6 +604,45 @@ mod tests {
         assert_eq!(report.applied, 1, "{report:?}");
         assert_eq!(open(&store).await, 0);
         assert_eq!(audit_of(&store, "move_to_group").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_result_the_audit_log_refused_keeps_its_intent_open() {
+        let (store, _dir) = sqlite_store().await;
+        let tyk = Arc::new(FakeTyk::default());
+        tyk.add_user(user_in("g-old"));
+        let actual = ActualState {
+            users: vec![user_in("g-old")],
+            groups: vec![],
+        };
+        let mut conn = store.pool().acquire().await.expect("conn");
+        sqlx::query(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON sync_audit \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .execute(&mut *conn)
+        .await
+        .expect("trigger");
+        drop(conn);
+        let ctx = ApplyContext::new("sync", Timestamp::now());
+        let report = Applier::new(&tyk, &store, limits())
+            .apply(&move_to("g-admins"), &actual, &ctx)
+            .await;
+        assert_eq!(report.applied, 1, "applied in Tyk: {report:?}");
+        assert_eq!(open(&store).await, 1, "no audit row, so the intent stays");
+
+        let mut conn = store.pool().acquire().await.expect("conn");
+        sqlx::query("DROP TRIGGER refuse_audit")
+            .execute(&mut *conn)
+            .await
+            .expect("drop trigger");
+        drop(conn);
+        resolve_abandoned_intents(&store, &tyk)
+            .await
+            .expect("resolve");
+        let audited = audit_of(&store, "move_to_group").await;
+        assert_eq!(audited.len(), 1);
+        assert!(audited[0].ok);
     }
 
     #[test]

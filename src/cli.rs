@@ -598,7 +598,9 @@ async fn command_worker(
         crate::mapping::sync_config_rules(&store, &config.mapping).await?;
         crate::wiring::desired_loader(mapping)
     };
-    crate::wiring::sync_worker_with(config, &store, loader)
+    // A one-shot command runs on its own, outside the replicas' election.
+    let leadership = crate::cluster::Leadership::always();
+    crate::wiring::sync_worker_with(config, &store, loader, &leadership)
         .map_err(StartupError::from)?
         .ok_or_else(|| {
             CommandError::Usage(

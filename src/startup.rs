@@ -42,11 +42,19 @@ pub struct Application {
     plain_routes: Option<PlainRoutes>,
 }
 
-/// Opens the store described by the config (without migrating).
+/// Opens the store described by the config (without migrating), for a
+/// one-shot command.
 pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
+    open_store_as(config, "command").await
+}
+
+/// Opens the store; its PostgreSQL sessions are named
+/// `tyk-idsync/<role>/<server.listen>` in `pg_stat_activity`.
+pub async fn open_store_as(config: &Config, role: &str) -> Result<Store, StartupError> {
     let url = config.database.effective_url()?;
     let mut options = StoreOptions::new(url);
     options.max_connections = config.database.max_connections;
+    options.application_name = Some(crate::store::application_name(role, &config.server.listen));
     Ok(Store::connect(&options).await?)
 }
 
@@ -61,7 +69,7 @@ impl Application {
         config: Config,
         config_file: Option<PathBuf>,
     ) -> Result<Self, StartupError> {
-        let store = open_store(&config).await?;
+        let store = open_store_as(&config, "pool").await?;
         if config.database.run_migrations {
             store.migrate().await?;
         }
@@ -82,20 +90,29 @@ impl Application {
             );
         }
         let scim = wiring::scim_state(&config, &store).await?;
-        let sync = wiring::sync_worker(&config, &store, &mapping)?;
+        // The sync worker's writes are fenced by this replica's lease.
+        let leadership = match store.backend() {
+            Backend::Sqlite => Leadership::always(),
+            Backend::Postgres => Leadership::follower(),
+        };
+        let sync = wiring::sync_worker(&config, &store, &mapping, &leadership)?;
         let sync_wakeup = match &sync {
             Some(worker) => worker.waker(),
             None => Arc::new(tokio::sync::Notify::new()),
         };
 
         let mut tasks = Vec::new();
-        let leadership = match store.backend() {
-            Backend::Sqlite => Leadership::always(),
+        match store.backend() {
+            Backend::Sqlite => {}
             Backend::Postgres => {
-                let leadership = Leadership::follower();
                 let url = config.database.effective_url()?;
+                let named = |role: &str| {
+                    let name = crate::store::application_name(role, &config.server.listen);
+                    crate::store::with_application_name(&url, &name)
+                };
+                let (u, url) = (named("leader-lock"), named("outbox-listener"));
                 let interval = config.database.leader_check_interval;
-                let (l, u) = (leadership.clone(), url.clone());
+                let l = leadership.clone();
                 tasks.push(Task::new("leader-election", move |shutdown| {
                     cluster::campaign(u, l, interval, shutdown)
                 }));
@@ -103,9 +120,8 @@ impl Application {
                 tasks.push(Task::new("outbox-listener", move |shutdown| {
                     cluster::listen_for_outbox(url, wakeup, shutdown)
                 }));
-                leadership
             }
-        };
+        }
         let ldap = crate::ldap::schedule::pollers(&config.ldap, &store, sync_wakeup.clone())?;
         for poller in ldap.values() {
             let (poller, leadership) = (poller.clone(), leadership.clone());

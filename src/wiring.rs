@@ -12,11 +12,13 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::sync::Notify;
 
+use crate::cluster::Leadership;
 use crate::config::Config;
 use crate::mapping::MappingConfig;
 use crate::scim::ScimState;
 use crate::store::{Store, StoreError};
 use crate::sync::SyncWorker;
+use crate::sync::fenced::Fenced;
 use crate::sync::service::{DesiredLoader, ServiceSource, ServiceWorker};
 use crate::sync::tyk_gateway::TykGateway;
 use crate::sync::worker::LoadError;
@@ -89,16 +91,20 @@ pub fn sync_worker(
     config: &Config,
     store: &Store,
     mapping: &LiveMapping,
+    leadership: &Leadership,
 ) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
-    sync_worker_with(config, store, desired_loader(mapping.clone()))
+    sync_worker_with(config, store, desired_loader(mapping.clone()), leadership)
 }
 
 /// The sync worker with this desired-state loader (`plan` passes
-/// [`dry_run_loader`]).
+/// [`dry_run_loader`]). Every write to Tyk is fenced by `leadership`'s
+/// lease, twice: before each attempt ([`Fenced`]) and right before the
+/// request leaves the client (its write gate).
 pub fn sync_worker_with(
     config: &Config,
     store: &Store,
     loader: DesiredLoader,
+    leadership: &Leadership,
 ) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
     let Some(tyk) = &config.tyk else {
         return Ok(None);
@@ -107,14 +113,18 @@ pub fn sync_worker_with(
         requests_per_second: config.sync.requests_per_second,
         max_concurrency: config.sync.max_concurrency.min(tyk.max_concurrency.max(1)),
     };
-    let gateway = TykGateway::new(TykClient::with_limits(tyk, limits)?)
+    let gate = leadership.clone();
+    let client = TykClient::with_limits(tyk, limits)?.with_write_gate(Arc::new(move || {
+        gate.may_write().map_err(|e| e.to_string())
+    }));
+    let gateway = TykGateway::new(client)
         .with_retry(config.sync.limits().retry)
         .trusting_own_writes(config.sync.trust_own_writes)
         .with_listing_concurrency(config.sync.max_concurrency);
     let source = ServiceSource::new(store.clone(), gateway.clone(), loader);
     Ok(Some(Arc::new(SyncWorker::new(
         store.clone(),
-        gateway,
+        Fenced::new(gateway, leadership.clone()),
         source,
         config.sync.clone(),
     ))))

@@ -35,11 +35,27 @@ impl FromRequestParts<ScimState> for Caller {
             return oauth_caller(state, token).await;
         }
         let sources = &state.sources;
-        match validate_token(&state.store, &state.signing_key, token, |s| {
-            sources.iter().any(|c| c.as_str() == s)
-        })
-        .await
-        {
+        let validate = || {
+            validate_token(&state.store, &state.signing_key, token, |s| {
+                sources.iter().any(|c| c.as_str() == s)
+            })
+        };
+        // A session the server closed (a failover) is retried on a fresh
+        // connection, as the handlers' writes are.
+        let mut attempt = 1;
+        let validated = loop {
+            match validate().await {
+                Err(TokenError::Store(e))
+                    if e.is_transient() && attempt < crate::store::retry::TRANSIENT_ATTEMPTS =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match validated {
             Ok(source) => Ok(Caller(source)),
             Err(TokenError::Store(e)) => Err(ScimError::Store(e)),
             Err(e) => {

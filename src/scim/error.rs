@@ -74,6 +74,9 @@ impl ScimError {
             ScimError::Store(e) if e.member_outside_source().is_some() => {
                 (StatusCode::BAD_REQUEST, Some("invalidValue"))
             }
+            // Still failing after the handlers' retries on fresh
+            // connections: the client may retry (Retry-After).
+            ScimError::Store(e) if e.is_transient() => (StatusCode::SERVICE_UNAVAILABLE, None),
             ScimError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         }
     }
@@ -88,10 +91,17 @@ impl ScimError {
                     None => "a member is not a user or group of this source".into(),
                 }
             }
+            ScimError::Store(e) if e.is_transient() => {
+                "the database is briefly unavailable; retry the request".into()
+            }
             other => other.to_string(),
         }
     }
 }
+
+/// Seconds a client is asked to wait after a 503 (the database was
+/// unreachable even after the retries; a failover takes about a second).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// The RFC 7644 §3.12 body for a status and optional `scimType`.
 pub fn error_body(status: StatusCode, scim_type: Option<&str>, detail: &str) -> serde_json::Value {
@@ -109,7 +119,8 @@ pub fn error_body(status: StatusCode, scim_type: Option<&str>, detail: &str) -> 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
         let (status, scim_type) = self.status_and_type();
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
+        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE
+        {
             // The client sees only "internal error"; the log needs the cause.
             match &self {
                 ScimError::Store(cause) => tracing::error!(error = %cause, "SCIM request failed"),
@@ -121,6 +132,11 @@ impl IntoResponse for ScimError {
         }
         let body = error_body(status, scim_type, &self.detail());
         let mut response = (status, super::wire::ScimJson(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -182,6 +198,20 @@ mod tests {
         // Any other database error stays a 500.
         let other = ScimError::Store(refused("something else").await);
         assert_eq!(other.status_and_type().0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_database_still_unreachable_after_the_retries_is_503_with_retry_after() {
+        let lost = ScimError::Store(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "connection closed by the server",
+        ))));
+        let response = lost.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
     }
 
     #[test]

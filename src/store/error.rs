@@ -54,17 +54,26 @@ impl StoreError {
         }
     }
 
-    /// Whether retrying the same operation may succeed (lost connection,
-    /// pool exhausted, SQLite busy, serialization failure).
+    /// Whether retrying the same operation (on another connection) may
+    /// succeed: a lost or closed connection (PostgreSQL's SQLSTATE class
+    /// `08`, and `57P01`-`57P03`: the server terminated the session or is
+    /// restarting), pool exhausted, SQLite busy, serialization failure or
+    /// deadlock.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Io(_))
+            | StoreError::Database(sqlx::Error::Tls(_))
             | StoreError::Database(sqlx::Error::PoolTimedOut)
             | StoreError::Database(sqlx::Error::PoolClosed) => true,
-            StoreError::Database(sqlx::Error::Database(db)) => matches!(
-                db.code().as_deref(),
-                Some("40001") | Some("40P01") | Some("5") | Some("6") | Some("517")
-            ),
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                let code = db.code();
+                let code = code.as_deref().unwrap_or_default();
+                code.starts_with("08")
+                    || matches!(
+                        code,
+                        "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "5" | "6" | "517"
+                    )
+            }
             StoreError::Connect(_) => true,
             _ => false,
         }

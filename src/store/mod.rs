@@ -20,6 +20,7 @@ pub mod ldap_state;
 pub mod mappings;
 mod migrate;
 pub mod rekey;
+pub mod retry;
 pub mod scim_query;
 pub mod settings;
 pub mod stats;
@@ -74,6 +75,9 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL `application_name` of every pooled connection (see
+    /// [`application_name`]); ignored on SQLite.
+    pub application_name: Option<String>,
 }
 
 impl StoreOptions {
@@ -82,8 +86,41 @@ impl StoreOptions {
             url: url.into(),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
+            application_name: None,
         }
     }
+}
+
+/// How a replica's sessions show in `pg_stat_activity`:
+/// `tyk-idsync/<role>/<listen address>`, role one of `pool`,
+/// `leader-lock`, `outbox-listener` (or a command's name).
+pub fn application_name(role: &str, listen: &str) -> String {
+    // PostgreSQL truncates at 63 bytes; keep it ASCII so the cut is clean.
+    let name: String = format!("tyk-idsync/{role}/{listen}")
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(63)
+        .collect();
+    name
+}
+
+/// `url` with `application_name` added as a connection parameter, unless
+/// the URL names one already (the operator's choice wins) or is not a
+/// PostgreSQL URL.
+pub fn with_application_name(url: &str, name: &str) -> String {
+    if Backend::from_url(url) != Some(Backend::Postgres) {
+        return url.to_string();
+    }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if parsed.query_pairs().any(|(k, _)| k == "application_name") {
+        return url.to_string();
+    }
+    parsed
+        .query_pairs_mut()
+        .append_pair("application_name", name);
+    parsed.to_string()
 }
 
 /// The handle every repository function takes. Cheap to clone.
@@ -134,7 +171,10 @@ impl Store {
             .ok_or_else(|| StoreError::UnsupportedUrl(redact_url(&options.url)))?;
         let url = match backend {
             Backend::Sqlite => prepare_sqlite_url(&options.url)?,
-            Backend::Postgres => options.url.clone(),
+            Backend::Postgres => match &options.application_name {
+                Some(name) => with_application_name(&options.url, name),
+                None => options.url.clone(),
+            },
         };
         let connect_options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Connect(e.to_string()))?
@@ -276,6 +316,23 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn application_name_is_added_to_postgres_urls_only_once() {
+        let name = application_name("leader-lock", "127.0.0.1:8080");
+        assert_eq!(name, "tyk-idsync/leader-lock/127.0.0.1:8080");
+        assert_eq!(
+            with_application_name("postgres://u@db:5432/idsync?sslmode=require", &name),
+            "postgres://u@db:5432/idsync?sslmode=require&application_name=tyk-idsync%2Fleader-lock%2F127.0.0.1%3A8080"
+        );
+        let chosen = "postgres://u@db/idsync?application_name=mine";
+        assert_eq!(with_application_name(chosen, &name), chosen);
+        assert_eq!(
+            with_application_name("sqlite://x.db", &name),
+            "sqlite://x.db"
+        );
+        assert!(application_name("pool", &"x".repeat(100)).len() <= 63);
+    }
 
     #[test]
     fn backend_follows_the_url_scheme() {

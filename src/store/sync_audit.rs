@@ -140,3 +140,88 @@ pub async fn list(
     .map(entry_from_row)
     .collect()
 }
+
+/// Records the audit entries of steps whose Tyk writes are about to be
+/// sent (before any request); returns their ids, for [`close_intents`].
+pub async fn record_intents(
+    conn: &mut AnyConnection,
+    entries: &[NewAuditEntry],
+) -> Result<Vec<i64>, StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let mut ids = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let json = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Corrupt(format!("audit intent: {e}")))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sync_audit_intents (at, org_id, email, entry_json) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(entry.at.0)
+        .bind(&entry.org_id)
+        .bind(entry.email.as_deref())
+        .bind(json)
+        .fetch_one(&mut *tx)
+        .await?;
+        ids.push(id);
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// Drops intents whose steps' results are in the audit log.
+pub async fn close_intents(conn: &mut AnyConnection, ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "DELETE FROM sync_audit_intents WHERE id IN ({})",
+            super::bulk::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Intents left open (by runs abandoned between a request and its
+/// result), oldest first, up to `limit`.
+pub async fn open_intents(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> Result<Vec<(i64, NewAuditEntry)>, StoreError> {
+    let rows = sqlx::query("SELECT id, entry_json FROM sync_audit_intents ORDER BY id LIMIT $1")
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let json: String = row.try_get("entry_json")?;
+            let entry = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("bad audit intent: {e}")))?;
+            Ok((row.try_get("id")?, entry))
+        })
+        .collect()
+}
+
+/// Appends the audit entry that resolves an open intent and drops the
+/// intent, in one transaction (resolved exactly once).
+pub async fn resolve_intent(
+    conn: &mut AnyConnection,
+    intent_id: i64,
+    entry: &NewAuditEntry,
+) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let removed = sqlx::query("DELETE FROM sync_audit_intents WHERE id = $1")
+        .bind(intent_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 1 {
+        append(&mut tx, entry).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -8,7 +8,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, StoreError, events};
+use super::{Backend, StoreError};
 use crate::domain::{EventKind, SourceName, Timestamp};
 
 /// The part of an event the sync worker needs.
@@ -141,33 +141,93 @@ async fn lease(
     }))
 }
 
-/// Marks events processed and drops their leases.
+/// Events settled per statement (well under SQLite's bound-parameter limit).
+const SETTLE_CHUNK: usize = 500;
+
+/// Marks events processed and drops their leases, in one transaction: a
+/// crash leaves either both done or neither (the events are then claimed
+/// again once their leases run out), never a lease on a processed event.
 pub async fn complete(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), StoreError> {
-    events::mark_processed(conn, seqs).await?;
-    for seq in seqs {
-        sqlx::query("DELETE FROM sync_event_leases WHERE seq = $1")
-            .bind(*seq)
-            .execute(&mut *conn)
-            .await?;
+    use sqlx::Connection;
+    if seqs.is_empty() {
+        return Ok(());
     }
+    let now = Timestamp::now().0;
+    let mut tx = conn.begin().await?;
+    for chunk in seqs.chunks(SETTLE_CHUNK) {
+        let sql = format!(
+            "UPDATE identity_events SET processed_at = $1 WHERE seq IN ({})",
+            super::bulk::placeholders(2, chunk.len())
+        );
+        let mut processed = sqlx::query(&sql).bind(now);
+        for seq in chunk {
+            processed = processed.bind(*seq);
+        }
+        processed.execute(&mut *tx).await?;
+        let sql = format!(
+            "DELETE FROM sync_event_leases WHERE seq IN ({})",
+            super::bulk::placeholders(1, chunk.len())
+        );
+        let mut unleased = sqlx::query(&sql);
+        for seq in chunk {
+            unleased = unleased.bind(*seq);
+        }
+        unleased.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
+/// Deletes leases left on events already processed (or gone), as a
+/// settlement interrupted before [`complete`] was one transaction could
+/// leave; returns how many. A new leader calls it on taking over.
+pub async fn remove_stale_leases(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let result = sqlx::query(
+        "DELETE FROM sync_event_leases WHERE NOT EXISTS \
+         (SELECT 1 FROM identity_events e WHERE e.seq = sync_event_leases.seq \
+          AND e.processed_at IS NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 /// Frees events leased by any other holder (a leader that died or lost the
-/// lead), so a new leader need not wait for their leases to run out;
-/// returns how many. Safe because only the leader claims, a replica that
-/// loses the lead stops applying at once, and every step is idempotent.
+/// lead), so a new leader need not wait for their leases to run out, and
+/// removes leases left on processed events ([`remove_stale_leases`]);
+/// returns how many events it freed. Safe because only the leader claims,
+/// a new leader calls it only once its predecessor's lease has run out (no
+/// write of the predecessor can start any more), and every step is
+/// idempotent.
 pub async fn release_others(
     conn: &mut AnyConnection,
     holder: &str,
     now: Timestamp,
 ) -> Result<u64, StoreError> {
+    remove_stale_leases(conn).await?;
     let result = sqlx::query(
         "UPDATE sync_event_leases SET holder = '', until_at = $1 \
          WHERE holder <> $2 AND holder <> '' AND until_at > $1",
     )
     .bind(now.0)
     .bind(holder)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Frees every leased event (whoever claimed it: a dead leader, or this
+/// replica's own runs abandoned when it lost the lead) and removes leases
+/// left on processed events; returns how many events it freed. For a
+/// worker taking the lead, with no run of its own in flight, once its
+/// predecessor's lease has run out.
+pub async fn release_all(conn: &mut AnyConnection, now: Timestamp) -> Result<u64, StoreError> {
+    remove_stale_leases(conn).await?;
+    let result = sqlx::query(
+        "UPDATE sync_event_leases SET holder = '', until_at = $1 \
+         WHERE holder <> '' AND until_at > $1",
+    )
+    .bind(now.0)
     .execute(&mut *conn)
     .await?;
     Ok(result.rows_affected())

@@ -10,7 +10,10 @@
 //! - Ownership is recorded as soon as Tyk confirms a creation, and a pending
 //!   record is written before the `POST`, so a crash anywhere leaves neither
 //!   a duplicate nor an orphan (see `store::sync_state`).
-//! - Every step, applied or failed, gets an audit entry.
+//! - Every step, applied or failed, gets an audit entry; a step that writes
+//!   to Tyk gets an intent first (see `apply_audit`), so a run abandoned
+//!   between a request and its result still leaves a trace the next leader
+//!   resolves.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +21,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use super::actual::{ActualState, ActualUser};
-use super::apply_audit::before_after;
+use super::apply_audit::{audit_kind, before_after};
 use super::retry::{Pacer, Retried, RetryPolicy, with_retry};
 use super::step::{Plan, PlanStep};
 use super::writer::{GroupRecord, TykWriter, WriteError};
@@ -71,7 +74,7 @@ impl ApplyContext {
         }
     }
 
-    fn events_for(&self, email: Option<&str>) -> Vec<i64> {
+    pub(super) fn events_for(&self, email: Option<&str>) -> Vec<i64> {
         email
             .and_then(|e| self.events_by_email.get(e))
             .cloned()
@@ -132,6 +135,9 @@ pub struct Applier<'a, W> {
     pub(super) retry: RetryPolicy,
     pub(super) pacer: Pacer,
     max_concurrency: usize,
+    /// Step results the audit log could not take: their intents stay open
+    /// (see `apply_audit`).
+    pub(super) audit_failures: std::sync::atomic::AtomicUsize,
 }
 
 /// Group ids created in this run, by (org, name).
@@ -149,6 +155,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
                 limits.requests_per_second
             }),
             max_concurrency: limits.max_concurrency.max(1),
+            audit_failures: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -166,15 +173,14 @@ impl<'a, W: TykWriter> Applier<'a, W> {
         let mut created = CreatedGroups::new();
         let (group_steps, people, trailing) = split_plan(plan);
         for step in group_steps {
-            let outcome = self.apply_group_step(step, &mut created, ctx).await;
-            report.tyk_writes += outcome.1;
-            self.record_outcome(step, outcome.0, ctx, &mut report).await;
+            self.apply_group_step_audited(step, &mut created, ctx, &mut report)
+                .await;
         }
         // Futures built eagerly (not in a stream closure) keep the whole
         // run `Send`, so the worker can be spawned.
         let pending: Vec<_> = people
             .into_iter()
-            .map(|steps| self.apply_person(steps, &users, &created, ctx))
+            .map(|steps| self.apply_person_with_intents(steps, &users, &created, ctx))
             .collect();
         let outcomes: Vec<ApplyReport> = futures::stream::iter(pending)
             .buffer_unordered(self.max_concurrency)
@@ -188,9 +194,8 @@ impl<'a, W: TykWriter> Applier<'a, W> {
                 tracing::info!(step = step.kind(), "group deletion left for a later run");
                 continue;
             }
-            let outcome = self.apply_group_step(step, &mut created, ctx).await;
-            report.tyk_writes += outcome.1;
-            self.record_outcome(step, outcome.0, ctx, &mut report).await;
+            self.apply_group_step_audited(step, &mut created, ctx, &mut report)
+                .await;
         }
         report
     }
@@ -259,7 +264,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             run_id: ctx.run_id,
             at: Timestamp::now(),
             actor: ctx.actor.clone(),
-            step_kind: step.kind().to_string(),
+            step_kind: audit_kind(step).to_string(),
             org_id: step.org_id().to_string(),
             email: step.email().map(str::to_string),
             tyk_id: tyk_id.or_else(|| step.user_id().map(str::to_string)),
@@ -271,6 +276,8 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             message,
         };
         if let Err(e) = self.append_audit(&entry).await {
+            self.audit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tracing::error!(error = %e, "could not write the audit log");
         }
     }
@@ -290,7 +297,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
     }
 
     /// Returns the step result (with the Tyk id touched) and the Tyk calls made.
-    async fn apply_group_step(
+    pub(super) async fn apply_group_step(
         &self,
         step: &PlanStep,
         created: &mut CreatedGroups,

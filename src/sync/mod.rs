@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 #[cfg(test)]
 mod fake_tyk;
+pub mod fenced;
 pub mod guard;
 pub mod metrics;
 pub mod ownership;

@@ -190,12 +190,15 @@ impl StateSource for ServiceSource {
     }
 }
 
-/// The worker the service runs.
-pub type ServiceWorker = SyncWorker<TykGateway, ServiceSource>;
+/// The worker the service runs: its writes fenced by the leader lease.
+pub type ServiceWorker = SyncWorker<super::fenced::Fenced<TykGateway>, ServiceSource>;
 
-/// Runs the worker until shutdown, applying only while this replica leads.
+/// Runs the worker until shutdown, applying only while this replica may
+/// write: it leads, has waited out its predecessor, and its lease is fresh
+/// (so a new leader frees its predecessor's events only once that one can
+/// no longer write, and a doubtful lease abandons the runs in flight).
 pub async fn run(worker: Arc<ServiceWorker>, leadership: Leadership, mut shutdown: Shutdown) {
     worker
-        .run(shutdown.requested(), || leadership.is_leader())
+        .run(shutdown.requested(), || leadership.may_write().is_ok())
         .await;
 }

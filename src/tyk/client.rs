@@ -81,11 +81,16 @@ pub(super) fn request_kind(method: &Method, path: &[&str], paged: bool) -> &'sta
     }
 }
 
+/// Asked right before a write leaves (after the concurrency and rate
+/// waits); an `Err` stops it unsent, with the reason.
+pub type WriteGate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// Client of the Dashboard API. Cheap to clone; clones share the pool and
 /// the concurrency limit.
 #[derive(Clone)]
 pub struct TykClient {
     inner: Arc<Inner>,
+    write_gate: Option<WriteGate>,
 }
 
 impl std::fmt::Debug for TykClient {
@@ -137,7 +142,16 @@ impl TykClient {
                 limiter: limiter(limits.requests_per_second),
                 timeout: config.timeout,
             }),
+            write_gate: None,
         })
+    }
+
+    /// Checks `gate` right before each write (any request but a read, a
+    /// listing or a search) leaves: the sync worker's leader lease, so the
+    /// time a request waits for its slot cannot carry it past the lease.
+    pub fn with_write_gate(mut self, gate: WriteGate) -> Self {
+        self.write_gate = Some(gate);
+        self
     }
 
     /// The Admin API half; fails when no admin secret is configured.
@@ -356,11 +370,11 @@ impl TykClient {
         if let Some(limiter) = &self.inner.limiter {
             limiter.until_ready().await;
         }
-        metrics::counter!(
-            "tyk_idsync_tyk_requests_total",
-            "kind" => request_kind(&method, path, p.is_some())
-        )
-        .increment(1);
+        let kind = request_kind(&method, path, p.is_some());
+        if let (Some(gate), "write") = (&self.write_gate, kind) {
+            gate().map_err(|why| TykError::Transport(format!("not sent: {why}")))?;
+        }
+        metrics::counter!("tyk_idsync_tyk_requests_total", "kind" => kind).increment(1);
         let mut request = self
             .inner
             .http

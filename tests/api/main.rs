@@ -30,6 +30,8 @@ mod migrate_store;
 mod openapi;
 mod reload;
 mod replicas;
+mod replicas_fencing;
+mod replicas_settle;
 mod scim_api;
 mod scim_conformance;
 mod scim_cross_source;

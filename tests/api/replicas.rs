@@ -3,11 +3,16 @@
 //! replica, the leader killed with SIGKILL mid-sync, a bounded takeover, and
 //! neither a lost nor a duplicated change. The replicas' logs are printed
 //! when a test fails, or always with `TEST_LOG` set.
+//!
+//! Each replica reaches the stand-in through its own logging proxy, so the
+//! tests can tell from the arrivals which replica sent each Tyk write
+//! (see `replicas_fencing.rs` for the fencing tests that rely on it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -23,19 +28,91 @@ use crate::support::stack::scim_user;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tyk-idsync");
 const TYK_API_KEY: &str = "replicas-dashboard-key-0123456789";
-const REPLICAS: usize = 3;
-const DOMAIN: &str = "replicas.example.org";
+pub(crate) const REPLICAS: usize = 3;
+pub(crate) const DOMAIN: &str = "replicas.example.org";
+
+/// One request as a replica's proxy saw it arrive (before forwarding it).
+#[derive(Debug, Clone)]
+pub(crate) struct Arrival {
+    pub replica: usize,
+    pub method: String,
+    pub path: String,
+    pub at: Instant,
+}
+
+impl Arrival {
+    /// A request that changes Tyk (anything but reads, listings, searches).
+    pub fn is_write(&self) -> bool {
+        self.method != "GET" && !self.path.ends_with("/search")
+    }
+}
+
+pub(crate) type Arrivals = Arc<Mutex<Vec<Arrival>>>;
+
+/// A proxy in front of the stand-in for one replica: logs each request's
+/// arrival (with the replica's index), then forwards it unchanged.
+async fn spawn_proxy(replica: usize, upstream: String, log: Arrivals) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy listener");
+    let addr = listener.local_addr().expect("proxy address");
+    let client = reqwest::Client::new();
+    let forward = move |request: Request| {
+        let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            log.lock().expect("arrivals").push(Arrival {
+                replica,
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                at: Instant::now(),
+            });
+            let body = axum::body::to_bytes(body, 64 << 20)
+                .await
+                .unwrap_or_default();
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut outgoing = client
+                .request(parts.method.clone(), format!("{upstream}{target}"))
+                .body(body);
+            for (name, value) in &parts.headers {
+                if name != axum::http::header::HOST {
+                    outgoing = outgoing.header(name, value);
+                }
+            }
+            let mut response = Response::builder();
+            match outgoing.send().await {
+                Ok(answer) => {
+                    response = response.status(answer.status());
+                    for (name, value) in answer.headers() {
+                        response = response.header(name, value);
+                    }
+                    let bytes = answer.bytes().await.unwrap_or_default();
+                    response.body(Body::from(bytes)).expect("response")
+                }
+                Err(_) => response.status(502).body(Body::empty()).expect("response"),
+            }
+        }
+    };
+    let app = axum::Router::new().fallback(forward);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
 
 /// One `tyk-idsync serve` child process; killed (and reaped) on drop.
-struct Replica {
-    index: usize,
-    base: String,
+pub(crate) struct Replica {
+    pub index: usize,
+    pub base: String,
     log: PathBuf,
     child: Option<Child>,
 }
 
 impl Replica {
-    fn spawn(index: usize, dir: &Path) -> Self {
+    fn spawn(index: usize, dir: &Path, dashboard_url: &str) -> Self {
         let listen = format!("127.0.0.1:{}", free_port());
         let log = dir.join(format!("replica-{index}.log"));
         let out = File::create(&log).expect("replica log");
@@ -52,6 +129,7 @@ impl Replica {
         }
         let child = cmd
             .env("TYK_IDSYNC__SERVER__LISTEN", &listen)
+            .env("TYK_IDSYNC__TYK__DASHBOARD_URL", dashboard_url)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -65,8 +143,30 @@ impl Replica {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `server.listen` (what its `application_name`s end with).
+    pub fn listen(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// SIGTERM (a graceful stop), then waits until it has exited.
+    pub async fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait for the replica");
     }
 
     fn is_running(&mut self) -> bool {
@@ -76,7 +176,7 @@ impl Replica {
     }
 
     /// SIGKILL (what `Child::kill` sends on Unix), then reap.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -96,15 +196,22 @@ impl Drop for Replica {
     }
 }
 
-/// The stand-in, one fresh database and three replicas on it.
-struct Cluster {
+/// The stand-in, one fresh database and three replicas on it, each behind
+/// its own logging proxy.
+pub(crate) struct Cluster {
     // Replicas first: they stop before the stand-in and the temp dir go.
-    replicas: Vec<Replica>,
-    standin: StandIn,
-    org_id: String,
+    pub replicas: Vec<Replica>,
+    pub standin: StandIn,
+    pub org_id: String,
     scim_token: String,
     client: reqwest::Client,
     dir: tempfile::TempDir,
+    /// The database's URL (tests terminate its sessions).
+    pub db: String,
+    /// Each replica's proxy URL, by index.
+    proxies: Vec<String>,
+    /// Every request the proxies forwarded, in arrival order.
+    pub arrivals: Arrivals,
 }
 
 impl Drop for Cluster {
@@ -124,7 +231,7 @@ impl Drop for Cluster {
 }
 
 /// Polls `check` every 20 ms until it yields a value; panics after `bound`.
-async fn poll<T, F, Fut>(what: &str, bound: Duration, mut check: F) -> (T, Duration)
+pub(crate) async fn poll<T, F, Fut>(what: &str, bound: Duration, mut check: F) -> (T, Duration)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -144,7 +251,7 @@ where
 
 impl Cluster {
     /// `requests_per_second` paces the sync toward Tyk (0 = unlimited).
-    async fn start(requests_per_second: u32) -> Self {
+    pub async fn start(requests_per_second: u32) -> Self {
         let standin = StandIn::spawn(StandInOptions::default())
             .await
             .expect("stand-in");
@@ -192,14 +299,22 @@ poll_interval = "100ms"
         );
         std::fs::write(dir.path().join("c.toml"), config).expect("config");
 
+        let arrivals = Arrivals::default();
+        let mut proxies = Vec::new();
+        for i in 0..REPLICAS {
+            proxies.push(spawn_proxy(i, standin.base_url(), arrivals.clone()).await);
+        }
         // All three start at once on the empty database: they migrate it
         // and agree on the generated token-signing key concurrently.
         let replicas: Vec<Replica> = (0..REPLICAS)
-            .map(|i| Replica::spawn(i, dir.path()))
+            .map(|i| Replica::spawn(i, dir.path(), &proxies[i]))
             .collect();
         let mut cluster = Self {
             replicas,
             standin,
+            db,
+            proxies,
+            arrivals,
             org_id: org.id,
             scim_token: String::new(),
             client: reqwest::Client::builder()
@@ -229,7 +344,7 @@ poll_interval = "100ms"
                     "replica {i} exited:\n{log}"
                 );
                 respawns += 1;
-                self.replicas[i] = Replica::spawn(i, self.dir.path());
+                self.replicas[i] = Replica::spawn(i, self.dir.path(), &self.proxies[i]);
             }
             let answered = self
                 .client
@@ -282,7 +397,7 @@ poll_interval = "100ms"
     }
 
     /// The replica's role from `/readyz` (`None` if it does not answer).
-    async fn role(&self, i: usize) -> Option<String> {
+    pub async fn role(&self, i: usize) -> Option<String> {
         let response = self
             .client
             .get(self.replicas[i].url("/readyz"))
@@ -295,7 +410,7 @@ poll_interval = "100ms"
     }
 
     /// The leaders among `among`, as their `/readyz` reports them.
-    async fn leaders(&self, among: &[usize]) -> Vec<usize> {
+    pub async fn leaders(&self, among: &[usize]) -> Vec<usize> {
         let mut leaders = Vec::new();
         for &i in among {
             if self.role(i).await.as_deref() == Some("leader") {
@@ -306,7 +421,7 @@ poll_interval = "100ms"
     }
 
     /// Waits until exactly one of `among` leads; returns it.
-    async fn single_leader(&self, among: &[usize], bound: Duration) -> (usize, Duration) {
+    pub async fn single_leader(&self, among: &[usize], bound: Duration) -> (usize, Duration) {
         poll("exactly one replica leads", bound, move || async move {
             match self.leaders(among).await[..] {
                 [one] => Some(one),
@@ -316,7 +431,13 @@ poll_interval = "100ms"
         .await
     }
 
-    async fn scim(&self, replica: usize, method: Method, path: &str, body: Value) -> (u16, Value) {
+    pub async fn scim(
+        &self,
+        replica: usize,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let mut request = self
             .client
             .request(
@@ -334,7 +455,7 @@ poll_interval = "100ms"
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn add_rule(&self, replica: usize, name: &str, sso: &str) {
+    pub async fn add_rule(&self, replica: usize, name: &str, sso: &str) {
         let response = self
             .client
             .post(self.replicas[replica].url("/admin/v1/mappings"))
@@ -354,7 +475,7 @@ poll_interval = "100ms"
 
     /// Creates `n` SCIM users, request `i` on replica `i % 3`, 16 at a time;
     /// returns their ids in order.
-    async fn create_users(&self, prefix: &str, n: usize) -> Vec<String> {
+    pub async fn create_users(&self, prefix: &str, n: usize) -> Vec<String> {
         let created: Vec<(usize, u16, Value)> = futures::stream::iter(0..n)
             .map(|i| async move {
                 let name = format!("{prefix}{i:03}");
@@ -379,7 +500,7 @@ poll_interval = "100ms"
         ids
     }
 
-    async fn outbox_depth(&self, replica: usize) -> Option<i64> {
+    pub async fn outbox_depth(&self, replica: usize) -> Option<i64> {
         let response = self
             .client
             .get(self.replicas[replica].url("/admin/v1/status"))
@@ -392,7 +513,7 @@ poll_interval = "100ms"
     }
 
     /// Tyk users of the test's org created for SCIM users, by e-mail.
-    fn tyk_users_by_email(&self) -> BTreeMap<String, Vec<tyk_idsync::tyk::User>> {
+    pub fn tyk_users_by_email(&self) -> BTreeMap<String, Vec<tyk_idsync::tyk::User>> {
         let mut by_email: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for user in self.standin.users() {
             if user.org_id == self.org_id && user.email_address.ends_with(DOMAIN) {
@@ -405,7 +526,7 @@ poll_interval = "100ms"
         by_email
     }
 
-    fn tyk_groups_named(&self, name: &str) -> Vec<tyk_idsync::tyk::UserGroup> {
+    pub fn tyk_groups_named(&self, name: &str) -> Vec<tyk_idsync::tyk::UserGroup> {
         self.standin
             .groups()
             .into_iter()
@@ -414,7 +535,7 @@ poll_interval = "100ms"
     }
 
     /// True when every e-mail is one active Tyk user in the group `name`.
-    fn all_in_group(&self, emails: &BTreeSet<String>, name: &str) -> bool {
+    pub fn all_in_group(&self, emails: &BTreeSet<String>, name: &str) -> bool {
         let groups = self.tyk_groups_named(name);
         let [group] = &groups[..] else {
             return false;
@@ -428,7 +549,7 @@ poll_interval = "100ms"
     }
 }
 
-fn emails(prefix: &str, n: usize) -> BTreeSet<String> {
+pub(crate) fn emails(prefix: &str, n: usize) -> BTreeSet<String> {
     (0..n).map(|i| format!("{prefix}{i:03}@{DOMAIN}")).collect()
 }
 

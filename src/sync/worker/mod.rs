@@ -312,14 +312,28 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         }
     }
 
-    /// Frees outbox events other holders had claimed (see
-    /// [`sync_outbox::release_others`]).
+    /// Frees every claimed outbox event: a previous leader's, and this
+    /// worker's own runs abandoned when it lost the lead (none is in
+    /// flight now; see [`sync_outbox::release_all`]).
     async fn take_over(&self) {
-        let freed = async {
+        // A predecessor (or this replica, before it lost the lead) may have
+        // created groups the cached listing does not show: list afresh,
+        // or a pending group creation would be repeated.
+        self.source.groups_changed();
+        // Writes a predecessor may have made without auditing the result.
+        let resolved = crate::store::retry::retry_transient(|| {
+            super::apply_audit::resolve_abandoned_intents(&self.store, &self.writer)
+        });
+        match resolved.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(intents = n, "audited writes a previous run left unresolved"),
+            Err(e) => tracing::warn!(error = %e, "cannot resolve audit intents of a previous run"),
+        }
+        // Right after a failover the pool may hold dead sessions.
+        let freed = crate::store::retry::retry_transient(|| async {
             let mut conn = self.store.pool().acquire().await?;
-            crate::store::sync_outbox::release_others(&mut conn, &self.holder, Timestamp::now())
-                .await
-        };
+            crate::store::sync_outbox::release_all(&mut conn, Timestamp::now()).await
+        });
         match freed.await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "took over events claimed by a previous leader"),

@@ -14,6 +14,7 @@ pub mod config;
 mod fake_tyk;
 pub mod guard;
 pub mod metrics;
+pub mod on_demand;
 pub mod ownership;
 pub mod plan;
 pub mod render;

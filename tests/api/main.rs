@@ -51,3 +51,4 @@ mod sync_store;
 mod tib;
 mod tyk_client;
 mod tyk_standin;
+mod ui;

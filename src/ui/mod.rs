@@ -1,0 +1,81 @@
+//! The operator console under `/ui/`: server-rendered HTML (maud) over the
+//! same services the admin API calls, with server-side sessions
+//! ([`session`]), CSRF tokens on every state-changing form, and its one
+//! stylesheet embedded in the binary (no CDN, no frontend build). Reading
+//! needs no JavaScript.
+
+mod error;
+mod layout;
+mod login;
+mod people;
+mod runs;
+pub mod session;
+mod status;
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::admin::AdminAuth;
+use crate::http::SharedState;
+
+/// Login attempts a client may make per minute (wrong or right).
+pub const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 5;
+
+/// What every console handler sees.
+#[derive(Clone)]
+pub struct UiState {
+    pub app: SharedState,
+    auth: AdminAuth,
+    /// For the status page's reachability check.
+    tyk: Option<crate::tyk::TykClient>,
+    login_attempts: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+/// The console's routes, full paths under `/ui`.
+pub fn router(app: SharedState, auth: AdminAuth) -> Router {
+    let per_minute = NonZeroU32::new(LOGIN_ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+    let tyk = app
+        .config
+        .tyk
+        .as_ref()
+        .and_then(|c| crate::tyk::TykClient::new(c).ok());
+    let state = UiState {
+        app,
+        auth,
+        tyk,
+        login_attempts: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+    };
+    Router::new()
+        .route(
+            "/ui",
+            get(|| async { axum::response::Redirect::to("/ui/") }),
+        )
+        .route("/ui/", get(status::page))
+        .route("/ui/login", get(login::form).post(login::submit))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/people", get(people::search))
+        .route("/ui/people/{email}", get(people::detail))
+        .route("/ui/people/{email}/sync", post(people::sync_now))
+        .route("/ui/runs", get(runs::list))
+        .route("/ui/runs/{id}", get(runs::detail))
+        .route("/ui/runs/{id}/approve", post(runs::approve))
+        .route("/ui/assets/console.css", get(stylesheet))
+        .with_state(state)
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/console.css"),
+    )
+}

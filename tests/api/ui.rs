@@ -1,0 +1,449 @@
+//! The operator console over the real app on a random port: login and its
+//! refusals, the session cookie, CSRF, and each page's HTML.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use crate::both_backends;
+use crate::support::Db;
+use crate::support::app::{ADMIN_TOKEN, spawn_app};
+use crate::support::stack::{Stack, spawn_stack_configured};
+
+/// A browser-like client: no automatic redirects, cookies kept by hand.
+pub struct Console {
+    base: String,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+/// The value of `name="csrf"` in a page's first form.
+pub fn csrf_in(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+    html[at..]
+        .split('"')
+        .next()
+        .expect("csrf value")
+        .to_string()
+}
+
+impl Console {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn keep_cookies(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all(SET_COOKIE) {
+            let text = value.to_str().expect("cookie text");
+            let pair = text.split(';').next().expect("pair");
+            let (name, value) = pair.split_once('=').expect("name=value");
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub async fn get(&mut self, path: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
+        self.keep_cookies(&response);
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, response.text().await.expect("body"), headers)
+    }
+
+    pub async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .expect("POST");
+        self.keep_cookies(&response);
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, response.text().await.expect("body"), headers)
+    }
+
+    /// Logs in with `token`; the answer to the form's POST.
+    pub async fn login_with(
+        &mut self,
+        token: &str,
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let (status, form, _) = self.get("/ui/login").await;
+        assert_eq!(status, StatusCode::OK, "{form}");
+        let csrf = csrf_in(&form);
+        self.post("/ui/login", &[("token", token), ("csrf", &csrf)])
+            .await
+    }
+
+    pub async fn login(&mut self) {
+        let (status, body, headers) = self.login_with(ADMIN_TOKEN).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        assert_eq!(headers[LOCATION], "/ui/");
+    }
+
+    /// A page that must answer 200; its HTML.
+    pub async fn page(&mut self, path: &str) -> String {
+        let (status, body, _) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        body
+    }
+}
+
+#[tokio::test]
+async fn the_console_without_a_session_redirects_to_the_login_form() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    for path in [
+        "/ui/",
+        "/ui/people?q=a",
+        "/ui/runs",
+        "/ui/people/a@example.org",
+    ] {
+        let (status, _, headers) = console.get(path).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(headers[LOCATION], "/ui/login", "{path}");
+    }
+    let form = console.page("/ui/login").await;
+    assert!(
+        form.contains("<form method=\"post\" action=\"/ui/login\">"),
+        "{form}"
+    );
+    assert!(form.contains("name=\"token\""), "{form}");
+    assert!(form.contains("<label for=\"token\">"), "{form}");
+}
+
+async fn logging_in_sets_a_strict_http_only_session_that_logout_ends(db: Db) {
+    let app = spawn_app(db).await;
+    let mut console = Console::new(&app.address);
+    let (status, _, headers) = console.login_with(ADMIN_TOKEN).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let session = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().expect("text").to_string())
+        .find(|c| c.starts_with("tyk_idsync_session="))
+        .expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: {session}");
+    let id = session["tyk_idsync_session=".len()..]
+        .split(';')
+        .next()
+        .expect("id")
+        .to_string();
+    // The store keeps the hash only.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id_hash FROM ui_sessions")
+        .fetch_all(app.state.store.pool())
+        .await
+        .expect("sessions");
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], id);
+    assert_eq!(stored[0], tyk_idsync::ui::session::id_hash(&id));
+
+    let status_page = console.page("/ui/").await;
+    assert!(status_page.contains("<h1>Status</h1>"), "{status_page}");
+    let csrf = csrf_in(&status_page);
+    let (status, _, headers) = console.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[LOCATION], "/ui/login");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ui_sessions")
+        .fetch_one(app.state.store.pool())
+        .await
+        .expect("count");
+    assert_eq!(left, 0);
+    // The old cookie no longer opens a page.
+    let mut replay = Console::new(&app.address);
+    replay.cookies.insert("tyk_idsync_session".into(), id);
+    let (status, _, _) = replay.get("/ui/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+both_backends!(
+    ui_login_session,
+    logging_in_sets_a_strict_http_only_session_that_logout_ends
+);
+
+#[tokio::test]
+async fn a_session_past_its_expiry_is_refused() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    console.login().await;
+    sqlx::query("UPDATE ui_sessions SET expires_at = 1")
+        .execute(app.state.store.pool())
+        .await
+        .expect("expire");
+    let (status, _, headers) = console.get("/ui/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[LOCATION], "/ui/login");
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_a_tls_proxy() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    let (_, form, _) = console.get("/ui/login").await;
+    let csrf = csrf_in(&form);
+    let response = console
+        .client
+        .post(app.url("/ui/login"))
+        .header(COOKIE, console.cookie_header())
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", ADMIN_TOKEN), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[SET_COOKIE].to_str().expect("text");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_wrong_token_shows_the_form_again_with_an_error_and_is_rate_limited() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    let limit = tyk_idsync::ui::LOGIN_ATTEMPTS_PER_MINUTE;
+    for _ in 0..limit {
+        let (status, body, _) = console.login_with("not-the-admin-token").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body.contains("role=\"alert\""), "{body}");
+        assert!(body.contains("That is not the admin token."), "{body}");
+        assert!(body.contains("name=\"token\""), "the form again: {body}");
+    }
+    // Over the limit, even the right token waits.
+    let (status, body, _) = console.login_with(ADMIN_TOKEN).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("Too many login attempts"), "{body}");
+    let (status, _, _) = console.get("/ui/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "no session was opened");
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_are_refused_with_403() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    // Login without the form's token (a cross-site post).
+    let (status, body, _) = console.post("/ui/login", &[("token", ADMIN_TOKEN)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("Request refused"), "{body}");
+    console.login().await;
+    // Logout with a wrong and with no token: refused, the session lives.
+    for form in [vec![("csrf", "0".repeat(64))], vec![]] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body, _) = console.post("/ui/logout", &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("nothing was changed"), "{body}");
+    }
+    console.page("/ui/").await;
+    let (status, body, _) = console
+        .post("/ui/people/a@example.org/sync", &[("csrf", "x")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn the_stylesheet_is_served_from_the_binary() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    let (status, css, headers) = console.get("/ui/assets/console.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/css")
+    );
+    assert!(css.contains("tyk-idsync operator console"), "{css}");
+}
+
+/// A stack whose guard holds any run removing more than one person.
+pub async fn guarded_stack(db: Db) -> Stack {
+    spawn_stack_configured(db, |c| {
+        c.sync.guard = tyk_idsync::sync::GuardConfig {
+            min_count: 1,
+            max_percent: 10,
+            ..Default::default()
+        };
+        // Read Tyk, even right after our own writes: tests change it by hand.
+        c.sync.trust_own_writes = Duration::ZERO;
+    })
+    .await
+}
+
+/// Four people in Developers → API Developers; their SCIM ids and the group's.
+pub async fn four_developers(stack: &Stack) -> (Vec<String>, String) {
+    stack
+        .add_rule("API Developers", 10, &["okta:Developers"])
+        .await;
+    let mut ids = Vec::new();
+    for name in ["ada", "grace", "edsger", "barbara"] {
+        ids.push(
+            stack
+                .create_user(name, &format!("{name}@example.org"))
+                .await,
+        );
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let group = stack.create_group("Developers", &refs).await;
+    stack
+        .until("all four are in API Developers", |s| {
+            ["ada", "grace", "edsger", "barbara"]
+                .iter()
+                .all(|n| s.in_group(&format!("{n}@example.org"), "API Developers"))
+        })
+        .await;
+    stack.until_outbox_empty(Duration::from_secs(10)).await;
+    (ids, group)
+}
+
+async fn the_status_page_reports_sources_and_tyk_and_turns_on_a_held_run(db: Db) {
+    let stack = guarded_stack(db).await;
+    let (ids, group) = four_developers(&stack).await;
+    let mut console = Console::new(&stack.app.address);
+    console.login().await;
+    let page = console.page("/ui/").await;
+    assert!(page.contains("<strong>OK</strong>"), "{page}");
+    assert!(page.contains("reachable"), "{page}");
+    assert!(page.contains("<th scope=\"row\">okta</th>"), "{page}");
+
+    stack.patch_members(&group, &[], &[&ids[0], &ids[1]]).await;
+    stack.until_outbox_empty(Duration::from_secs(10)).await;
+    let page = console.page("/ui/").await;
+    assert!(
+        !page.contains("<strong>OK</strong>"),
+        "never OK while a run is held: {page}"
+    );
+    assert!(page.contains("Attention needed"), "{page}");
+    assert!(page.contains("held by the mass-change guard"), "{page}");
+
+    // Tyk down: said so, not OK.
+    let mut standin = stack.standin;
+    standin.stop();
+    let page = console.page("/ui/").await;
+    assert!(page.contains("Tyk is not reachable"), "{page}");
+}
+both_backends!(
+    ui_status_page,
+    the_status_page_reports_sources_and_tyk_and_turns_on_a_held_run
+);
+
+async fn people_search_explain_and_sync_now(db: Db) {
+    let stack = guarded_stack(db).await;
+    four_developers(&stack).await;
+    let mut console = Console::new(&stack.app.address);
+    console.login().await;
+    let page = console.page("/ui/people?q=GRACE").await;
+    assert!(
+        page.contains("href=\"/ui/people/grace%40example.org\""),
+        "{page}"
+    );
+    assert!(!page.contains("ada@example.org"), "{page}");
+    let page = console.page("/ui/people?q=100%25_").await;
+    assert!(page.contains("Nobody matches."), "{page}");
+
+    let page = console.page("/ui/people/grace%40example.org").await;
+    assert!(page.contains("<h1>grace@example.org</h1>"), "{page}");
+    assert!(page.contains("API Developers"), "{page}");
+    assert!(page.contains("<strong>wins</strong>"), "{page}");
+    assert!(page.contains("create_user"), "recent audit: {page}");
+
+    // Someone changed Grace by hand in Tyk: sync now puts her back.
+    let grace = stack.tyk_user("grace@example.org").expect("grace");
+    stack.standin.with_directory(|d| {
+        if let Some(user) = d.user_mut(&grace.id) {
+            user.active = false;
+        }
+    });
+    let csrf = csrf_in(&page);
+    let (status, page, _) = console
+        .post("/ui/people/grace%40example.org/sync", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<h1>Synced grace@example.org</h1>"), "{page}");
+    assert!(
+        page.contains("reactivate"),
+        "the step and its result: {page}"
+    );
+    assert!(stack.tyk_user("grace@example.org").expect("grace").active);
+}
+both_backends!(ui_people, people_search_explain_and_sync_now);
+
+async fn a_held_run_is_shown_by_kind_and_approved_with_a_reason(db: Db) {
+    let stack = guarded_stack(db).await;
+    let (ids, group) = four_developers(&stack).await;
+    stack.patch_members(&group, &[], &[&ids[0], &ids[1]]).await;
+    stack.until_outbox_empty(Duration::from_secs(10)).await;
+    let mut console = Console::new(&stack.app.address);
+    console.login().await;
+    let runs = console.page("/ui/runs").await;
+    let at = runs.find("href=\"/ui/runs/").expect("a held run link") + 6;
+    let href = runs[at..].split('"').next().expect("href").to_string();
+    assert!(runs.contains("Held "), "{runs}");
+    let run = console.page(&href).await;
+    assert!(run.contains("<h3>deactivate (2)</h3>"), "{run}");
+    assert!(run.contains("ada@example.org"), "{run}");
+    let csrf = csrf_in(&run);
+    // No reason: refused, nothing applied.
+    let (status, _, _) = console
+        .post(
+            &format!("{href}/approve"),
+            &[("csrf", &csrf), ("reason", " ")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(stack.tyk_user("ada@example.org").expect("ada").active);
+    let (status, body, _) = console
+        .post(
+            &format!("{href}/approve"),
+            &[("csrf", &csrf), ("reason", "Ada and Grace left")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert!(!stack.tyk_user("ada@example.org").expect("ada").active);
+    let run = console.page(&href).await;
+    assert!(run.contains("Ada and Grace left"), "who and why: {run}");
+    let (_, audit) = stack
+        .admin_request(
+            reqwest::Method::GET,
+            "/admin/v1/sync/audit?email=ada@example.org",
+        )
+        .await;
+    let actor = audit["entries"][0]["actor"].as_str().expect("actor");
+    assert!(
+        actor.starts_with("ui:") && actor.ends_with("Ada and Grace left"),
+        "{audit}"
+    );
+}
+both_backends!(
+    ui_runs_approve,
+    a_held_run_is_shown_by_kind_and_approved_with_a_reason
+);

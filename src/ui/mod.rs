@@ -4,10 +4,14 @@
 //! stylesheet embedded in the binary (no CDN, no frontend build). Reading
 //! needs no JavaScript.
 
+mod audit;
 mod error;
 mod layout;
+mod ldap;
 mod login;
+mod mappings;
 mod people;
+mod preview;
 mod runs;
 pub mod session;
 mod status;
@@ -36,10 +40,15 @@ pub struct UiState {
     /// For the status page's reachability check.
     tyk: Option<crate::tyk::TykClient>,
     login_attempts: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    ldap: crate::ldap::schedule::LdapPollers,
 }
 
 /// The console's routes, full paths under `/ui`.
-pub fn router(app: SharedState, auth: AdminAuth) -> Router {
+pub fn router(
+    app: SharedState,
+    auth: AdminAuth,
+    ldap: crate::ldap::schedule::LdapPollers,
+) -> Router {
     let per_minute = NonZeroU32::new(LOGIN_ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
     let tyk = app
         .config
@@ -51,6 +60,7 @@ pub fn router(app: SharedState, auth: AdminAuth) -> Router {
         auth,
         tyk,
         login_attempts: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+        ldap,
     };
     Router::new()
         .route(
@@ -66,6 +76,14 @@ pub fn router(app: SharedState, auth: AdminAuth) -> Router {
         .route("/ui/runs", get(runs::list))
         .route("/ui/runs/{id}", get(runs::detail))
         .route("/ui/runs/{id}/approve", post(runs::approve))
+        .route("/ui/mappings", get(mappings::list))
+        .route("/ui/mappings/new", get(mappings::new_rule))
+        .route("/ui/mappings/save", post(mappings::save))
+        .route("/ui/mappings/{id}/edit", get(mappings::edit))
+        .route("/ui/mappings/{id}/delete", post(mappings::delete))
+        .route("/ui/audit", get(audit::search))
+        .route("/ui/ldap", get(ldap::list))
+        .route("/ui/ldap/{source}/poll", post(ldap::poll))
         .route("/ui/assets/console.css", get(stylesheet))
         .with_state(state)
 }

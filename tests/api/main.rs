@@ -52,3 +52,4 @@ mod tib;
 mod tyk_client;
 mod tyk_standin;
 mod ui;
+mod ui_pages;

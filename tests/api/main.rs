@@ -52,4 +52,5 @@ mod tib;
 mod tyk_client;
 mod tyk_standin;
 mod ui;
+mod ui_browser;
 mod ui_pages;

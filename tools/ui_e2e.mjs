@@ -91,7 +91,7 @@ try {
   await page.getByRole("link", { name: /^Held .* run / }).first().click();
   expect((await heading()).includes("held"), "a held run page");
   await shot("run-held");
-  await page.getByLabel(/Why/).fill("They left the Developers group on purpose");
+  await page.getByLabel("Why (recorded in the audit log)", { exact: true }).fill("They left the Developers group on purpose");
   await page.getByRole("button", { name: "Approve and apply" }).click();
   await page.waitForLoadState();
   const approved = await page.locator("main").textContent();

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod on_demand;
 pub mod ownership;
 pub mod plan;
+pub mod reject;
 pub mod render;
 pub mod retry;
 pub mod scope;

@@ -76,6 +76,7 @@ pub fn router(
         .route("/ui/runs", get(runs::list))
         .route("/ui/runs/{id}", get(runs::detail))
         .route("/ui/runs/{id}/approve", post(runs::approve))
+        .route("/ui/runs/{id}/reject", post(runs::reject))
         .route("/ui/mappings", get(mappings::list))
         .route("/ui/mappings/new", get(mappings::new_rule))
         .route("/ui/mappings/save", post(mappings::save))

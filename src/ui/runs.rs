@@ -166,6 +166,13 @@ pub async fn detail(
                 input type="text" id="reason" name="reason" required maxlength="200";
                 p { button type="submit" { "Approve and apply" } }
             }
+            h2 { "Reject" }
+            form method="post" action={ "/ui/runs/" (run.id) "/reject" } {
+                (csrf_field(&operator.csrf))
+                label for="reject-reason" { "Why not (recorded in the audit log)" }
+                input type="text" id="reject-reason" name="reason" required maxlength="200";
+                p { button type="submit" class="danger" { "Reject" } }
+            }
         }
         @if let Some(plan) = &plan {
             h2 { "Plan" }
@@ -185,14 +192,8 @@ pub struct ApproveForm {
     reason: String,
 }
 
-pub async fn approve(
-    State(state): State<UiState>,
-    operator: Operator,
-    Path(id): Path<String>,
-    Form(form): Form<ApproveForm>,
-) -> Result<Response, UiError> {
-    operator.check_csrf(&form.csrf)?;
-    let id = Uuid::parse_str(&id).map_err(|_| UiError::NotFound(format!("no run {id:?}")))?;
+/// The form's reason: trimmed, no control characters, at most 200 characters.
+fn reason_of(form: &ApproveForm) -> Result<String, UiError> {
     let reason: String = form
         .reason
         .trim()
@@ -201,16 +202,50 @@ pub async fn approve(
         .take(200)
         .collect();
     if reason.is_empty() {
-        return Err(UiError::BadRequest("say why you approve this run".into()));
+        return Err(UiError::BadRequest("say why".into()));
     }
+    Ok(reason)
+}
+
+fn decision_error(id: Uuid, e: SyncError) -> UiError {
+    match e {
+        SyncError::RunNotFound(_) => UiError::NotFound(format!("no run {id}")),
+        SyncError::NotApprovable(why) => UiError::BadRequest(why),
+        e => UiError::Internal(format!("run {id}: {e}")),
+    }
+}
+
+pub async fn reject(
+    State(state): State<UiState>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<ApproveForm>,
+) -> Result<Response, UiError> {
+    operator.check_csrf(&form.csrf)?;
+    let id = Uuid::parse_str(&id).map_err(|_| UiError::NotFound(format!("no run {id:?}")))?;
+    let reason = reason_of(&form)?;
+    crate::sync::reject::reject_held_run(&state.app.store, id, &operator.actor(), &reason)
+        .await
+        .map_err(|e| decision_error(id, e))?;
+    Ok(Redirect::to(&format!("/ui/runs/{id}")).into_response())
+}
+
+pub async fn approve(
+    State(state): State<UiState>,
+    operator: Operator,
+    Path(id): Path<String>,
+    Form(form): Form<ApproveForm>,
+) -> Result<Response, UiError> {
+    operator.check_csrf(&form.csrf)?;
+    let id = Uuid::parse_str(&id).map_err(|_| UiError::NotFound(format!("no run {id:?}")))?;
+    let reason = reason_of(&form)?;
     let Some(worker) = &state.app.sync else {
         return Err(UiError::BadRequest("no Tyk Dashboard is configured".into()));
     };
     let actor = format!("{}: {reason}", operator.actor());
-    match worker.approve_run(id, &actor).await {
-        Ok(_) => Ok(Redirect::to(&format!("/ui/runs/{id}")).into_response()),
-        Err(SyncError::RunNotFound(_)) => Err(UiError::NotFound(format!("no run {id}"))),
-        Err(SyncError::NotApprovable(why)) => Err(UiError::BadRequest(why)),
-        Err(e) => Err(UiError::Internal(format!("approve: {e}"))),
-    }
+    worker
+        .approve_run(id, &actor)
+        .await
+        .map_err(|e| decision_error(id, e))?;
+    Ok(Redirect::to(&format!("/ui/runs/{id}")).into_response())
 }

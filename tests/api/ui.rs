@@ -447,3 +447,64 @@ both_backends!(
     ui_runs_approve,
     a_held_run_is_shown_by_kind_and_approved_with_a_reason
 );
+
+async fn a_held_run_is_rejected_with_a_reason_and_nothing_is_applied(db: Db) {
+    let stack = guarded_stack(db).await;
+    let (ids, group) = four_developers(&stack).await;
+    stack.patch_members(&group, &[], &[&ids[0], &ids[1]]).await;
+    stack.until_outbox_empty(Duration::from_secs(10)).await;
+    let mut console = Console::new(&stack.app.address);
+    console.login().await;
+    let runs = console.page("/ui/runs").await;
+    let at = runs.find("href=\"/ui/runs/").expect("a held run link") + 6;
+    let href = runs[at..].split('"').next().expect("href").to_string();
+    let run = console.page(&href).await;
+    assert!(run.contains("<h2>Reject</h2>"), "{run}");
+    let csrf = csrf_in(&run);
+    let (status, _, _) = console
+        .post(
+            &format!("{href}/reject"),
+            &[("csrf", "forged"), ("reason", "no")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body, _) = console
+        .post(
+            &format!("{href}/reject"),
+            &[("csrf", &csrf), ("reason", "They are on leave, not gone")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let run = console.page(&href).await;
+    assert!(run.contains("run rejected</h1>"), "{run}");
+    assert!(run.contains("They are on leave, not gone"), "{run}");
+    assert!(!run.contains("Approve and apply"), "{run}");
+    assert!(
+        stack.tyk_user("ada@example.org").expect("ada").active,
+        "nothing applied"
+    );
+    // Decided once: neither a second rejection nor an approval.
+    for action in ["reject", "approve"] {
+        let (status, body, _) = console
+            .post(
+                &format!("{href}/{action}"),
+                &[("csrf", &csrf), ("reason", "again")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{action}: {body}");
+        assert!(body.contains("not held"), "{body}");
+    }
+    let (_, audit) = stack
+        .admin_request(reqwest::Method::GET, "/admin/v1/sync/audit?step=reject_run")
+        .await;
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["message"], "They are on leave, not gone", "{audit}");
+    assert!(
+        entry["actor"].as_str().expect("actor").starts_with("ui:"),
+        "{audit}"
+    );
+}
+both_backends!(
+    ui_runs_reject,
+    a_held_run_is_rejected_with_a_reason_and_nothing_is_applied
+);

@@ -52,8 +52,10 @@ try {
   await page.waitForLoadState();
   expect((await page.getByRole("alert").textContent()).includes("not the admin token"), "a wrong-token error");
   step("a wrong token is refused with an error");
-  // Log in with the keyboard only.
+  // Log in with the keyboard only: token, Tab, name, Enter.
   await page.getByLabel("Admin token").fill(token);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("Dana Scully");
   await page.keyboard.press("Enter");
   await page.waitForURL(`${base}/ui/`);
   expect((await heading()) === "Status", "the status page after login");

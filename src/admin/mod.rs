@@ -4,7 +4,7 @@
 
 mod auth;
 mod config;
-mod status;
+pub mod status;
 mod tokens;
 
 use std::sync::Arc;

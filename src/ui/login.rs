@@ -39,6 +39,8 @@ fn login_page(csrf: &str, error: Option<&str>) -> layout::Page {
                 label for="token" { "Admin token" }
                 input type="password" id="token" name="token" autocomplete="current-password"
                     required autofocus aria-describedby=[error.map(|_| "login-error")];
+                label for="name" { "Your name (optional; the audit log records it with what you do)" }
+                input type="text" id="name" name="name" autocomplete="name" maxlength="64";
                 p { button type="submit" { "Log in" } }
             }
         },
@@ -67,6 +69,8 @@ pub struct LoginForm {
     token: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    name: String,
 }
 
 fn client_address(connection: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
@@ -102,7 +106,8 @@ pub async fn submit(
         let error = "That is not the admin token.";
         return Ok(fresh_form(&headers, StatusCode::UNAUTHORIZED, Some(error)));
     }
-    let id = session::open(&state).await?;
+    let name = session::clean_name(&login.name);
+    let id = session::open(&state, name.as_deref()).await?;
     let cookies = [
         set_cookie(&headers, SESSION_COOKIE, &id, SESSION_TTL),
         set_cookie(&headers, LOGIN_COOKIE, "", Duration::ZERO),

@@ -79,14 +79,26 @@ pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: Duratio
     )
 }
 
+/// The operator's name as given at login: no control characters, at most
+/// 64 characters; `None` when empty.
+pub fn clean_name(name: &str) -> Option<String> {
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
 /// Opens a session; returns its id (for the cookie).
-pub async fn open(state: &UiState) -> Result<String, UiError> {
+pub async fn open(state: &UiState, operator_name: Option<&str>) -> Result<String, UiError> {
     let id = random_token();
     let now = Timestamp::now();
     let expires = Timestamp(now.0 + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX));
     let mut conn = state.app.store.pool().acquire().await?;
     ui_sessions::delete_expired(&mut conn, now).await?;
-    ui_sessions::create(&mut conn, &id_hash(&id), now, expires).await?;
+    ui_sessions::create(&mut conn, &id_hash(&id), operator_name, now, expires).await?;
     Ok(id)
 }
 
@@ -104,6 +116,8 @@ pub async fn close(state: &UiState, session_id: &str) -> Result<(), UiError> {
 pub struct Operator {
     session_id: String,
     pub csrf: String,
+    /// The name given at login, if any.
+    pub name: Option<String>,
 }
 
 impl Operator {
@@ -120,10 +134,15 @@ impl Operator {
         }
     }
 
-    /// Who the audit log names for this operator's actions: the console
-    /// and a short, non-secret tag of the session.
+    /// Who the audit log names for this operator's actions: the console,
+    /// the name given at login, and a short, non-secret tag of the session
+    /// (one admin token is shared; the tag tells sessions apart).
     pub fn actor(&self) -> String {
-        format!("ui:{}", &id_hash(&self.session_id)[..8])
+        let tag = &id_hash(&self.session_id)[..8];
+        match &self.name {
+            Some(name) => format!("ui:{name} [{tag}]"),
+            None => format!("ui:[{tag}]"),
+        }
     }
 }
 
@@ -150,20 +169,21 @@ impl FromRequestParts<UiState> for Operator {
             return Err(NoOperator::Login);
         };
         let id = id.to_string();
-        let valid = async {
+        let live = async {
             let mut conn = state.app.store.pool().acquire().await?;
             Ok::<_, UiError>(
-                ui_sessions::is_valid(&mut conn, &id_hash(&id), Timestamp::now()).await?,
+                ui_sessions::find_live(&mut conn, &id_hash(&id), Timestamp::now()).await?,
             )
         }
         .await
         .map_err(NoOperator::Failed)?;
-        if !valid {
+        let Some(session) = live else {
             return Err(NoOperator::Login);
-        }
+        };
         Ok(Operator {
             csrf: csrf_token(&id),
             session_id: id,
+            name: session.operator_name,
         })
     }
 }
@@ -179,6 +199,16 @@ mod tests {
         assert_ne!(csrf_token(&id), id_hash(&id));
         assert_eq!(csrf_token(&id), csrf_token(&id));
         assert_ne!(csrf_token(&id), csrf_token(&random_token()));
+    }
+
+    #[test]
+    fn operator_names_are_cleaned_and_bounded() {
+        assert_eq!(
+            clean_name("  Dana\u{7}  Scully "),
+            Some("Dana  Scully".into())
+        );
+        assert_eq!(clean_name(" \n "), None);
+        assert_eq!(clean_name(&"x".repeat(100)).map(|n| n.len()), Some(64));
     }
 
     #[test]

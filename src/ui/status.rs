@@ -235,3 +235,80 @@ fn render(status: &StatusResponse, extra: &Extra, problems: &[String]) -> Markup
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::admin::status::{
+        InvalidEmailStatus, OutboxStatus, SourceStatus, StatusResponse, SyncInfo,
+    };
+
+    fn status(poll_error: Option<&str>, held_runs: i64) -> StatusResponse {
+        let source = |kind: &str, error: Option<&str>| SourceStatus {
+            kind: kind.into(),
+            last_poll: (kind == "ldap").then(|| "2026-12-01T10:00:00Z".into()),
+            last_poll_error: error.map(str::to_string),
+            poll_held: false,
+            users: 12,
+            groups: 3,
+            last_event: Some("2026-12-01T09:59:00Z".into()),
+        };
+        StatusResponse {
+            version: "0.1.0".into(),
+            database: "sqlite".into(),
+            role: "leader".into(),
+            outbox: OutboxStatus {
+                depth: 0,
+                oldest_age_seconds: None,
+            },
+            sources: BTreeMap::from([
+                ("corp".to_string(), source("ldap", poll_error)),
+                ("okta".to_string(), source("scim", None)),
+            ]),
+            sync: SyncInfo {
+                enabled: true,
+                last_applied_run: None,
+                last_success: Some("2026-12-01T10:00:01Z".into()),
+                held_runs,
+            },
+            invalid_email: InvalidEmailStatus {
+                count: 0,
+                sample: vec![],
+            },
+            fold_collisions: vec![],
+            tib: None,
+        }
+    }
+
+    fn extra(tyk: TykReach) -> Extra {
+        Extra {
+            tyk,
+            last_run: None,
+            next_full: Some(Timestamp(1_764_583_200_000)),
+        }
+    }
+
+    #[test]
+    fn everything_in_order_is_ok() {
+        let (s, e) = (status(None, 0), extra(TykReach::Reachable));
+        assert!(problems(&s, &e).is_empty());
+        let html = render(&s, &e, &[]).into_string().replace("><", ">\n<");
+        insta::assert_snapshot!(html);
+    }
+
+    #[test]
+    fn every_failure_is_named_and_the_page_is_never_ok() {
+        let s = status(Some("cannot reach ldap://corp: connection refused"), 2);
+        let e = extra(TykReach::Unreachable("connection refused".into()));
+        let found = problems(&s, &e);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].contains("Source corp: the last poll failed"));
+        assert!(found.iter().any(|p| p.starts_with("Tyk is not reachable")));
+        assert!(found.iter().any(|p| p.starts_with("2 sync run(s) held")));
+        let html = render(&s, &e, &found).into_string();
+        assert!(!html.contains("<strong>OK</strong>"), "{html}");
+        assert!(html.contains("Attention needed"), "{html}");
+    }
+}

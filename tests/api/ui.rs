@@ -98,11 +98,23 @@ impl Console {
         &mut self,
         token: &str,
     ) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        self.login_named(token, "").await
+    }
+
+    /// Logs in with `token`, giving `name` for the audit log.
+    pub async fn login_named(
+        &mut self,
+        token: &str,
+        name: &str,
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
         let (status, form, _) = self.get("/ui/login").await;
         assert_eq!(status, StatusCode::OK, "{form}");
         let csrf = csrf_in(&form);
-        self.post("/ui/login", &[("token", token), ("csrf", &csrf)])
-            .await
+        self.post(
+            "/ui/login",
+            &[("token", token), ("csrf", &csrf), ("name", name)],
+        )
+        .await
     }
 
     pub async fn login(&mut self) {
@@ -192,6 +204,15 @@ both_backends!(
     ui_login_session,
     logging_in_sets_a_strict_http_only_session_that_logout_ends
 );
+
+#[tokio::test]
+async fn the_login_page_snapshot() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    let form = console.page("/ui/login").await;
+    let csrf = csrf_in(&form);
+    insta::assert_snapshot!(form.replace(&csrf, "[csrf]").replace("><", ">\n<"));
+}
 
 #[tokio::test]
 async fn a_session_past_its_expiry_is_refused() {
@@ -403,7 +424,8 @@ async fn a_held_run_is_shown_by_kind_and_approved_with_a_reason(db: Db) {
     stack.patch_members(&group, &[], &[&ids[0], &ids[1]]).await;
     stack.until_outbox_empty(Duration::from_secs(10)).await;
     let mut console = Console::new(&stack.app.address);
-    console.login().await;
+    let (status, _, _) = console.login_named(ADMIN_TOKEN, " Dana Scully\u{7} ").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
     let runs = console.page("/ui/runs").await;
     let at = runs.find("href=\"/ui/runs/").expect("a held run link") + 6;
     let href = runs[at..].split('"').next().expect("href").to_string();
@@ -438,10 +460,8 @@ async fn a_held_run_is_shown_by_kind_and_approved_with_a_reason(db: Db) {
         )
         .await;
     let actor = audit["entries"][0]["actor"].as_str().expect("actor");
-    assert!(
-        actor.starts_with("ui:") && actor.ends_with("Ada and Grace left"),
-        "{audit}"
-    );
+    assert!(actor.starts_with("ui:Dana Scully ["), "who: {audit}");
+    assert!(actor.ends_with("]: Ada and Grace left"), "why: {audit}");
 }
 both_backends!(
     ui_runs_approve,

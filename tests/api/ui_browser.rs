@@ -80,6 +80,19 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         let user = stack.tyk_user(email).expect("user");
         assert_eq!(user.active, active, "{email}");
     }
+    // The audit log names who approved, and why.
+    let (_, audit) = stack
+        .admin_request(
+            reqwest::Method::GET,
+            "/admin/v1/sync/audit?email=ada@example.org&step=deactivate",
+        )
+        .await;
+    let actor = audit["entries"][0]["actor"].as_str().unwrap_or_default();
+    assert!(
+        actor.starts_with("ui:Dana Scully [")
+            && actor.ends_with("They left the Developers group on purpose"),
+        "{audit}"
+    );
     // The mapping preview saved nothing.
     let rules = tyk_idsync::mapping::service::list(&stack.app.state.store)
         .await

@@ -528,3 +528,84 @@ both_backends!(
     ui_runs_reject,
     a_held_run_is_rejected_with_a_reason_and_nothing_is_applied
 );
+
+async fn sessions_are_found_until_they_expire(db: Db) {
+    use tyk_idsync::domain::Timestamp;
+    use tyk_idsync::store::ui_sessions;
+    let (store, _guard) = crate::support::fresh_store(db).await;
+    let mut conn = store.pool().acquire().await.expect("conn");
+    ui_sessions::create(
+        &mut conn,
+        "live",
+        Some("Dana"),
+        Timestamp(1_000),
+        Timestamp(5_000),
+    )
+    .await
+    .expect("create");
+    ui_sessions::create(&mut conn, "old", None, Timestamp(1_000), Timestamp(2_000))
+        .await
+        .expect("create");
+    let live = ui_sessions::find_live(&mut conn, "live", Timestamp(3_000))
+        .await
+        .expect("find")
+        .expect("live");
+    assert_eq!(live.operator_name.as_deref(), Some("Dana"));
+    for (hash, at) in [("old", 3_000), ("live", 5_000), ("unknown", 0)] {
+        let found = ui_sessions::find_live(&mut conn, hash, Timestamp(at))
+            .await
+            .expect("find");
+        assert_eq!(found, None, "{hash} at {at}");
+    }
+    assert_eq!(
+        ui_sessions::delete_expired(&mut conn, Timestamp(3_000))
+            .await
+            .expect("expire"),
+        1
+    );
+    ui_sessions::delete(&mut conn, "live")
+        .await
+        .expect("delete");
+    ui_sessions::delete(&mut conn, "live")
+        .await
+        .expect("twice is fine");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ui_sessions")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("count");
+    assert_eq!(left, 0);
+}
+both_backends!(ui_session_store, sessions_are_found_until_they_expire);
+
+#[tokio::test]
+async fn hostile_paths_and_queries_get_clear_4xx_pages_never_a_500() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut console = Console::new(&app.address);
+    console.login().await;
+    let page = console
+        .page("/ui/people/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
+    assert!(!page.contains("<script>"), "escaped: {page}");
+    assert!(page.contains("&lt;script&gt;"), "{page}");
+    let page = console.page("/ui/people?q=%25%27%22%3Cb%3E").await;
+    assert!(!page.contains("<b>"), "{page}");
+    for path in [
+        "/ui/runs/not-a-uuid",
+        "/ui/runs/00000000-0000-0000-0000-000000000000",
+        "/ui/mappings/nope/edit",
+        "/ui/audit?before_id=abc",
+        "/ui/audit?run=x",
+    ] {
+        let (status, body, _) = console.get(path).await;
+        assert!(status.is_client_error(), "{path}: {status} {body}");
+    }
+    let page = console.page("/ui/").await;
+    let csrf = csrf_in(&page);
+    // No Tyk configured: sync now and approve say so.
+    let (status, body, _) = console
+        .post("/ui/people/a%40example.org/sync", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("no Tyk Dashboard is configured"), "{body}");
+    assert!(page.contains("not configured: no sync"), "{page}");
+}

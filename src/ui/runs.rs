@@ -62,6 +62,21 @@ pub async fn list(State(state): State<UiState>, operator: Operator) -> Result<Pa
     for run in &runs {
         errors.insert(run.id, failed_steps(&state, run).await?);
     }
+    let mut held_polls = Vec::new();
+    for poller in state.ldap.values() {
+        let poll = poller
+            .state()
+            .await
+            .map_err(|e| UiError::Internal(format!("ldap: {e}")))?;
+        if let Some(held) = poll.held {
+            let reason = held
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .unwrap_or("held by the mass-removal guard")
+                .to_string();
+            held_polls.push((poller.source.as_str().to_string(), reason));
+        }
+    }
     let body = html! {
         h1 { "Runs" }
         h2 { "Held runs" }
@@ -72,6 +87,14 @@ pub async fn list(State(state): State<UiState>, operator: Operator) -> Result<Pa
                 a href={ "/ui/runs/" (run.id) } { "Held " (run.kind.as_str()) " run " (run.id) }
                 " — " (run.people_removed) " of " (run.managed_users) " managed people would lose access. "
                 (run.message.as_deref().unwrap_or(""))
+            } } }
+        }
+        h2 { "Held LDAP polls" }
+        @if held_polls.is_empty() {
+            p class="muted" { "No LDAP poll is held." }
+        } @else {
+            ul { @for (source, reason) in &held_polls { li {
+                a href="/ui/ldap" { (source) } ": " (reason) " — apply or poll again under LDAP sources."
             } } }
         }
         h2 { "History" }

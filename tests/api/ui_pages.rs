@@ -172,6 +172,8 @@ async fn the_ldap_page_polls_a_real_directory_on_demand() {
     let mut source = ldap_config(&slapd);
     source.interval = Duration::from_secs(3600);
     source.jitter = Duration::ZERO;
+    source.max_removal_percent = 10;
+    source.max_removal_min = 0;
     config.ldap.sources.insert("corp".into(), source);
     let stack = spawn_stack_with(config, guard, standin, org_id).await;
     let mut console = Console::new(&stack.app.address);
@@ -197,4 +199,33 @@ async fn the_ldap_page_polls_a_real_directory_on_demand() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Two of three leave the directory: the full poll is held, and every
+    // page says so until the operator applies it.
+    slapd.delete(&format!("uid=u1,ou=people,{SUFFIX}"));
+    slapd.delete(&format!("uid=u2,ou=people,{SUFFIX}"));
+    let (status, page, _) = console
+        .post("/ui/ldap/corp/poll", &[("csrf", &csrf), ("kind", "full")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("The poll was held; nothing was applied."),
+        "{page}"
+    );
+    let status_page = console.page("/ui/").await;
+    assert!(
+        status_page.contains("Source corp: the last poll was held"),
+        "{status_page}"
+    );
+    let runs = console.page("/ui/runs").await;
+    assert!(runs.contains("<a href=\"/ui/ldap\">corp</a>"), "{runs}");
+    let ldap = console.page("/ui/ldap").await;
+    assert!(ldap.contains("Apply the held poll"), "{ldap}");
+    let (status, page, _) = console
+        .post("/ui/ldap/corp/poll", &[("csrf", &csrf), ("kind", "force")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("1 users and 1 groups read"), "{page}");
+    let runs = console.page("/ui/runs").await;
+    assert!(runs.contains("No LDAP poll is held."), "{runs}");
 }

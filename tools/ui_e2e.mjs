@@ -75,6 +75,12 @@ try {
   expect((await page.locator("main").textContent()).includes("API Developers"), "the winning rule's group");
   await shot("person");
   step(`found ${person} and read the explain view`);
+  await page.getByRole("button", { name: "Sync this person now" }).click();
+  await page.waitForLoadState();
+  expect((await heading()) === `Synced ${person}`, `the sync-now result: ${await heading()}`);
+  expect((await page.getByRole("status").textContent()).includes("Nothing to do"), "Tyk already in step");
+  await shot("sync-now");
+  step(`synced ${person} on demand`);
 
   // Edit a mapping and see the preview (not saved).
   await page.getByRole("link", { name: "Mappings", exact: true }).click();

@@ -106,6 +106,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         "status-attention",
         "people",
         "person",
+        "sync-now",
         "mappings",
         "mapping-preview",
         "runs",

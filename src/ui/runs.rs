@@ -250,6 +250,10 @@ pub async fn reject(
     crate::sync::reject::reject_held_run(&state.app.store, id, &operator.actor(), &reason)
         .await
         .map_err(|e| decision_error(id, e))?;
+    if let Some(worker) = &state.app.sync {
+        // Only one run is ever held (a newer one supersedes it).
+        worker.metrics().held_rejected();
+    }
     Ok(Redirect::to(&format!("/ui/runs/{id}")).into_response())
 }
 

@@ -480,6 +480,11 @@ async fn a_held_run_is_rejected_with_a_reason_and_nothing_is_applied(db: Db) {
     let href = runs[at..].split('"').next().expect("href").to_string();
     let run = console.page(&href).await;
     assert!(run.contains("<h2>Reject</h2>"), "{run}");
+    let metrics = stack.app.metrics_text().await;
+    assert!(
+        metrics.contains("tyk_idsync_sync_held_would_remove 2"),
+        "the held run's removals: {metrics}"
+    );
     let csrf = csrf_in(&run);
     let (status, _, _) = console
         .post(
@@ -514,6 +519,11 @@ async fn a_held_run_is_rejected_with_a_reason_and_nothing_is_applied(db: Db) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{action}: {body}");
         assert!(body.contains("not held"), "{body}");
     }
+    let metrics = stack.app.metrics_text().await;
+    assert!(
+        metrics.contains("tyk_idsync_sync_held_would_remove 0"),
+        "nothing held after the rejection"
+    );
     let (_, audit) = stack
         .admin_request(reqwest::Method::GET, "/admin/v1/sync/audit?step=reject_run")
         .await;

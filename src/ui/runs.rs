@@ -269,6 +269,12 @@ pub async fn approve(
     let Some(worker) = &state.app.sync else {
         return Err(UiError::BadRequest("no Tyk Dashboard is configured".into()));
     };
+    if !state.app.leadership.is_leader() {
+        // Only the leader writes to Tyk.
+        return Err(UiError::BadRequest(
+            "this replica is not the leader; approve on the leader".into(),
+        ));
+    }
     let actor = format!("{}: {reason}", operator.actor());
     worker
         .approve_run(id, &actor)

@@ -619,3 +619,23 @@ async fn hostile_paths_and_queries_get_clear_4xx_pages_never_a_500() {
     assert!(body.contains("no Tyk Dashboard is configured"), "{body}");
     assert!(page.contains("not configured: no sync"), "{page}");
 }
+
+/// Sessions live in the store: a replica on the same database serves a
+/// session another one opened, and a logout on one ends it on both.
+#[tokio::test]
+async fn a_session_opened_on_one_replica_is_served_by_another() {
+    let (config, guard) = crate::support::app::test_config(Db::Postgres).await;
+    let first = crate::support::app::spawn_app_with(config.clone(), guard).await;
+    let second = crate::support::app::spawn_app_with(config, None).await;
+    let mut on_first = Console::new(&first.address);
+    on_first.login().await;
+    let mut on_second = Console::new(&second.address);
+    on_second.cookies = on_first.cookies.clone();
+    let page = on_second.page("/ui/").await;
+    assert!(page.contains("<h1>Status</h1>"), "{page}");
+    let csrf = csrf_in(&page);
+    let (status, _, _) = on_second.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = on_first.get("/ui/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "logged out everywhere");
+}

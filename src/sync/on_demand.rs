@@ -4,8 +4,6 @@
 //! LDAP change — and the result is read back from the audit log, one row
 //! per step.
 
-use uuid::Uuid;
-
 use super::worker::{StateSource, SyncError, SyncStatus, SyncWorker, Trigger};
 use super::writer::TykWriter;
 use crate::domain::{EventKind, NewIdentityEvent, SourceName, Timestamp, fold_key};
@@ -19,16 +17,23 @@ pub const ON_DEMAND_SOURCE: &str = "on-demand";
 /// How many event runs an on-demand sync makes at most: the outbox may hold
 /// older changes that the worker takes first (in order).
 const MAX_RUNS: usize = 5;
+/// How long an on-demand sync waits for a run of the worker's own loop
+/// that claimed the person's event first.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What syncing one person did.
 #[derive(Debug, Clone)]
 pub struct OnDemandResult {
-    /// The event runs made (the last one took this person's event).
+    /// The event runs this request made (none when the worker's own loop
+    /// took the person's event first).
     pub runs: Vec<SyncStatus>,
     /// The audit rows written for this person since the request.
     pub steps: Vec<AuditEntry>,
     /// The outbox event recorded for the request.
     pub event_seq: i64,
+    /// Whether that event was settled (applied, or held) before we answered.
+    pub settled: bool,
 }
 
 /// Plans and applies `email` now, through the outbox and event runs.
@@ -53,19 +58,32 @@ pub async fn sync_person<W: TykWriter, S: StateSource>(
         seq
     };
     let mut runs = Vec::new();
-    for _ in 0..MAX_RUNS {
-        let status = worker.run_once(Trigger::Events).await?;
-        let idle = status.outcome == super::worker::Outcome::Idle;
-        runs.push(status);
-        if idle || processed(worker, event_seq).await? {
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    while !processed(worker, event_seq).await? {
+        if runs.len() >= MAX_RUNS || tokio::time::Instant::now() >= deadline {
             break;
         }
+        let status = worker.run_once(Trigger::Events).await?;
+        if status.outcome == super::worker::Outcome::Idle {
+            // The worker's own loop claimed the event first: wait for that
+            // run to settle it, so the steps below are its steps.
+            tokio::time::sleep(SETTLE_POLL).await;
+        } else {
+            let failed = status.failed_people.iter().any(|(_, e)| *e == email);
+            runs.push(status);
+            if failed {
+                // Released with a backoff: the result is in, the retry later.
+                break;
+            }
+        }
     }
+    let settled = processed(worker, event_seq).await?;
     let steps = steps_since(worker, &email, started).await?;
     Ok(OnDemandResult {
         runs,
         steps,
         event_seq,
+        settled,
     })
 }
 
@@ -107,9 +125,4 @@ async fn steps_since<W: TykWriter, S: StateSource>(
     let mut steps = sync_audit::list(&mut conn, &filter).await?;
     steps.reverse();
     Ok(steps)
-}
-
-/// The run ids among `result`'s runs (for links).
-pub fn run_ids(result: &OnDemandResult) -> Vec<Uuid> {
-    result.runs.iter().filter_map(|r| r.run_id).collect()
 }

@@ -18,6 +18,9 @@ pub enum UiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Tyk (or another service the page needs) did not answer usefully.
+    #[error("{0}")]
+    Upstream(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -40,6 +43,14 @@ impl IntoResponse for UiError {
             ),
             UiError::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", what.clone()),
             UiError::BadRequest(what) => (StatusCode::BAD_REQUEST, "Bad request", what.clone()),
+            UiError::Upstream(what) => {
+                tracing::warn!(error = %what, "console request: upstream failure");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "Tyk did not answer",
+                    format!("Nothing was decided; the change stays queued and is retried. {what}"),
+                )
+            }
             UiError::Store(_) | UiError::Internal(_) => {
                 tracing::error!(error = %self, "console request failed");
                 (

@@ -148,7 +148,10 @@ pub async fn sync_now(
     }
     let result = crate::sync::on_demand::sync_person(worker, &email, &operator.actor())
         .await
-        .map_err(|e| UiError::Internal(format!("sync now: {e}")))?;
+        .map_err(|e| match e {
+            crate::sync::SyncError::Load(e) => UiError::Upstream(e.to_string()),
+            e => UiError::Internal(format!("sync now: {e}")),
+        })?;
     let explanation = explanation(&state, &email).await?;
     let held = result
         .runs
@@ -157,7 +160,9 @@ pub async fn sync_now(
     let errors: Vec<&String> = result.runs.iter().flat_map(|r| &r.errors).collect();
     let body = html! {
         h1 { "Synced " (explanation.email) }
-        @if held {
+        @if !result.settled {
+            p role="alert" class="error" { "The change is still waiting in the outbox (it may be retried with a backoff); the steps so far are below." }
+        } @else if held {
             p role="alert" class="error" { "The run was held by the mass-change guard; approve it under " a href="/ui/runs" { "Runs" } "." }
         } @else if !errors.is_empty() {
             div class="summary bad" role="alert" { p { "Some steps failed:" } ul { @for e in &errors { li { (e) } } } }

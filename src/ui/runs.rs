@@ -234,6 +234,7 @@ fn decision_error(id: Uuid, e: SyncError) -> UiError {
     match e {
         SyncError::RunNotFound(_) => UiError::NotFound(format!("no run {id}")),
         SyncError::NotApprovable(why) => UiError::BadRequest(why),
+        SyncError::Load(e) => UiError::Upstream(e.to_string()),
         e => UiError::Internal(format!("run {id}: {e}")),
     }
 }

@@ -415,6 +415,20 @@ async fn people_search_explain_and_sync_now(db: Db) {
         "the step and its result: {page}"
     );
     assert!(stack.tyk_user("grace@example.org").expect("grace").active);
+
+    // Tyk down: a clear page, never a 500 — 502 when this request's run
+    // met the outage, or "still waiting" when the worker's own loop took
+    // the event first and released it for a retry.
+    let mut standin = stack.standin;
+    standin.stop();
+    let (status, page, _) = console
+        .post("/ui/people/grace%40example.org/sync", &[("csrf", &csrf)])
+        .await;
+    match status {
+        StatusCode::BAD_GATEWAY => assert!(page.contains("Tyk did not answer"), "{page}"),
+        StatusCode::OK => assert!(page.contains("still waiting in the outbox"), "{page}"),
+        other => panic!("{other}: {page}"),
+    }
 }
 both_backends!(ui_people, people_search_explain_and_sync_now);
 

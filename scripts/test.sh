@@ -20,6 +20,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# The console's end-to-end test (tests/api/ui_browser.rs) drives Debian's chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${missing[*]}"
   log=$(mktemp)

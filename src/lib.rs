@@ -24,4 +24,5 @@ pub mod tasks;
 pub mod telemetry;
 pub mod tib;
 pub mod tyk;
+pub mod ui;
 pub mod wiring;

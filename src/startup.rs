@@ -207,6 +207,7 @@ impl Application {
         let plain = self.plain_routes.unwrap_or_else(|| PlainRoutes {
             public: axum::Router::new(),
             admin: axum::Router::new(),
+            ldap: Default::default(),
         });
         let router = http::router(
             self.state.clone(),

@@ -166,6 +166,8 @@ pub struct PlainRoutes {
     pub public: Router,
     /// Admin routes, full paths under `/admin/v1`; the admin token guards them.
     pub admin: Router,
+    /// The LDAP pollers, for the console's "poll now".
+    pub ldap: crate::ldap::schedule::LdapPollers,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -198,6 +200,7 @@ pub fn plain_routes(
         tib_logins: crate::tib::config::logins(config.tib.as_ref()),
         tyk_side: worker.clone().map(crate::mapping::explain::tyk_side_of),
     };
+    let pollers = ldap.clone();
     let mut admin = crate::mapping::api::router(mapping_state)
         .nest("/admin/v1", crate::ldap::api::router(ldap));
     if let Some(worker) = worker {
@@ -219,5 +222,9 @@ pub fn plain_routes(
         config: config.tib.clone(),
         service: tib,
     }));
-    PlainRoutes { public, admin }
+    PlainRoutes {
+        public,
+        admin,
+        ldap: pollers,
+    }
 }

@@ -34,7 +34,8 @@ impl AdminAuth {
         Self { token_hash }
     }
 
-    fn accepts(&self, presented: &str) -> bool {
+    /// Whether `presented` is the admin token (constant-time on its hash).
+    pub fn accepts(&self, presented: &str) -> bool {
         match &self.token_hash {
             Some(expected) => bool::from(hash_token(presented).ct_eq(expected)),
             None => false,

@@ -4,7 +4,7 @@
 
 mod auth;
 mod config;
-mod status;
+pub mod status;
 mod tokens;
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::http::ApiRouter;
 
 pub use auth::{AdminAuth, require_admin_token};
 pub use config::AdminConfig;
+pub use status::{StatusResponse, collect as collect_status};
 
 /// Every `/admin/v1` route, behind the admin-token middleware. `routes`
 /// are the other boundaries' admin routes, relative to `/admin/v1`.

@@ -130,6 +130,11 @@ pub struct AppliedRunInfo {
     )
 )]
 async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>, ApiError> {
+    collect(&state).await.map(Json)
+}
+
+/// The status as `/admin/v1/status` answers it (the console renders it too).
+pub async fn collect(state: &crate::http::AppState) -> Result<StatusResponse, ApiError> {
     let mut conn = state
         .store
         .pool()
@@ -197,7 +202,7 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
     let tib = crate::tib::service::status(&state.store, state.config.tib.as_ref())
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(StatusResponse {
+    Ok(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_string(),
         database: state.store.backend().as_str().to_string(),
         role: format!("{:?}", state.leadership.role()).to_lowercase(),
@@ -232,5 +237,5 @@ async fn status(State(state): State<SharedState>) -> Result<Json<StatusResponse>
         failures,
         fold_collisions,
         tib,
-    }))
+    })
 }

@@ -68,9 +68,10 @@ pub fn router(
     // Installing the recorder here makes every counter below it count.
     let _ = crate::telemetry::metrics_handle();
     let auth = Arc::new(admin_auth.clone());
+    let state_for_ui = state.clone();
     let (router, mut doc) = ApiRouter::with_openapi(openapi::base())
         .merge(health::router())
-        .merge(crate::admin::router(admin_auth, ApiRouter::new()))
+        .merge(crate::admin::router(admin_auth.clone(), ApiRouter::new()))
         .split_for_parts();
     openapi::add_plain_routes(&mut doc, state.config.scim.enabled, state.sync.is_some());
     let doc = Arc::new(doc);
@@ -92,6 +93,7 @@ pub fn router(
         .with_state(state)
         .merge(admin_plain)
         .merge(plain.public)
+        .merge(crate::ui::router(state_for_ui, admin_auth, plain.ldap))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -61,9 +61,9 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     accept_failed(&e).await;
                     continue;
@@ -84,7 +84,12 @@ pub async fn serve(
                 let in_flight = activity.begin_request();
                 let router = router.clone();
                 async move {
-                    let response = router.oneshot(request.map(Body::new)).await;
+                    let mut request = request.map(Body::new);
+                    // The console's login rate limit is per client address.
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    let response = router.oneshot(request).await;
                     drop(in_flight);
                     response
                 }

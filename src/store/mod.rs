@@ -19,6 +19,7 @@ pub mod ldap_fingerprints;
 pub mod ldap_state;
 pub mod mappings;
 mod migrate;
+pub mod people_search;
 pub mod rekey;
 pub mod retry;
 pub mod scim_query;
@@ -31,6 +32,7 @@ pub mod sync_runs;
 pub mod sync_scope;
 pub mod sync_state;
 pub mod tokens;
+pub mod ui_sessions;
 
 use std::path::Path;
 use std::str::FromStr;

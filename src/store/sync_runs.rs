@@ -32,6 +32,8 @@ pub enum RunStatus {
     Failed,
     /// A newer plan made a held run moot.
     Superseded,
+    /// An operator refused a held run (nothing of it was applied).
+    Rejected,
 }
 
 impl RunKind {
@@ -51,7 +53,7 @@ impl RunKind {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
         RunStatus::Planned,
         RunStatus::Held,
         RunStatus::Approved,
@@ -59,6 +61,7 @@ impl RunStatus {
         RunStatus::Applied,
         RunStatus::Failed,
         RunStatus::Superseded,
+        RunStatus::Rejected,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -69,6 +72,7 @@ impl RunStatus {
             RunStatus::Applied => "applied",
             RunStatus::Failed => "failed",
             RunStatus::Superseded => "superseded",
+            RunStatus::Rejected => "rejected",
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
@@ -257,6 +261,34 @@ pub async fn approve_run(
     if changed.rows_affected() == 0 {
         return Err(StoreError::Conflict {
             entity: "sync run approval",
+            detail: format!("run {id} is {}, not held", run.status.as_str()),
+        });
+    }
+    Ok(run)
+}
+
+/// Refuses a held run: it turns `rejected`, finished now, its message
+/// saying who and why. Conflict when the run is no longer held.
+pub async fn reject_run(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    message: &str,
+) -> Result<SyncRun, StoreError> {
+    let changed = sqlx::query(
+        "UPDATE sync_runs SET status = 'rejected', message = $1, finished_at = $2 \
+         WHERE id = $3 AND status = 'held'",
+    )
+    .bind(message)
+    .bind(Timestamp::now().0)
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    let run = get_run(conn, id)
+        .await?
+        .ok_or(StoreError::NotFound("sync run"))?;
+    if changed.rows_affected() == 0 {
+        return Err(StoreError::Conflict {
+            entity: "sync run rejection",
             detail: format!("run {id} is {}, not held", run.status.as_str()),
         });
     }

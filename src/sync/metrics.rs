@@ -60,6 +60,11 @@ impl SyncMetrics {
         }
     }
 
+    /// A held run was rejected: nothing is held any more.
+    pub fn held_rejected(&self) {
+        self.held_would_remove.store(0, Ordering::Relaxed);
+    }
+
     /// When a run last applied cleanly on this replica (a run with nothing
     /// to change counts: Tyk was in step).
     pub fn last_success(&self) -> Option<Timestamp> {

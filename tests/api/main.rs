@@ -57,3 +57,6 @@ mod sync_transient_log;
 mod tib;
 mod tyk_client;
 mod tyk_standin;
+mod ui;
+mod ui_browser;
+mod ui_pages;

@@ -242,7 +242,7 @@ mod tests {
 
     use super::*;
     use crate::admin::status::{
-        InvalidEmailStatus, OutboxStatus, SourceStatus, StatusResponse, SyncInfo,
+        FailuresStatus, InvalidEmailStatus, OutboxStatus, SourceStatus, StatusResponse, SyncInfo,
     };
 
     fn status(poll_error: Option<&str>, held_runs: i64) -> StatusResponse {
@@ -276,6 +276,10 @@ mod tests {
             invalid_email: InvalidEmailStatus {
                 count: 0,
                 sample: vec![],
+            },
+            failures: FailuresStatus {
+                quarantined: 0,
+                skipped: 0,
             },
             fold_collisions: vec![],
             tib: None,

@@ -586,6 +586,10 @@ async fn command_worker(
     config: &Config,
     dry_run: bool,
 ) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
+    // A config error is reported before the database is looked at.
+    if config.tyk.is_none() {
+        return Err(no_tyk_section());
+    }
     let store = if dry_run {
         current_store(config).await?
     } else {
@@ -602,12 +606,13 @@ async fn command_worker(
     let leadership = crate::cluster::Leadership::always();
     crate::wiring::sync_worker_with(config, &store, loader, &leadership)
         .map_err(StartupError::from)?
-        .ok_or_else(|| {
-            CommandError::Usage(
-                "tyk: no [tyk] section is configured (hint: set tyk.dashboard_url and tyk.api_key)"
-                    .into(),
-            )
-        })
+        .ok_or_else(no_tyk_section)
+}
+
+fn no_tyk_section() -> CommandError {
+    CommandError::Usage(
+        "tyk: no [tyk] section is configured (hint: set tyk.dashboard_url and tyk.api_key)".into(),
+    )
 }
 
 async fn plan(config: &Config, json: bool) -> Result<String, CommandError> {

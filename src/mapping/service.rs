@@ -50,13 +50,28 @@ impl ReloadReport {
     }
 }
 
-fn mapping_event(action: &str, rules: &[&str]) -> NewIdentityEvent {
+/// The event of a rule change. `before` holds the changed or removed
+/// rules as they were (org, group name, `mappingsSSO`): with the rules as
+/// they are now, the sync worker finds the people the change can affect —
+/// those whose groups match either — instead of planning everyone.
+fn mapping_event(action: &str, rules: &[&str], before: &[&MappingRule]) -> NewIdentityEvent {
+    let before: Vec<serde_json::Value> = before
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "org_id": r.org_id,
+                "name": r.name,
+                "mappings_sso": r.mappings_sso,
+            })
+        })
+        .collect();
     NewIdentityEvent {
         source: SourceName::new("mapping"),
         kind: EventKind::MappingChanged,
         subject_id: None,
         email: None,
-        detail: serde_json::json!({ "action": action, "rules": rules }),
+        detail: serde_json::json!({ "action": action, "rules": rules, "before": before }),
     }
 }
 
@@ -100,7 +115,7 @@ pub async fn create(
     mappings::insert(&mut tx, &rule, RuleOrigin::Api)
         .await
         .map_err(conflict)?;
-    crate::store::events::append(&mut tx, &mapping_event("created", &[&rule.id])).await?;
+    crate::store::events::append(&mut tx, &mapping_event("created", &[&rule.id], &[])).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule created");
     Ok(rule)
@@ -123,7 +138,11 @@ pub async fn update(
     mappings::update(&mut tx, &rule, RuleOrigin::Api)
         .await
         .map_err(conflict)?;
-    crate::store::events::append(&mut tx, &mapping_event("updated", &[&rule.id])).await?;
+    crate::store::events::append(
+        &mut tx,
+        &mapping_event("updated", &[&rule.id], &[&existing.rule]),
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule updated");
     Ok(rule)
@@ -139,7 +158,8 @@ pub async fn delete(store: &Store, id: &str) -> Result<(), MappingError> {
         return Err(MappingError::ConfigOwned(id.to_string()));
     }
     mappings::delete(&mut tx, id).await?;
-    crate::store::events::append(&mut tx, &mapping_event("deleted", &[id])).await?;
+    crate::store::events::append(&mut tx, &mapping_event("deleted", &[id], &[&existing.rule]))
+        .await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(rule = %id, "mapping rule deleted");
     Ok(())
@@ -256,7 +276,13 @@ pub async fn sync_config_rules(
             .chain(&report.removed)
             .map(String::as_str)
             .collect();
-        crate::store::events::append(&mut tx, &mapping_event("config_reloaded", &ids)).await?;
+        let before: Vec<&MappingRule> = existing
+            .iter()
+            .map(|s| &s.rule)
+            .filter(|r| ids.contains(&r.id.as_str()))
+            .collect();
+        crate::store::events::append(&mut tx, &mapping_event("config_reloaded", &ids, &before))
+            .await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(
@@ -331,6 +357,7 @@ pub async fn apply_file(
     }
     let mut tx = store.begin_write().await?;
     let mut report = ReloadReport::default();
+    let mut before = Vec::new();
     for mut rule in rules {
         match mappings::find_by_name(&mut tx, &rule.org_id, &rule.name).await? {
             Some(stored) if stored.origin == RuleOrigin::Config => {
@@ -345,6 +372,7 @@ pub async fn apply_file(
                         .await
                         .map_err(conflict)?;
                     report.updated.push(rule.id);
+                    before.push(stored.rule);
                 }
             }
             None => {
@@ -363,7 +391,11 @@ pub async fn apply_file(
             .chain(&report.updated)
             .map(String::as_str)
             .collect();
-        crate::store::events::append(&mut tx, &mapping_event("applied", &ids)).await?;
+        crate::store::events::append(
+            &mut tx,
+            &mapping_event("applied", &ids, &before.iter().collect::<Vec<_>>()),
+        )
+        .await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     Ok(report)

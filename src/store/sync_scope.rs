@@ -54,3 +54,64 @@ pub async fn member_emails(
     }
     Ok(emails)
 }
+
+/// The detail of a group's `GroupDeleted` event, written before the group
+/// goes (its memberships go with it): its name and the lower-cased e-mails
+/// of its members, direct or nested — the people the deletion can affect,
+/// which the sync worker plans instead of everyone.
+pub async fn deleted_group_detail(
+    conn: &mut AnyConnection,
+    source: &SourceName,
+    group: Uuid,
+    display_name: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let members = member_emails(conn, source, group).await?;
+    Ok(serde_json::json!({ "displayName": display_name, "members": members }))
+}
+
+/// An outbox event's detail (`None` if the event is gone).
+pub async fn event_detail(
+    conn: &mut AnyConnection,
+    seq: i64,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let detail: Option<String> =
+        sqlx::query_scalar("SELECT detail FROM identity_events WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&mut *conn)
+            .await?;
+    detail
+        .map(|d| {
+            serde_json::from_str(&d)
+                .map_err(|e| StoreError::Corrupt(format!("bad event detail: {e}")))
+        })
+        .transpose()
+}
+
+/// Lower-cased e-mails of the people in any group of the store the
+/// `matches` predicate accepts (directly or through nested groups): the
+/// people a mapping rule with those patterns can place. Reads every group
+/// (not every person) and then each matching group's members.
+pub async fn people_in_groups_matching(
+    conn: &mut AnyConnection,
+    matches: impl Fn(&crate::mapping::GroupRef) -> bool,
+) -> Result<BTreeSet<String>, StoreError> {
+    let rows = sqlx::query("SELECT id, source, display_name, external_id FROM identity_groups")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut matching = Vec::new();
+    for row in rows {
+        let group = crate::mapping::GroupRef {
+            source: SourceName(row.try_get("source")?),
+            display_name: row.try_get("display_name")?,
+            external_id: row.try_get("external_id")?,
+        };
+        if matches(&group) {
+            matching.push((group.source, parse_uuid(&row.try_get::<String, _>("id")?)?));
+        }
+    }
+    let mut emails = BTreeSet::new();
+    for (source, group) in matching {
+        emails.extend(member_emails(conn, &source, group).await?);
+    }
+    Ok(emails)
+}

@@ -34,9 +34,11 @@ use crate::domain::Timestamp;
 use crate::store::{Store, StoreError, sync_state};
 
 mod events;
+mod group_turn;
 mod runs;
 mod types;
 
+use group_turn::GroupTurn;
 use types::status;
 pub use types::{ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, Trigger};
 
@@ -56,6 +58,13 @@ pub struct SyncWorker<W, S> {
     /// group names unique, so two runs planning from the same listing must
     /// not both create a group.
     pub(super) group_writes: tokio::sync::Mutex<()>,
+    /// Groups this worker created or adopted, by (org, name): their Tyk id
+    /// and when (see [`group_turn`]).
+    pub(super) groups_created:
+        std::sync::Mutex<BTreeMap<(String, String), (String, std::time::Instant)>>,
+    /// Held by a full reconcile or an approval for its whole run: one at a
+    /// time.
+    full_runs: tokio::sync::Mutex<()>,
 }
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
@@ -70,6 +79,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             metrics: Arc::new(SyncMetrics::default()),
             planned_by_events: std::sync::Mutex::new(BTreeMap::new()),
             group_writes: tokio::sync::Mutex::new(()),
+            groups_created: std::sync::Mutex::new(BTreeMap::new()),
+            full_runs: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -164,7 +175,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// streams in (see [`super::stream_plan`]), then guarded and applied
     /// as one plan.
     async fn run_full(&self) -> Result<SyncStatus, SyncError> {
-        let _group_writes = self.group_writes.lock().await;
+        let _one_at_a_time = self.full_runs.lock().await;
         let started = std::time::Instant::now();
         let desired = self.source.desired().await?;
         let (ownership, managed) = self.ownership().await?;
@@ -191,8 +202,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             plan,
             &actual,
             managed,
-            BTreeMap::new(),
-            vec![],
+            (BTreeMap::new(), vec![]),
+            GroupTurn::Take {
+                listed_after: started,
+            },
         )
         .await
     }

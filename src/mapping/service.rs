@@ -428,53 +428,26 @@ pub async fn load_desired_for(
     emails: &std::collections::BTreeSet<String>,
 ) -> Result<crate::domain::DesiredState, MappingError> {
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
-    let mut people = Vec::new();
-    for email in emails {
-        for user in crate::store::identities::users_by_email(&mut conn, email).await? {
-            let groups = groups_of(&mut conn, &user.source, user.id).await?;
-            people.push(super::resolve::PersonIdentity {
-                source: user.source.clone(),
-                user_name: user.user_name.clone(),
-                email: user.email.clone(),
-                given_name: user.given_name.clone(),
-                family_name: user.family_name.clone(),
-                display_name: user.display_name.clone(),
-                active: user.active,
-                groups,
-            });
-        }
-    }
+    let people = crate::store::sync_scope::identities_with_groups(&mut conn, emails)
+        .await?
+        .into_iter()
+        .map(|(user, groups)| super::resolve::PersonIdentity {
+            source: user.source,
+            user_name: user.user_name,
+            email: user.email,
+            given_name: user.given_name,
+            family_name: user.family_name,
+            display_name: user.display_name,
+            active: user.active,
+            groups,
+        })
+        .collect::<Vec<_>>();
     let rules = crate::store::mappings::list_rules(&mut conn).await?;
     Ok(super::resolve::desired_state(
         &people,
         &rules,
         &config.resolve_options(),
     ))
-}
-
-/// Every group of `source` that `member` is in, directly or through nested
-/// groups (each group visited once, so membership cycles end).
-async fn groups_of(
-    conn: &mut sqlx::AnyConnection,
-    source: &SourceName,
-    member: Uuid,
-) -> Result<Vec<super::matcher::GroupRef>, StoreError> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut found = Vec::new();
-    let mut queue = vec![member];
-    while let Some(id) = queue.pop() {
-        for group in crate::store::identities::groups_of_member(&mut *conn, source, id).await? {
-            if seen.insert(group.id) {
-                queue.push(group.id);
-                found.push(super::matcher::GroupRef {
-                    source: group.source.clone(),
-                    display_name: group.display_name.clone(),
-                    external_id: group.external_id.clone(),
-                });
-            }
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

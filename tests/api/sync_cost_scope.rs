@@ -109,6 +109,57 @@ both_backends!(
     a_change_needing_a_new_group_during_a_reconcile_is_not_held_behind_it
 );
 
+async fn a_group_both_a_reconcile_and_an_event_run_need_is_created_once(db: Db) {
+    let stack = stack_with(db, STRANGERS, |_| {}).await;
+    stack
+        .add_rule("API Developers", 10, &["okta:Developers"])
+        .await;
+    stack.add_rule("API Ops", 20, &["okta:Ops"]).await;
+    let ada = stack.create_user("ada", "ada@example.org").await;
+    stack.create_group("Developers", &[&ada]).await;
+    let ops = stack.create_group("Ops", &[]).await;
+    stack
+        .until_within("Ada is in API Developers", Duration::from_secs(60), |s| {
+            s.in_group("ada@example.org", "API Developers")
+        })
+        .await;
+    quiet(&stack).await;
+    // API Ops goes by hand: the reconcile's listing lacks it, so it plans
+    // to create it; so does the event run moving Ada there meanwhile.
+    let gone = stack.tyk_group("API Ops").expect("API Ops").id;
+    stack.standin.with_directory(|d| d.remove_group(&gone));
+
+    let log = during_a_reconcile(&stack, async {
+        stack.patch_members(&ops, &[&ada], &[]).await;
+        stack
+            .until_within("Ada is in API Ops", Duration::from_secs(60), |s| {
+                s.in_group("ada@example.org", "API Ops")
+            })
+            .await;
+    })
+    .await;
+    let created = index_of(&log, |r| r.method == "POST" && r.path == "/api/usergroups");
+    assert!(created < last_listing(&log), "{:#?}", describe(&log));
+    let api_ops: Vec<String> = stack
+        .standin
+        .groups()
+        .into_iter()
+        .filter(|g| g.name == "API Ops")
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(
+        api_ops.len(),
+        1,
+        "API Ops created once: {:#?}",
+        describe(&log)
+    );
+    assert!(stack.in_group("ada@example.org", "API Ops"));
+}
+both_backends!(
+    group_created_once,
+    a_group_both_a_reconcile_and_an_event_run_need_is_created_once
+);
+
 async fn an_ordinary_change_during_a_reconcile_is_not_held_behind_it(db: Db) {
     let stack = stack_with(db, STRANGERS, |_| {}).await;
     stack

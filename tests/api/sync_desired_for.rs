@@ -32,7 +32,7 @@ fn user(source: &str, n: usize) -> IdentityUser {
         given_name: Some(format!("{source}{n}")),
         family_name: Some("Test".into()),
         display_name: None,
-        active: n % 7 != 0,
+        active: !n.is_multiple_of(7),
         attributes: json!({}),
         version: 1,
         created_at: now,
@@ -100,12 +100,12 @@ async fn desired_for_equals_everyones_restricted(db: Db) {
                 .await
                 .expect("member");
         }
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let okta = user("okta", n);
             identities::insert_user(&mut tx, &okta, &[])
                 .await
                 .expect("user");
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 identities::add_members(&mut tx, ops.id, &[member(okta.id, MemberKind::User)])
                     .await
                     .expect("member");

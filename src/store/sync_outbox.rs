@@ -144,11 +144,17 @@ async fn lease(
 /// Marks events processed and drops their leases.
 pub async fn complete(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), StoreError> {
     events::mark_processed(conn, seqs).await?;
-    for seq in seqs {
-        sqlx::query("DELETE FROM sync_event_leases WHERE seq = $1")
-            .bind(*seq)
-            .execute(&mut *conn)
-            .await?;
+    // One statement per 500 events, as there.
+    for chunk in seqs.chunks(500) {
+        let sql = format!(
+            "DELETE FROM sync_event_leases WHERE seq IN ({})",
+            super::bulk::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! planner, the guard, the applier and the run records.
 //!
 //! - `run_once(Trigger::Events)` claims a batch of outbox events, plans for
-//!   just the people they name (everyone if an event names nobody, e.g. a
-//!   group or mapping change), applies, then marks processed the events of
-//!   people who succeeded and releases the others with a backoff.
+//!   just the people they can affect (found from the store, also for group
+//!   and mapping changes; see `events::affected_people`), applies, then
+//!   marks processed the events of people who succeeded and releases the
+//!   others with a backoff.
 //! - `run_once(Trigger::Full)` plans everyone (the periodic drift fix and
 //!   `tyk-idsync sync --once`).
 //! - A plan the guard holds is recorded as a held run (with its plan) and
@@ -53,10 +54,9 @@ pub struct SyncWorker<W, S> {
     /// When an event run last planned each person (lower-cased e-mail): a
     /// full reconcile running meanwhile leaves them to the event runs.
     pub(super) planned_by_events: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
-    /// Held by a run that may create, change or delete Tyk groups (a full
-    /// reconcile from its listing to its last write): Tyk does not keep
-    /// group names unique, so two runs planning from the same listing must
-    /// not both create a group.
+    /// The group-writes turn (see [`group_turn`]): Tyk does not keep group
+    /// names unique, so two runs planning from views that both lack a group
+    /// must not both create it. Held only around group steps.
     pub(super) group_writes: tokio::sync::Mutex<()>,
     /// Groups this worker created or adopted, by (org, name): their Tyk id
     /// and when (see [`group_turn`]).

@@ -14,7 +14,10 @@
 //! 3. the same while a full reconcile runs;
 //! 4. the same with 20 % faults (10 % 429 `Retry-After: 1`, 10 % 500);
 //! 5. BULK new people through SCIM (created, then added to the mapped
-//!    group): wall and Tyk requests.
+//!    group): wall and Tyk requests;
+//! 6. BULK more, in steps of 200 (created, then added), as an IdP pushing
+//!    a large group does: the sync applies one step while the next
+//!    arrives.
 //!
 //! A benchmark, not a test: it prints figures and asserts nothing.
 
@@ -107,6 +110,28 @@ impl Bench {
             )
             .await;
         assert_eq!(status, 200, "{body}");
+    }
+
+    /// Creates one person over SCIM (`{name}@cost.example`); their id.
+    async fn create_person(&self, name: &str) -> Uuid {
+        let (status, user) = self
+            .scim(
+                reqwest::Method::POST,
+                "/Users",
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": name,
+                    "name": {"givenName": "Bulk", "familyName": name},
+                    "emails": [{"value": format!("{name}@cost.example"), "type": "work", "primary": true}],
+                    "active": true,
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{user}");
+        user["id"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .expect("id")
     }
 
     fn group_of(&self, tyk_id: &str) -> Option<String> {
@@ -493,6 +518,47 @@ async fn main() -> Result<(), Error> {
         .count();
     println!(
         "bulk {bulk} new people: {wall:>8.2?} (SCIM done at {scim_done:.1?}; first to last Tyk request {tyk_span:.1?})  {} Tyk requests = {:.3} per person ({creates} creates, {listings} listing pages)  floor requests/rate {:.1?}, wall/floor {:.2}",
+        log.len(),
+        log.len() as f64 / bulk as f64,
+        Duration::from_secs_f64(log.len() as f64 / f64::from(RATE)),
+        wall.as_secs_f64() / (log.len() as f64 / f64::from(RATE)),
+    );
+
+    // 6. Bulk again, as an IdP pushing in steps: each 200 new people are
+    // created, then added to the mapped group, while the sync applies the
+    // steps before (the wall time then shows whether the sync keeps up).
+    bench.standin.clear_request_log();
+    let started = Instant::now();
+    for wave in 0..bulk.div_ceil(200) {
+        let range = wave * 200..((wave + 1) * 200).min(bulk);
+        let ids: Vec<Uuid> = futures::stream::iter(range)
+            .map(|n| {
+                let bench = &bench;
+                async move { bench.create_person(&format!("wave{n}")).await }
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        bench.add_members(bench.developers_scim, &ids).await;
+    }
+    let scim_done = started.elapsed();
+    loop {
+        let mut conn = state.store.pool().acquire().await?;
+        let (depth, _) = tyk_idsync::store::events::depth(&mut conn).await?;
+        if depth == 0 {
+            break;
+        }
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wall = started.elapsed();
+    let log = bench.standin.request_log();
+    let listings = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/users")
+        .count();
+    println!(
+        "bulk {bulk} new people in steps of 200: {wall:>8.2?} (SCIM done at {scim_done:.1?})  {} Tyk requests = {:.3} per person ({listings} listing pages)  floor requests/rate {:.1?}, wall/floor {:.2}",
         log.len(),
         log.len() as f64 / bulk as f64,
         Duration::from_secs_f64(log.len() as f64 / f64::from(RATE)),

@@ -19,7 +19,7 @@ use crate::scim::ScimState;
 use crate::store::{Store, StoreError};
 use crate::sync::SyncWorker;
 use crate::sync::fenced::Fenced;
-use crate::sync::service::{DesiredLoader, ServiceSource, ServiceWorker};
+use crate::sync::service::{DesiredLoader, ServiceSource, ServiceWorker, UnmappedGroup};
 use crate::sync::tyk_gateway::TykGateway;
 use crate::sync::worker::LoadError;
 use crate::tyk::{RequestLimits, TykClient, TykError};
@@ -93,7 +93,29 @@ pub fn sync_worker(
     mapping: &LiveMapping,
     leadership: &Leadership,
 ) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
-    sync_worker_with(config, store, desired_loader(mapping.clone()), leadership)
+    let live = mapping.clone();
+    let unmapped: UnmappedGroup = Arc::new(move || unmapped_group(&read(&live)));
+    sync_worker_placing(
+        config,
+        store,
+        desired_loader(mapping.clone()),
+        unmapped,
+        leadership,
+    )
+}
+
+/// Where `unmapped_policy = "default"` puts people no rule matches:
+/// (default org, default group).
+fn unmapped_group(mapping: &MappingConfig) -> Option<(String, String)> {
+    let options = mapping.resolve_options();
+    match (
+        options.unmapped_policy,
+        options.default_org_id,
+        options.default_group,
+    ) {
+        (crate::mapping::UnmappedPolicy::Default, Some(org), Some(group)) => Some((org, group)),
+        _ => None,
+    }
 }
 
 /// The sync worker with this desired-state loader (`plan` passes
@@ -104,6 +126,20 @@ pub fn sync_worker_with(
     config: &Config,
     store: &Store,
     loader: DesiredLoader,
+    leadership: &Leadership,
+) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
+    let mapping = config.mapping.clone();
+    let unmapped: UnmappedGroup = Arc::new(move || unmapped_group(&mapping));
+    sync_worker_placing(config, store, loader, unmapped, leadership)
+}
+
+/// The sync worker, told where unmapped people go (see
+/// [`ServiceSource::placing_unmapped_people`]).
+fn sync_worker_placing(
+    config: &Config,
+    store: &Store,
+    loader: DesiredLoader,
+    unmapped: UnmappedGroup,
     leadership: &Leadership,
 ) -> Result<Option<Arc<ServiceWorker>>, WiringError> {
     let Some(tyk) = &config.tyk else {
@@ -121,7 +157,8 @@ pub fn sync_worker_with(
         .with_retry(config.sync.limits().retry)
         .trusting_own_writes(config.sync.trust_own_writes)
         .with_listing_concurrency(config.sync.max_concurrency);
-    let source = ServiceSource::new(store.clone(), gateway.clone(), loader);
+    let source = ServiceSource::new(store.clone(), gateway.clone(), loader)
+        .placing_unmapped_people(unmapped);
     Ok(Some(Arc::new(SyncWorker::new(
         store.clone(),
         Fenced::new(gateway, leadership.clone()),

@@ -218,9 +218,23 @@ async fn sync_groups(
     let mut ids = BTreeMap::new();
     for (key, group) in &stored {
         if !snap.groups.contains_key(key) {
+            // Who the deletion can affect, read before the memberships go.
+            let detail = crate::store::sync_scope::deleted_group_detail(
+                conn,
+                source,
+                group.id,
+                &group.display_name,
+            )
+            .await?;
             identities::delete_group(conn, source, group.id).await?;
             events
-                .push(conn, group_event(EventKind::GroupDeleted, group))
+                .push(
+                    conn,
+                    NewIdentityEvent {
+                        detail,
+                        ..group_event(EventKind::GroupDeleted, group)
+                    },
+                )
                 .await?;
             report.groups_deleted += 1;
         }

@@ -50,13 +50,28 @@ impl ReloadReport {
     }
 }
 
-fn mapping_event(action: &str, rules: &[&str]) -> NewIdentityEvent {
+/// The event of a rule change. `before` holds the changed or removed
+/// rules as they were (org, group name, `mappingsSSO`): with the rules as
+/// they are now, the sync worker finds the people the change can affect —
+/// those whose groups match either — instead of planning everyone.
+fn mapping_event(action: &str, rules: &[&str], before: &[&MappingRule]) -> NewIdentityEvent {
+    let before: Vec<serde_json::Value> = before
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "org_id": r.org_id,
+                "name": r.name,
+                "mappings_sso": r.mappings_sso,
+            })
+        })
+        .collect();
     NewIdentityEvent {
         source: SourceName::new("mapping"),
         kind: EventKind::MappingChanged,
         subject_id: None,
         email: None,
-        detail: serde_json::json!({ "action": action, "rules": rules }),
+        detail: serde_json::json!({ "action": action, "rules": rules, "before": before }),
     }
 }
 
@@ -100,7 +115,7 @@ pub async fn create(
     mappings::insert(&mut tx, &rule, RuleOrigin::Api)
         .await
         .map_err(conflict)?;
-    crate::store::events::append(&mut tx, &mapping_event("created", &[&rule.id])).await?;
+    crate::store::events::append(&mut tx, &mapping_event("created", &[&rule.id], &[])).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule created");
     Ok(rule)
@@ -123,7 +138,11 @@ pub async fn update(
     mappings::update(&mut tx, &rule, RuleOrigin::Api)
         .await
         .map_err(conflict)?;
-    crate::store::events::append(&mut tx, &mapping_event("updated", &[&rule.id])).await?;
+    crate::store::events::append(
+        &mut tx,
+        &mapping_event("updated", &[&rule.id], &[&existing.rule]),
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(rule = %rule.id, org = %rule.org_id, group = %rule.name, "mapping rule updated");
     Ok(rule)
@@ -139,7 +158,8 @@ pub async fn delete(store: &Store, id: &str) -> Result<(), MappingError> {
         return Err(MappingError::ConfigOwned(id.to_string()));
     }
     mappings::delete(&mut tx, id).await?;
-    crate::store::events::append(&mut tx, &mapping_event("deleted", &[id])).await?;
+    crate::store::events::append(&mut tx, &mapping_event("deleted", &[id], &[&existing.rule]))
+        .await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(rule = %id, "mapping rule deleted");
     Ok(())
@@ -256,7 +276,13 @@ pub async fn sync_config_rules(
             .chain(&report.removed)
             .map(String::as_str)
             .collect();
-        crate::store::events::append(&mut tx, &mapping_event("config_reloaded", &ids)).await?;
+        let before: Vec<&MappingRule> = existing
+            .iter()
+            .map(|s| &s.rule)
+            .filter(|r| ids.contains(&r.id.as_str()))
+            .collect();
+        crate::store::events::append(&mut tx, &mapping_event("config_reloaded", &ids, &before))
+            .await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(
@@ -345,6 +371,7 @@ pub async fn apply_file(
     }
     let mut tx = store.begin_write().await?;
     let mut report = ReloadReport::default();
+    let mut before = Vec::new();
     for mut rule in rules {
         match mappings::find_by_name(&mut tx, &rule.org_id, &rule.name).await? {
             Some(stored) if stored.origin == RuleOrigin::Config => {
@@ -359,6 +386,7 @@ pub async fn apply_file(
                         .await
                         .map_err(conflict)?;
                     report.updated.push(rule.id);
+                    before.push(stored.rule);
                 }
             }
             None => {
@@ -377,7 +405,11 @@ pub async fn apply_file(
             .chain(&report.updated)
             .map(String::as_str)
             .collect();
-        crate::store::events::append(&mut tx, &mapping_event("applied", &ids)).await?;
+        crate::store::events::append(
+            &mut tx,
+            &mapping_event("applied", &ids, &before.iter().collect::<Vec<_>>()),
+        )
+        .await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     Ok(report)
@@ -410,53 +442,26 @@ pub async fn load_desired_for(
     emails: &std::collections::BTreeSet<String>,
 ) -> Result<crate::domain::DesiredState, MappingError> {
     let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
-    let mut people = Vec::new();
-    for email in emails {
-        for user in crate::store::identities::users_by_email(&mut conn, email).await? {
-            let groups = groups_of(&mut conn, &user.source, user.id).await?;
-            people.push(super::resolve::PersonIdentity {
-                source: user.source.clone(),
-                user_name: user.user_name.clone(),
-                email: user.email.clone(),
-                given_name: user.given_name.clone(),
-                family_name: user.family_name.clone(),
-                display_name: user.display_name.clone(),
-                active: user.active,
-                groups,
-            });
-        }
-    }
+    let people = crate::store::sync_scope::identities_with_groups(&mut conn, emails)
+        .await?
+        .into_iter()
+        .map(|(user, groups)| super::resolve::PersonIdentity {
+            source: user.source,
+            user_name: user.user_name,
+            email: user.email,
+            given_name: user.given_name,
+            family_name: user.family_name,
+            display_name: user.display_name,
+            active: user.active,
+            groups,
+        })
+        .collect::<Vec<_>>();
     let rules = crate::store::mappings::list_rules(&mut conn).await?;
     Ok(super::resolve::desired_state(
         &people,
         &rules,
         &config.resolve_options(),
     ))
-}
-
-/// Every group of `source` that `member` is in, directly or through nested
-/// groups (each group visited once, so membership cycles end).
-async fn groups_of(
-    conn: &mut sqlx::AnyConnection,
-    source: &SourceName,
-    member: Uuid,
-) -> Result<Vec<super::matcher::GroupRef>, StoreError> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut found = Vec::new();
-    let mut queue = vec![member];
-    while let Some(id) = queue.pop() {
-        for group in crate::store::identities::groups_of_member(&mut *conn, source, id).await? {
-            if seen.insert(group.id) {
-                queue.push(group.id);
-                found.push(super::matcher::GroupRef {
-                    source: group.source.clone(),
-                    display_name: group.display_name.clone(),
-                    external_id: group.external_id.clone(),
-                });
-            }
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

@@ -439,8 +439,19 @@ async fn delete_tx(
         .ok_or_else(|| ScimError::NotFound("group".into()))?;
     check_if_match(headers, group.version)?;
     let members = identities::list_members(&mut tx, id).await?;
+    // Who the deletion can affect, read before the memberships go with it.
+    let detail =
+        crate::store::sync_scope::deleted_group_detail(&mut tx, source, id, &group.display_name)
+            .await?;
     identities::delete_group(&mut tx, source, id).await?;
-    events::append(&mut tx, &group_event(EventKind::GroupDeleted, &group)).await?;
+    events::append(
+        &mut tx,
+        &NewIdentityEvent {
+            detail,
+            ..group_event(EventKind::GroupDeleted, &group)
+        },
+    )
+    .await?;
     for member in members {
         membership_event(&mut tx, &group, member.id, "removed").await?;
     }

@@ -24,6 +24,10 @@ type DesiredFuture = Pin<Box<dyn Future<Output = Result<DesiredState, LoadError>
 pub type DesiredLoader =
     Arc<dyn Fn(Store, Option<BTreeSet<String>>) -> DesiredFuture + Send + Sync>;
 
+/// Where `unmapped_policy = "default"` places people no rule matches
+/// ((org, group name)), as the live mapping config says now.
+pub type UnmappedGroup = Arc<dyn Fn() -> Option<(String, String)> + Send + Sync>;
+
 /// Pages of Tyk's user listing the full reconcile plans at a time (with
 /// Tyk's default page size of 10, 500 users).
 pub const FULL_RECONCILE_WINDOW_PAGES: usize = 50;
@@ -43,6 +47,8 @@ pub struct ServiceSource {
     /// Tyk's user groups as last listed; `None` until listed or after
     /// [`StateSource::groups_changed`].
     groups: Mutex<Option<Vec<ActualGroup>>>,
+    /// `None`: not told, so any rule's group may hold unmapped people.
+    unmapped_group: Option<UnmappedGroup>,
 }
 
 impl ServiceSource {
@@ -52,7 +58,15 @@ impl ServiceSource {
             gateway,
             desired,
             groups: Mutex::new(None),
+            unmapped_group: None,
         }
+    }
+
+    /// Tells the source where unmapped people go, so a change of any other
+    /// rule plans only the people that rule matches.
+    pub fn placing_unmapped_people(mut self, unmapped: UnmappedGroup) -> Self {
+        self.unmapped_group = Some(unmapped);
+        self
     }
 
     fn cached_groups(&self) -> Option<Vec<ActualGroup>> {
@@ -187,6 +201,12 @@ impl StateSource for ServiceSource {
 
     fn groups_changed(&self) {
         self.cache_groups(None);
+    }
+
+    fn takes_unmapped_people(&self, org_id: &str, group: &str) -> bool {
+        self.unmapped_group.as_ref().is_none_or(|unmapped| {
+            unmapped().is_some_and(|(org, name)| org == org_id && name == group)
+        })
     }
 }
 

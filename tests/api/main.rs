@@ -47,6 +47,8 @@ mod store_identities;
 mod store_members_within_source;
 mod sync_access_key;
 mod sync_cost;
+mod sync_cost_scope;
+mod sync_desired_for;
 mod sync_e2e;
 mod sync_e2e_crash;
 mod sync_e2e_faults;

@@ -3,16 +3,35 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::group_turn::{self, GroupTurn};
 use super::types::{ActualScope, StateSource, SyncError, SyncStatus, Trigger};
 use super::{SyncWorker, idle_status, millis};
-use crate::domain::{EventKind, Timestamp};
+use crate::domain::{DesiredState, EventKind, Timestamp};
 use crate::store::StoreError;
 use crate::store::sync_outbox::{self, ClaimedEvent};
 use crate::store::sync_scope;
+use crate::sync::actual::ActualState;
 use crate::sync::guard::{GuardVerdict, guard};
+use crate::sync::ownership::Ownership;
 use crate::sync::plan::plan;
 use crate::sync::scope::plan_for_people;
+use crate::sync::step::Plan;
 use crate::sync::writer::TykWriter;
+
+/// What an event run plans from.
+struct PlanInputs {
+    desired: DesiredState,
+    actual: ActualState,
+    ownership: Ownership,
+    /// Users we manage in all (the guard's base).
+    managed: usize,
+}
+
+/// An event run's plan and what it was planned from.
+struct EventPlan {
+    plan: Plan,
+    inputs: PlanInputs,
+}
 
 /// Tyk's answer to a write naming a group it does not have (CONTRACT.md
 /// §2.8: `PUT /api/usergroups/{id}` and the user writes).
@@ -78,9 +97,6 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         &self,
         events: &[ClaimedEvent],
     ) -> Result<SyncStatus, SyncError> {
-        // Group writes (planned from the groups as listed) only when no full
-        // reconcile is under way: taken before planning, held to the end.
-        let group_writes = self.group_writes.try_lock().ok();
         // One plan per person, however many of their events the batch holds.
         let scope = match self.affected_people(events).await? {
             Some(emails) => ActualScope::People(emails),
@@ -89,37 +105,25 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         if let ActualScope::People(people) = &scope {
             self.note_planned_by_events(people);
         }
-        let mut desired = match &scope {
-            ActualScope::Everyone => self.source.desired().await?,
-            ActualScope::People(people) => self.source.desired_for(people).await?,
+        let mut planned = self.plan_scope(&scope).await?;
+        // A plan that writes groups was made from cached groups: planned
+        // again from a fresh group listing (the people as read) and applied
+        // under the group-writes turn, so it neither duplicates a group a
+        // full reconcile (or an earlier run) just created nor waits for that
+        // reconcile's listing.
+        let turn = if group_turn::writes_groups(&planned.plan) {
+            let turn = self.group_writes.lock().await;
+            self.source.groups_changed();
+            let fresh = self
+                .source
+                .actual(&ActualScope::People(BTreeSet::new()))
+                .await?;
+            planned.inputs.actual.groups = fresh.groups;
+            planned = self.replan(&scope, planned.inputs).await?;
+            Some(turn)
+        } else {
+            None
         };
-        let mut actual = self.source.actual(&scope).await?;
-        let (mut ownership, managed) = match &scope {
-            ActualScope::Everyone => self.ownership().await?,
-            ActualScope::People(people) => self.ownership_of(people).await?,
-        };
-        let now = Timestamp::now();
-        let policy = self.config.policy();
-        let mut plan = match &scope {
-            ActualScope::Everyone => plan(&desired, &actual, &ownership, &policy, now),
-            ActualScope::People(people) => {
-                plan_for_people(&desired, &actual, &ownership, &policy, now, people)
-            }
-        };
-        if scope != ActualScope::Everyone
-            && matches!(
-                guard(&plan, managed, self.config.guard),
-                GuardVerdict::Hold { .. }
-            )
-        {
-            // Held: hold everyone's plan, so the held run carries every
-            // pending removal — also those of earlier held event runs,
-            // which it supersedes — and approving it applies them all.
-            desired = self.source.desired().await?;
-            actual = self.source.actual(&ActualScope::Everyone).await?;
-            ownership = self.ownership().await?.0;
-            plan = crate::sync::plan::plan(&desired, &actual, &ownership, &policy, now);
-        }
         let mut by_email: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for event in events {
             if let Some(email) = &event.email {
@@ -130,14 +134,17 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             }
         }
         let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        if group_writes.is_none() {
-            // A full reconcile is under way and has the groups in hand;
-            // people waiting for a new group are retried after it.
-            plan.steps.retain(|s| s.email().is_some());
-        }
         let status = self
-            .guard_and_apply(Trigger::Events, plan, &actual, managed, by_email, seqs)
+            .guard_and_apply(
+                Trigger::Events,
+                planned.plan,
+                &planned.inputs.actual,
+                planned.inputs.managed,
+                (by_email, seqs),
+                GroupTurn::Held,
+            )
             .await;
+        drop(turn);
         // Also once written: a reconcile that listed them before this
         // write must not apply its older view after it.
         if let ActualScope::People(people) = &scope {
@@ -146,13 +153,78 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         status
     }
 
+    /// The plan of an event run for `scope` (see [`Self::replan`]).
+    async fn plan_scope(&self, scope: &ActualScope) -> Result<EventPlan, SyncError> {
+        let desired = match scope {
+            ActualScope::Everyone => self.source.desired().await?,
+            ActualScope::People(people) => self.source.desired_for(people).await?,
+        };
+        let actual = self.source.actual(scope).await?;
+        let (ownership, managed) = match scope {
+            ActualScope::Everyone => self.ownership().await?,
+            ActualScope::People(people) => self.ownership_of(people).await?,
+        };
+        self.replan(
+            scope,
+            PlanInputs {
+                desired,
+                actual,
+                ownership,
+                managed,
+            },
+        )
+        .await
+    }
+
+    /// Plans `scope` from these inputs, guarded: a plan of some people the
+    /// guard would hold becomes everyone's plan, so the held run carries
+    /// every pending removal — also those of earlier held event runs, which
+    /// it supersedes — and approving it applies them all.
+    async fn replan(
+        &self,
+        scope: &ActualScope,
+        inputs: PlanInputs,
+    ) -> Result<EventPlan, SyncError> {
+        let now = Timestamp::now();
+        let policy = self.config.policy();
+        let PlanInputs {
+            desired,
+            actual,
+            ownership,
+            managed,
+        } = &inputs;
+        let plan = match scope {
+            ActualScope::Everyone => plan(desired, actual, ownership, &policy, now),
+            ActualScope::People(people) => {
+                plan_for_people(desired, actual, ownership, &policy, now, people)
+            }
+        };
+        if *scope != ActualScope::Everyone
+            && matches!(
+                guard(&plan, *managed, self.config.guard),
+                GuardVerdict::Hold { .. }
+            )
+        {
+            return Box::pin(self.plan_scope(&ActualScope::Everyone)).await;
+        }
+        Ok(EventPlan { plan, inputs })
+    }
+
     /// The people a batch of events can affect (lower-cased e-mails), or
-    /// `None` when that takes everyone: a group's update and a nested
-    /// group's membership change affect the people in that group (found in
-    /// the store); a group's creation nobody (each member has a membership
-    /// event of its own); a mapping change, a group deletion (its members
-    /// may be gone already) and a user event without an e-mail affect
-    /// everyone.
+    /// `None` when that takes everyone, all found from the store:
+    /// - a user event names its person;
+    /// - a group's update and a nested group's membership change: the
+    ///   people in that group, directly or nested;
+    /// - a group's creation: nobody (each member has an event of its own);
+    /// - a group's deletion: its former members, recorded in the event
+    ///   when the group was deleted (see `sync_scope::deleted_group_detail`);
+    /// - a mapping rule change: the people in groups the rule matched
+    ///   before or matches now (those it placed, and those it may place), and
+    ///   everyone if the rule's group is where unmatched people go
+    ///   (`unmapped_policy = "default"`).
+    ///
+    /// Events from before their detail carried this (and a user event
+    /// without an e-mail) still take everyone.
     async fn affected_people(
         &self,
         events: &[ClaimedEvent],
@@ -174,10 +246,90 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                     emails
                         .extend(sync_scope::member_emails(&mut conn, &event.source, group).await?);
                 }
+                (None, EventKind::GroupDeleted, Some(_)) => {
+                    let detail = sync_scope::event_detail(&mut conn, event.seq).await?;
+                    match detail.as_ref().and_then(|d| d.get("members")) {
+                        Some(serde_json::Value::Array(members)) => emails.extend(
+                            members
+                                .iter()
+                                .filter_map(serde_json::Value::as_str)
+                                .map(crate::domain::fold_key),
+                        ),
+                        _ => return Ok(None),
+                    }
+                }
+                (None, EventKind::MappingChanged, _) => {
+                    let detail = sync_scope::event_detail(&mut conn, event.seq).await?;
+                    match self.rule_change_people(&mut conn, detail.as_ref()).await? {
+                        Some(people) => emails.extend(people),
+                        None => return Ok(None),
+                    }
+                }
                 (None, _, _) => return Ok(None),
             }
         }
         Ok(Some(emails))
+    }
+
+    /// The people a mapping rule change can affect (see
+    /// [`Self::affected_people`]); `None` for everyone.
+    async fn rule_change_people(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        detail: Option<&serde_json::Value>,
+    ) -> Result<Option<BTreeSet<String>>, SyncError> {
+        let Some(detail) = detail else {
+            return Ok(None);
+        };
+        let (Some(ids), Some(before)) = (
+            detail.get("rules").and_then(|r| r.as_array()),
+            detail.get("before").and_then(|b| b.as_array()),
+        ) else {
+            return Ok(None);
+        };
+        // (org, group name, mappingsSSO) of each rule, before and now.
+        let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
+        for old in before {
+            let text = |key: &str| old.get(key).and_then(|v| v.as_str()).map(str::to_string);
+            let (Some(org), Some(name)) = (text("org_id"), text("name")) else {
+                return Ok(None);
+            };
+            let sso = old
+                .get("mappings_sso")
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            rules.push((org, name, sso));
+        }
+        for id in ids.iter().filter_map(|v| v.as_str()) {
+            if let Some(stored) = crate::store::mappings::get(&mut *conn, id).await? {
+                let rule = stored.rule;
+                rules.push((rule.org_id, rule.name, rule.mappings_sso));
+            }
+        }
+        if rules
+            .iter()
+            .any(|(org, name, _)| self.source.takes_unmapped_people(org, name))
+        {
+            return Ok(None);
+        }
+        let patterns: Vec<crate::mapping::SsoPattern> = rules
+            .iter()
+            .flat_map(|(_, _, sso)| sso.iter())
+            .filter_map(|entry| crate::mapping::SsoPattern::parse(entry).ok())
+            .collect();
+        if patterns.is_empty() {
+            return Ok(Some(BTreeSet::new()));
+        }
+        let people = sync_scope::people_in_groups_matching(&mut *conn, |group| {
+            patterns.iter().any(|p| p.matches(group))
+        })
+        .await?;
+        Ok(Some(people))
     }
 
     /// Marks processed the events whose people succeeded (or whose run was

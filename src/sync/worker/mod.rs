@@ -2,9 +2,10 @@
 //! planner, the guard, the applier and the run records.
 //!
 //! - `run_once(Trigger::Events)` claims a batch of outbox events, plans for
-//!   just the people they name (everyone if an event names nobody, e.g. a
-//!   group or mapping change), applies, then marks processed the events of
-//!   people who succeeded and releases the others with a backoff.
+//!   just the people they can affect (found from the store, also for group
+//!   and mapping changes; see `events::affected_people`), applies, then
+//!   marks processed the events of people who succeeded and releases the
+//!   others with a backoff.
 //! - `run_once(Trigger::Full)` plans everyone (the periodic drift fix and
 //!   `tyk-idsync sync --once`).
 //! - A plan the guard holds is recorded as a held run (with its plan) and
@@ -34,9 +35,11 @@ use crate::domain::Timestamp;
 use crate::store::{Store, StoreError, sync_state};
 
 mod events;
+mod group_turn;
 mod runs;
 mod types;
 
+use group_turn::GroupTurn;
 use types::status;
 pub use types::{ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, Trigger};
 
@@ -51,11 +54,17 @@ pub struct SyncWorker<W, S> {
     /// When an event run last planned each person (lower-cased e-mail): a
     /// full reconcile running meanwhile leaves them to the event runs.
     pub(super) planned_by_events: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
-    /// Held by a run that may create, change or delete Tyk groups (a full
-    /// reconcile from its listing to its last write): Tyk does not keep
-    /// group names unique, so two runs planning from the same listing must
-    /// not both create a group.
+    /// The group-writes turn (see [`group_turn`]): Tyk does not keep group
+    /// names unique, so two runs planning from views that both lack a group
+    /// must not both create it. Held only around group steps.
     pub(super) group_writes: tokio::sync::Mutex<()>,
+    /// Groups this worker created or adopted, by (org, name): their Tyk id
+    /// and when (see [`group_turn`]).
+    pub(super) groups_created:
+        std::sync::Mutex<BTreeMap<(String, String), (String, std::time::Instant)>>,
+    /// Held by a full reconcile or an approval for its whole run: one at a
+    /// time.
+    full_runs: tokio::sync::Mutex<()>,
 }
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
@@ -70,6 +79,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             metrics: Arc::new(SyncMetrics::default()),
             planned_by_events: std::sync::Mutex::new(BTreeMap::new()),
             group_writes: tokio::sync::Mutex::new(()),
+            groups_created: std::sync::Mutex::new(BTreeMap::new()),
+            full_runs: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -164,7 +175,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// streams in (see [`super::stream_plan`]), then guarded and applied
     /// as one plan.
     async fn run_full(&self) -> Result<SyncStatus, SyncError> {
-        let _group_writes = self.group_writes.lock().await;
+        let _one_at_a_time = self.full_runs.lock().await;
         let started = std::time::Instant::now();
         let desired = self.source.desired().await?;
         let (ownership, managed) = self.ownership().await?;
@@ -191,8 +202,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             plan,
             &actual,
             managed,
-            BTreeMap::new(),
-            vec![],
+            (BTreeMap::new(), vec![]),
+            GroupTurn::Take {
+                listed_after: started,
+            },
         )
         .await
     }

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::SyncWorker;
+use super::group_turn::GroupTurn;
 use super::types::{ActualScope, Outcome, StateSource, SyncError, SyncStatus, Trigger, status};
 use crate::domain::Timestamp;
 use crate::store::StoreError;
 use crate::store::sync_runs::{self, NewSyncRun, RunKind, RunStatus};
 use crate::sync::actual::ActualState;
-use crate::sync::apply::{Applier, ApplyContext, ApplyReport};
+use crate::sync::apply::{ApplyContext, ApplyReport};
 use crate::sync::guard::{GuardVerdict, guard};
 use crate::sync::plan::plan;
 use crate::sync::step::Plan;
@@ -24,8 +25,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         plan: Plan,
         actual: &ActualState,
         managed: usize,
-        events_by_email: BTreeMap<String, Vec<i64>>,
-        run_events: Vec<i64>,
+        (events_by_email, run_events): (BTreeMap<String, Vec<i64>>, Vec<i64>),
+        turn: GroupTurn,
     ) -> Result<SyncStatus, SyncError> {
         let mut plan = plan;
         self.leave_quarantined(&mut plan, actual, trigger).await?;
@@ -72,10 +73,11 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             adopt_existing: self.config.adopt_existing,
             ..ApplyContext::new("sync", Timestamp::now())
         };
-        self.apply_recorded(run_id, trigger, &plan, actual, &context, verdict)
+        self.apply_recorded(run_id, trigger, &plan, actual, &context, verdict, turn)
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn apply_recorded(
         &self,
         run_id: Uuid,
@@ -84,10 +86,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         actual: &ActualState,
         context: &ApplyContext,
         verdict: GuardVerdict,
+        turn: GroupTurn,
     ) -> Result<SyncStatus, SyncError> {
-        let report = Applier::new(&self.writer, &self.store, self.config.limits())
-            .apply(plan, actual, context)
-            .await;
+        let report = self.apply_plan(plan, actual, context, turn).await;
         if let Err(e) = self.quarantine_refused(plan, actual, &report).await {
             tracing::error!(error = %e, "cannot record the people Tyk refused");
         }
@@ -224,7 +225,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     async fn approve_and_apply(&self, id: Uuid, actor: &str) -> Result<SyncStatus, SyncError> {
-        let _group_writes = self.group_writes.lock().await;
+        let _one_at_a_time = self.full_runs.lock().await;
+        let started = std::time::Instant::now();
         // Check and re-plan first: a run only turns `approved` when it is
         // about to be applied (a failed load leaves it held).
         let run = self.held_run(id).await?;
@@ -281,6 +283,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             &actual,
             &context,
             GuardVerdict::Proceed,
+            GroupTurn::Take {
+                listed_after: started,
+            },
         )
         .await
     }

@@ -62,6 +62,13 @@ pub trait StateSource: Send + Sync {
     /// Tyk's groups changed (we wrote one), or a write met a group that
     /// no longer exists: forget any cached copy.
     fn groups_changed(&self) {}
+    /// Whether people no rule matches are placed in this rule's group
+    /// (`unmapped_policy = "default"`), so that a change of the rule can
+    /// affect anyone. By default, conservatively, yes.
+    fn takes_unmapped_people(&self, org_id: &str, group: &str) -> bool {
+        let _ = (org_id, group);
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -214,6 +214,13 @@ pub enum RunsAction {
     },
     /// Apply a run held by the mass-change guard.
     Approve { id: uuid::Uuid },
+    /// Reject a held run: nothing of it is applied; who and why go to the audit log.
+    Reject {
+        id: uuid::Uuid,
+        /// Why (required; recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -740,6 +747,17 @@ async fn runs(config: &Config, action: RunsAction) -> Result<String, CommandErro
             let worker = command_worker(config, false).await?;
             let status = crate::sync::cli::runs_approve_command(&worker, id).await?;
             Ok(format!("{}\n", status.describe()))
+        }
+        RunsAction::Reject { id, reason } => {
+            let reason = reason.trim();
+            if reason.is_empty() {
+                return Err(CommandError::Usage(
+                    "--reason: say why the run is rejected".into(),
+                ));
+            }
+            let store = command_store(config).await?;
+            crate::sync::reject::reject_held_run(&store, id, "cli:reject", reason).await?;
+            Ok(format!("run {id} rejected: nothing of it is applied\n"))
         }
     }
 }

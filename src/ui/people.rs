@@ -1,5 +1,7 @@
 //! `/ui/people`: search by e-mail or name; `/ui/people/{email}`: the
-//! explain view ([`crate::mapping::explain`]) and the person's recent audit
+//! explain view ([`crate::mapping::explain`]) with what Tyk holds now, the
+//! steps a sync would take and any quarantine (the admin explain's Tyk side,
+//! [`crate::mapping::explain::tyk_side_of`]), and the person's recent audit
 //! rows; `POST /ui/people/{email}/sync`: provision on demand
 //! ([`crate::sync::on_demand`]).
 
@@ -16,6 +18,7 @@ use super::session::Operator;
 use crate::mapping::Explanation;
 use crate::store::people_search;
 use crate::store::sync_audit::{self, AuditEntry, AuditFilter};
+use crate::sync::person::PersonInTyk;
 
 /// How many identities a search lists.
 const SEARCH_LIMIT: i64 = 50;
@@ -116,8 +119,19 @@ pub async fn detail(
 ) -> Result<Page, UiError> {
     let explanation = explanation(&state, &email).await?;
     let audit = recent_audit(&state, &email).await?;
+    // The same lookup the admin explain route makes (one Tyk client, its
+    // limiter); without a Tyk Dashboard there is no Tyk side to show.
+    let tyk = match &state.app.sync {
+        Some(worker) => {
+            Some(crate::mapping::explain::tyk_side_of(worker.clone())(email.clone()).await)
+        }
+        None => None,
+    };
     let body = html! {
         (render_explanation(&explanation, state.app.sync.is_some(), &operator.csrf))
+        @if let Some(tyk) = &tyk {
+            (render_tyk_side(&explanation.email, tyk, &operator.csrf))
+        }
         h2 { "Recent audit" }
         (audit_table(&audit))
     };
@@ -232,6 +246,66 @@ fn render_explanation(e: &Explanation, can_sync: bool, csrf: &str) -> Markup {
         @if !e.notes.is_empty() {
             h2 { "Notes" }
             ul { @for note in &e.notes { li { (note) } } }
+        }
+    }
+}
+
+/// What Tyk holds for the person, the steps a sync would take for them, and
+/// any quarantine with its Retry button.
+fn render_tyk_side(email: &str, tyk: &Result<PersonInTyk, String>, csrf: &str) -> Markup {
+    let person = match tyk {
+        Ok(person) => person,
+        Err(why) => {
+            return html! {
+                h2 { "In Tyk now" }
+                p role="alert" class="error" { (why) }
+            };
+        }
+    };
+    let no_steps = person.plan["steps"].as_array().is_none_or(|s| s.is_empty());
+    let left_alone = person.plan["skipped"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty());
+    html! {
+        h2 { "In Tyk now" }
+        @if person.tyk_users.is_empty() {
+            p class="muted" { "Tyk has no user with this e-mail." }
+        } @else {
+            div class="scroll" { table {
+                thead { tr {
+                    th scope="col" { "Organisation" } th scope="col" { "Tyk id" } th scope="col" { "Name" }
+                    th scope="col" { "Group" } th scope="col" { "State" } th scope="col" { "Managed" }
+                } }
+                tbody { @for u in &person.tyk_users { tr {
+                    td { (u.org_id) } td { code { (u.id) } } td { (u.first_name) " " (u.last_name) }
+                    td {
+                        @match (&u.group_id, &u.group_name) {
+                            (Some(_), Some(name)) => (name),
+                            (Some(id), None) => { code { (id) } " (not a group Tyk lists)" },
+                            (None, _) => span class="muted" { "no group" },
+                        }
+                    }
+                    td { @if u.active { span class="badge ok" { "active" } } @else { span class="badge bad" { "deactivated" } } }
+                    td { @if u.managed { "managed" } @else { strong { "not managed" } } " — " (u.why) }
+                } } }
+            } }
+        }
+        h2 { "A sync would" }
+        @if no_steps && left_alone {
+            p { "Take no step: the person is left alone." }
+        } @else if no_steps {
+            p { "Take no step: Tyk matches the desired state." }
+        }
+        @if !no_steps || left_alone {
+            pre class="plan" { (person.plan_text) }
+        }
+        @if !person.quarantine.is_empty() {
+            h2 { "Quarantined" }
+            p role="alert" class="error" {
+                "Tyk refused this person; they are not tried again until their identity or the mapping changes, or you retry."
+            }
+            (super::failures::failures_table(&person.quarantine, csrf, super::failures::RetryFrom::Person))
+            p class="muted" { "Retry lifts the quarantine for " (email) " in every organisation; the next sync tries them at once." }
         }
     }
 }

@@ -103,6 +103,9 @@ pub enum Command {
         /// Step kind, e.g. create_user.
         #[arg(long)]
         step: Option<String>,
+        /// Rows about people of this identity source, e.g. okta.
+        #[arg(long)]
+        source: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
         #[arg(long)]
@@ -330,6 +333,7 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
             org,
             run,
             step,
+            source,
             limit,
             json,
         } => {
@@ -339,6 +343,7 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
                 email,
                 org_id: org,
                 step_kind: step,
+                source,
                 since: None,
                 before_id: None,
                 limit,

@@ -8,7 +8,7 @@
 //! `POST /sync/runs/{id}/approve`    apply a held run → `SyncStatus` (404, 409)
 //! `POST /sync/runs/{id}/reject`     `{"reason": "..."}` (required): reject a
 //!                                   held run, nothing applied → the run (400, 404, 409)
-//! `GET  /sync/audit?email=&org_id=&run_id=&step=&since=&before_id=&limit=`
+//! `GET  /sync/audit?email=&org_id=&run_id=&step=&source=&since=&before_id=&limit=`
 //!                                   `{entries, next_before_id}`
 //! `GET  /sync/failures`             quarantined and skipped people
 //!                                   `{failures, quarantined, skipped}`
@@ -182,6 +182,8 @@ struct AuditQuery {
     org_id: Option<String>,
     run_id: Option<Uuid>,
     step: Option<String>,
+    /// Identity source, e.g. `okta`.
+    source: Option<String>,
     /// Epoch milliseconds.
     since: Option<i64>,
     before_id: Option<i64>,
@@ -197,6 +199,7 @@ async fn audit<W: TykWriter, S: StateSource>(
         email: query.email,
         org_id: query.org_id,
         step_kind: query.step,
+        source: query.source,
         since: query.since.map(Timestamp),
         before_id: query.before_id,
         limit: query.limit.unwrap_or(100).clamp(1, 1000),

@@ -79,7 +79,7 @@ pub fn failures_table(people: &[FailedPerson], csrf: &str, from: RetryFrom) -> M
             thead { tr {
                 th scope="col" { "Person" } th scope="col" { "Source" } th scope="col" { "Organisation" }
                 th scope="col" { "Kind" } th scope="col" { "Reason" } th scope="col" { "Attempts" }
-                th scope="col" { "First seen" } th scope="col" { "Last seen" } th scope="col" { "Action" }
+                th scope="col" { "Seen" } th scope="col" { "Action" }
             } }
             tbody { @for p in people { tr {
                 td {
@@ -91,8 +91,7 @@ pub fn failures_table(people: &[FailedPerson], csrf: &str, from: RetryFrom) -> M
                 td { span class="badge bad" { (p.kind) } " " (p.state) }
                 td { @if let Some(status) = p.status { (status) " " } (p.reason) }
                 td { (p.attempts) }
-                td { (when(Some(&p.first_seen))) }
-                td { (when(Some(&p.last_seen))) }
+                td { "first " (when(Some(&p.first_seen))) br; "last " (when(Some(&p.last_seen))) }
                 td {
                     @if is_quarantined(p) {
                         form method="post" action=(retry_action(from, &p.person)) {

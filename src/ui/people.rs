@@ -318,13 +318,14 @@ pub fn audit_table(entries: &[AuditEntry]) -> Markup {
         } @else {
             div class="scroll" { table {
                 thead { tr {
-                    th scope="col" { "When" } th scope="col" { "Step" } th scope="col" { "E-mail" }
+                    th scope="col" { "When" } th scope="col" { "Step" } th scope="col" { "E-mail" } th scope="col" { "Source" }
                     th scope="col" { "Result" } th scope="col" { "By" } th scope="col" { "Run" }
                 } }
                 tbody { @for a in entries { tr {
                     td { (layout::when(Some(&a.entry.at.to_rfc3339()))) }
                     td { (a.entry.step_kind) }
                     td { (a.entry.email.as_deref().unwrap_or("")) }
+                    td { (a.source.as_deref().unwrap_or("")) }
                     td {
                         @if a.entry.ok { span class="badge ok" { "ok" } } @else { span class="badge bad" { "failed" } }
                         @if let Some(m) = &a.entry.message { " " (m) }

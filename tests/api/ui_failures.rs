@@ -406,9 +406,12 @@ async fn the_audit_log_is_searched_by_source(db: Db) {
             .await;
         assert_eq!(status, 200, "{audit}");
         let entries = audit["entries"].as_array().expect("entries");
-        assert_eq!(entries.len(), 1, "{source}: {audit}");
-        assert_eq!(entries[0]["email"], email, "{audit}");
-        assert_eq!(entries[0]["source"], source, "{audit}");
+        // (A creation may have failed once before its group existed.)
+        assert!(entries.iter().any(|e| e["ok"] == true), "{source}: {audit}");
+        for entry in entries {
+            assert_eq!(entry["email"], email, "{audit}");
+            assert_eq!(entry["source"], source, "{audit}");
+        }
         assert!(!audit.to_string().contains(other), "{audit}");
     }
     // A wildcard is a character, not a pattern.

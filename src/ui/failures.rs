@@ -164,3 +164,62 @@ pub async fn retry_all(
     tracing::info!(actor = %operator.actor(), lifted = lifted.len(), "every quarantine lifted from the console");
     Ok(Redirect::to("/ui/failures").into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> FailedPerson {
+        FailedPerson {
+            person: "dana@example.org".into(),
+            org_id: Some("org1".into()),
+            source: "okta".into(),
+            kind: "tyk_refused".into(),
+            status: Some(400),
+            reason: "User object validation failed.".into(),
+            attempts: 3,
+            first_seen: "2026-12-01T10:00:00Z".into(),
+            last_seen: "2026-12-01T10:05:00Z".into(),
+            state: "quarantined".into(),
+            fingerprint: String::new(),
+        }
+    }
+
+    fn skipped() -> FailedPerson {
+        FailedPerson {
+            person: "no-address".into(),
+            org_id: None,
+            source: "corp".into(),
+            kind: "no_email".into(),
+            status: None,
+            reason: "the identity has no primary e-mail; it is never sent to Tyk".into(),
+            attempts: 0,
+            first_seen: "2026-12-01T09:00:00Z".into(),
+            last_seen: "2026-12-01T09:00:00Z".into(),
+            state: "skipped".into(),
+            fingerprint: String::new(),
+        }
+    }
+
+    #[test]
+    fn quarantined_people_get_a_retry_button_and_skipped_ones_do_not() {
+        let html = failures_table(&[refused(), skipped()], "tok", RetryFrom::Failures)
+            .into_string()
+            .replace("><", ">\n<");
+        assert_eq!(html.matches("<button").count(), 1, "{html}");
+        assert!(
+            html.contains("action=\"/ui/failures/dana%40example.org/retry\""),
+            "{html}"
+        );
+        insta::assert_snapshot!(html);
+    }
+
+    #[test]
+    fn the_person_page_retries_to_the_person() {
+        let html = failures_table(&[refused()], "tok", RetryFrom::Person).into_string();
+        assert!(
+            html.contains("action=\"/ui/people/dana%40example.org/retry\""),
+            "{html}"
+        );
+    }
+}

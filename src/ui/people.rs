@@ -266,6 +266,12 @@ fn render_tyk_side(email: &str, tyk: &Result<PersonInTyk, String>, csrf: &str) -
     let left_alone = person.plan["skipped"]
         .as_array()
         .is_some_and(|s| !s.is_empty());
+    // The headline below says it when there is nothing to do; the rest of
+    // the text (who is left alone and why, the counts) still shows.
+    let text = person
+        .plan_text
+        .strip_prefix("nothing to do: Tyk matches the desired state\n")
+        .unwrap_or(&person.plan_text);
     html! {
         h2 { "In Tyk now" }
         @if person.tyk_users.is_empty() {
@@ -296,8 +302,8 @@ fn render_tyk_side(email: &str, tyk: &Result<PersonInTyk, String>, csrf: &str) -
         } @else if no_steps {
             p { "Take no step: Tyk matches the desired state." }
         }
-        @if !no_steps || left_alone {
-            pre class="plan" { (person.plan_text) }
+        @if !text.trim().is_empty() {
+            pre class="plan" { (text) }
         }
         @if !person.quarantine.is_empty() {
             h2 { "Quarantined" }
@@ -335,5 +341,48 @@ pub fn audit_table(entries: &[AuditEntry]) -> Markup {
                 } } }
             } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::person::TykUserView;
+
+    fn hand_made() -> TykUserView {
+        TykUserView {
+            id: "u-hand".into(),
+            org_id: "org1".into(),
+            first_name: "Hand".into(),
+            last_name: "Made".into(),
+            active: false,
+            group_id: None,
+            group_name: None,
+            managed: false,
+            why: "not created by tyk-idsync (no ownership record)".into(),
+        }
+    }
+
+    #[test]
+    fn the_tyk_side_names_each_user_the_plan_and_an_unreadable_tyk() {
+        let person = PersonInTyk {
+            tyk_users: vec![hand_made()],
+            plan: serde_json::json!({"steps": [], "skipped": [{"reason": "unmanaged_user"}]}),
+            plan_text: "nothing to do: Tyk matches the desired state\n\
+                        left alone: hand@example.org (unmanaged_user)\n"
+                .into(),
+            quarantine: vec![],
+        };
+        let html = render_tyk_side("hand@example.org", &Ok(person), "tok")
+            .into_string()
+            .replace("><", ">\n<");
+        assert!(html.contains("<strong>not managed</strong>"), "{html}");
+        assert!(html.contains("deactivated"), "{html}");
+        assert!(!html.contains("Quarantined"), "{html}");
+        insta::assert_snapshot!(html);
+
+        let html = render_tyk_side("a@example.org", &Err("cannot read Tyk: 503".into()), "tok")
+            .into_string();
+        assert!(html.contains("cannot read Tyk: 503"), "{html}");
     }
 }

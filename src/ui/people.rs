@@ -24,6 +24,8 @@ use crate::sync::person::PersonInTyk;
 const SEARCH_LIMIT: i64 = 50;
 /// How many audit rows the person page shows.
 const RECENT_AUDIT: i64 = 20;
+/// How long the person page waits for what Tyk holds.
+const TYK_SIDE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 pub struct SearchQuery {
@@ -123,7 +125,17 @@ pub async fn detail(
     // limiter); without a Tyk Dashboard there is no Tyk side to show.
     let tyk = match &state.app.sync {
         Some(worker) => {
-            Some(crate::mapping::explain::tyk_side_of(worker.clone())(email.clone()).await)
+            let lookup = crate::mapping::explain::tyk_side_of(worker.clone())(email.clone());
+            // A slow Tyk must not hold the page: the rest of it is ours.
+            Some(
+                tokio::time::timeout(TYK_SIDE_TIMEOUT, lookup)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "cannot read Tyk: no answer within {TYK_SIDE_TIMEOUT:?}"
+                        ))
+                    }),
+            )
         }
         None => None,
     };

@@ -142,6 +142,14 @@ async fn the_person_page_shows_what_tyk_holds_and_the_quarantine(db: Db) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body.contains("is not quarantined"), "{body}");
+
+    // Tyk down: the page still shows our side, and says Tyk could not be
+    // read (a hand-made user is looked up in Tyk on every view).
+    let mut standin = stack.standin;
+    standin.stop();
+    let page = console.page("/ui/people/hand%40example.org").await;
+    assert!(page.contains("<h2>Matching rules</h2>"), "{page}");
+    assert!(page.contains("cannot read Tyk"), "{page}");
 }
 both_backends!(
     ui_person_tyk_side,

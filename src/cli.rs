@@ -103,6 +103,9 @@ pub enum Command {
         /// Step kind, e.g. create_user.
         #[arg(long)]
         step: Option<String>,
+        /// Rows about people of this identity source, e.g. okta.
+        #[arg(long)]
+        source: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
         #[arg(long)]
@@ -214,6 +217,13 @@ pub enum RunsAction {
     },
     /// Apply a run held by the mass-change guard.
     Approve { id: uuid::Uuid },
+    /// Reject a held run: nothing of it is applied; who and why go to the audit log.
+    Reject {
+        id: uuid::Uuid,
+        /// Why (required; recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +333,7 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
             org,
             run,
             step,
+            source,
             limit,
             json,
         } => {
@@ -332,6 +343,7 @@ async fn dispatch(command: Command, config: Config, config_file: Option<PathBuf>
                 email,
                 org_id: org,
                 step_kind: step,
+                source,
                 since: None,
                 before_id: None,
                 limit,
@@ -745,6 +757,17 @@ async fn runs(config: &Config, action: RunsAction) -> Result<String, CommandErro
             let worker = command_worker(config, false).await?;
             let status = crate::sync::cli::runs_approve_command(&worker, id).await?;
             Ok(format!("{}\n", status.describe()))
+        }
+        RunsAction::Reject { id, reason } => {
+            let reason = reason.trim();
+            if reason.is_empty() {
+                return Err(CommandError::Usage(
+                    "--reason: say why the run is rejected".into(),
+                ));
+            }
+            let store = command_store(config).await?;
+            crate::sync::reject::reject_held_run(&store, id, "cli:reject", reason).await?;
+            Ok(format!("run {id} rejected: nothing of it is applied\n"))
         }
     }
 }

@@ -208,6 +208,7 @@ impl Application {
             public: axum::Router::new(),
             admin: axum::Router::new(),
             ldap: Default::default(),
+            tib_wakeup: None,
         });
         let router = http::router(
             self.state.clone(),

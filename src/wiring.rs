@@ -205,6 +205,9 @@ pub struct PlainRoutes {
     pub admin: Router,
     /// The LDAP pollers, for the console's "poll now".
     pub ldap: crate::ldap::schedule::LdapPollers,
+    /// Wakes the TIB re-render (with a `[tib]` section), for the console's
+    /// rule changes as for the admin API's.
+    pub tib_wakeup: Option<Arc<Notify>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -244,6 +247,7 @@ pub fn plain_routes(
         admin = admin.nest("/admin/v1", crate::sync::admin::router(worker));
     }
     let mut admin = waking(admin);
+    let tib_wakeup = tib.as_ref().map(|service| service.waker());
     if let Some(service) = &tib {
         // A rule change may change a TIB profile: re-render now.
         let wakeup = service.waker();
@@ -263,5 +267,6 @@ pub fn plain_routes(
         public,
         admin,
         ldap: pollers,
+        tib_wakeup,
     }
 }

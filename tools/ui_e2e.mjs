@@ -5,7 +5,8 @@
 //
 // Environment: UI_URL (the app's base URL), UI_TOKEN (the admin token),
 // UI_SCREENSHOTS (directory for the PNGs), UI_HELD_EMAIL (someone the held
-// run deactivates), UI_PERSON (someone to find).
+// run deactivates), UI_PERSON (someone to find), UI_QUARANTINED (someone
+// Tyk refused, whom Tyk now accepts: retried from the Failures page).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -14,8 +15,9 @@ const base = process.env.UI_URL;
 const token = process.env.UI_TOKEN;
 const shots = process.env.UI_SCREENSHOTS;
 const person = process.env.UI_PERSON;
-if (!base || !token || !shots || !person) {
-  console.error("UI_URL, UI_TOKEN, UI_SCREENSHOTS and UI_PERSON must be set");
+const quarantined = process.env.UI_QUARANTINED;
+if (!base || !token || !shots || !person || !quarantined) {
+  console.error("UI_URL, UI_TOKEN, UI_SCREENSHOTS, UI_PERSON and UI_QUARANTINED must be set");
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
@@ -61,8 +63,27 @@ try {
   expect((await heading()) === "Status", "the status page after login");
   const alert = await page.getByRole("alert").textContent();
   expect(alert.includes("Attention needed") && alert.includes("held"), `status names the held run: ${alert}`);
+  expect(alert.includes("1 person(s) quarantined"), `status names the quarantine: ${alert}`);
   await shot("status-attention");
-  step("logged in; the status page says a run is held, not OK");
+  step("logged in; the status page says a run is held and someone quarantined, not OK");
+
+  // The quarantined person: on the Failures page, on their own page, retried.
+  await page.getByRole("link", { name: "Failures", exact: true }).click();
+  expect((await heading()) === "Failures", "the failures page");
+  const failures = await page.locator("main").textContent();
+  expect(failures.includes(quarantined) && failures.includes("tyk_refused"), `the failures page lists ${quarantined}: ${failures}`);
+  await shot("failures");
+  await page.getByRole("link", { name: quarantined }).click();
+  expect((await heading()) === quarantined, "the quarantined person's page");
+  const side = await page.locator("main").textContent();
+  expect(side.includes("Quarantined") && side.includes("User object validation failed."), `the quarantine with Tyk's reason: ${side}`);
+  expect(side.includes("Tyk has no user with this e-mail."), "what Tyk holds");
+  await shot("person-quarantined");
+  await page.getByRole("link", { name: "Failures", exact: true }).click();
+  await page.getByRole("button", { name: `Retry ${quarantined}` }).click();
+  await page.waitForURL(`${base}/ui/failures`);
+  expect((await page.getByRole("status").textContent()).includes("Nobody is quarantined"), "the quarantine is lifted");
+  step(`retried ${quarantined} from the Failures page`);
 
   // Find a person.
   await page.getByRole("link", { name: "People", exact: true }).click();

@@ -93,7 +93,12 @@ pub fn router(
         .with_state(state)
         .merge(admin_plain)
         .merge(plain.public)
-        .merge(crate::ui::router(state_for_ui, admin_auth, plain.ldap))
+        .merge(crate::ui::router(
+            state_for_ui,
+            admin_auth,
+            plain.ldap,
+            plain.tib_wakeup,
+        ))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

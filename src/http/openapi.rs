@@ -92,6 +92,11 @@ const SYNC_ROUTES: &[(&str, &str, &str)] = &[
         "/admin/v1/sync/runs/{id}/approve",
         "Approve a held run",
     ),
+    (
+        "post",
+        "/admin/v1/sync/runs/{id}/reject",
+        "Reject a held run (body {\"reason\"}, required): nothing of it is applied",
+    ),
     ("get", "/admin/v1/sync/audit", "The audit log"),
     (
         "get",

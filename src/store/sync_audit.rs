@@ -35,6 +35,10 @@ pub struct NewAuditEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
+    /// The identity source(s) of the person, comma-separated, as the
+    /// identities said when the row was written (absent: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(flatten)]
     pub entry: NewAuditEntry,
 }
@@ -47,6 +51,9 @@ pub struct AuditFilter {
     pub email: Option<String>,
     pub org_id: Option<String>,
     pub step_kind: Option<String>,
+    /// Rows about a person of this identity source.
+    #[serde(default)]
+    pub source: Option<String>,
     pub since: Option<Timestamp>,
     pub before_id: Option<i64>,
     pub limit: i64,
@@ -63,11 +70,26 @@ fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreEr
     .transpose()
 }
 
+/// The identity sources of the person with (folded) `email`, comma-separated.
+async fn sources_of(conn: &mut AnyConnection, email: &str) -> Result<Option<String>, StoreError> {
+    let sources: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT source FROM identity_users WHERE email = $1 ORDER BY source",
+    )
+    .bind(crate::domain::fold_key(email))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((!sources.is_empty()).then(|| sources.join(",")))
+}
+
 pub async fn append(conn: &mut AnyConnection, entry: &NewAuditEntry) -> Result<i64, StoreError> {
+    let source = match entry.email.as_deref() {
+        Some(email) => sources_of(conn, email).await?,
+        None => None,
+    };
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO sync_audit (run_id, at, actor, step_kind, org_id, email, tyk_id, \
-         before_json, after_json, event_seqs, rule, result, message) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+         before_json, after_json, event_seqs, rule, result, message, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
     )
     .bind(entry.run_id.map(|id| id.to_string()))
     .bind(entry.at.0)
@@ -82,6 +104,7 @@ pub async fn append(conn: &mut AnyConnection, entry: &NewAuditEntry) -> Result<i
     .bind(entry.rule.as_deref())
     .bind(if entry.ok { "ok" } else { "error" })
     .bind(entry.message.as_deref())
+    .bind(source)
     .fetch_one(&mut *conn)
     .await?;
     Ok(id)
@@ -93,6 +116,7 @@ fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     let result: String = row.try_get("result")?;
     Ok(AuditEntry {
         id: row.try_get("id")?,
+        source: row.try_get("source")?,
         entry: NewAuditEntry {
             run_id: run_id.as_deref().map(parse_uuid).transpose()?,
             at: Timestamp(row.try_get("at")?),
@@ -118,14 +142,15 @@ pub async fn list(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     sqlx::query(
         "SELECT id, run_id, at, actor, step_kind, org_id, email, tyk_id, before_json, \
-         after_json, event_seqs, rule, result, message FROM sync_audit \
+         after_json, event_seqs, rule, result, message, source FROM sync_audit \
          WHERE (CAST($1 AS TEXT) IS NULL OR run_id = CAST($1 AS TEXT)) \
          AND (CAST($2 AS TEXT) IS NULL OR email = CAST($2 AS TEXT)) \
          AND (CAST($3 AS TEXT) IS NULL OR org_id = CAST($3 AS TEXT)) \
          AND (CAST($4 AS TEXT) IS NULL OR step_kind = CAST($4 AS TEXT)) \
          AND (CAST($5 AS BIGINT) IS NULL OR at >= CAST($5 AS BIGINT)) \
          AND (CAST($6 AS BIGINT) IS NULL OR id < CAST($6 AS BIGINT)) \
-         ORDER BY id DESC LIMIT $7",
+         AND (CAST($7 AS TEXT) IS NULL OR ',' || source || ',' LIKE CAST($7 AS TEXT) ESCAPE '\\') \
+         ORDER BY id DESC LIMIT $8",
     )
     .bind(filter.run_id.map(|id| id.to_string()))
     .bind(filter.email.as_deref().map(crate::domain::fold_key))
@@ -133,6 +158,14 @@ pub async fn list(
     .bind(filter.step_kind.as_deref())
     .bind(filter.since.map(|t| t.0))
     .bind(filter.before_id)
+    .bind(filter.source.as_deref().map(|s| {
+        let escaped = s
+            .trim()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%,{escaped},%")
+    }))
     .bind(filter.limit.clamp(1, 1000))
     .fetch_all(&mut *conn)
     .await?

@@ -6,7 +6,9 @@
 //! `POST /sync/run`                  one full reconcile now → `SyncStatus`
 //! `GET  /sync/runs?status=&limit=`  newest first
 //! `POST /sync/runs/{id}/approve`    apply a held run → `SyncStatus` (404, 409)
-//! `GET  /sync/audit?email=&org_id=&run_id=&step=&since=&before_id=&limit=`
+//! `POST /sync/runs/{id}/reject`     `{"reason": "..."}` (required): reject a
+//!                                   held run, nothing applied → the run (400, 404, 409)
+//! `GET  /sync/audit?email=&org_id=&run_id=&step=&source=&since=&before_id=&limit=`
 //!                                   `{entries, next_before_id}`
 //! `GET  /sync/failures`             quarantined and skipped people
 //!                                   `{failures, quarantined, skipped}`
@@ -76,6 +78,7 @@ where
         .route("/sync/run", post(run::<W, S>))
         .route("/sync/runs", get(runs::<W, S>))
         .route("/sync/runs/{id}/approve", post(approve::<W, S>))
+        .route("/sync/runs/{id}/reject", post(reject::<W, S>))
         .route("/sync/audit", get(audit::<W, S>))
         .route("/sync/failures", get(failures::<W, S>))
         .route("/sync/failures/{email}/retry", post(retry::<W, S>))
@@ -136,11 +139,51 @@ async fn approve<W: TykWriter, S: StateSource>(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RejectBody {
+    reason: String,
+}
+
+/// The longest reason a rejection records (characters).
+const REJECT_REASON_MAX: usize = 500;
+
+async fn reject<W: TykWriter, S: StateSource>(
+    State(worker): State<Shared<W, S>>,
+    Path(id): Path<Uuid>,
+    body: Result<Json<RejectBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let bad = |message: String| {
+        Ok((StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response())
+    };
+    let reason = match body {
+        Ok(Json(body)) => body.reason,
+        Err(rejection) => {
+            return bad(format!(
+                "the body must be {{\"reason\": \"...\"}}: {}",
+                rejection.body_text()
+            ));
+        }
+    };
+    let reason: String = reason.trim().chars().filter(|c| !c.is_control()).collect();
+    if reason.is_empty() {
+        return bad("reason: say why the run is rejected".into());
+    }
+    if reason.chars().count() > REJECT_REASON_MAX {
+        return bad(format!("reason: at most {REJECT_REASON_MAX} characters"));
+    }
+    let run = super::reject::reject_held_run(worker.store(), id, "api:reject", &reason).await?;
+    worker.metrics().held_rejected();
+    Ok(Json(run).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuditQuery {
     email: Option<String>,
     org_id: Option<String>,
     run_id: Option<Uuid>,
     step: Option<String>,
+    /// Identity source, e.g. `okta`.
+    source: Option<String>,
     /// Epoch milliseconds.
     since: Option<i64>,
     before_id: Option<i64>,
@@ -156,6 +199,7 @@ async fn audit<W: TykWriter, S: StateSource>(
         email: query.email,
         org_id: query.org_id,
         step_kind: query.step,
+        source: query.source,
         since: query.since.map(Timestamp),
         before_id: query.before_id,
         limit: query.limit.unwrap_or(100).clamp(1, 1000),

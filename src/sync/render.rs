@@ -430,6 +430,7 @@ mod tests {
     fn audit_entries_render_as_a_table() {
         let entry = |id, ok| AuditEntry {
             id,
+            source: None,
             entry: NewAuditEntry {
                 run_id: None,
                 at: Timestamp(1_764_000_000_000),

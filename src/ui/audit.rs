@@ -1,4 +1,4 @@
-//! `/ui/audit`: the audit log searched by e-mail, run, step and time,
+//! `/ui/audit`: the audit log searched by e-mail, run, step, source and time,
 //! newest first, paged by id (the admin API's `sync_audit::list`).
 
 use axum::extract::{Query, State};
@@ -26,6 +26,9 @@ pub struct AuditQuery {
     run: String,
     #[serde(default)]
     step: String,
+    /// An identity source name, e.g. `okta`.
+    #[serde(default)]
+    source: String,
     /// `YYYY-MM-DD` (from that day, UTC).
     #[serde(default)]
     since: String,
@@ -60,6 +63,7 @@ impl AuditQuery {
             email: some(&self.email),
             org_id: None,
             step_kind: some(&self.step),
+            source: some(&self.source),
             since,
             before_id: self.before_id,
             limit: PAGE,
@@ -71,6 +75,7 @@ impl AuditQuery {
             .append_pair("email", self.email.trim())
             .append_pair("run", self.run.trim())
             .append_pair("step", self.step.trim())
+            .append_pair("source", self.source.trim())
             .append_pair("since", self.since.trim())
             .append_pair("before_id", &before_id.to_string())
             .finish();
@@ -123,6 +128,7 @@ pub async fn search(
                         @for step in STEPS { option value=(step) selected[query.step == step] { (step) } }
                     }
                 }
+                div { label for="source" { "Source" } input type="text" id="source" name="source" value=(query.source); }
                 div { label for="since" { "From (UTC day)" } input type="date" id="since" name="since" value=(query.since); }
             }
             p { button type="submit" { "Search" } }

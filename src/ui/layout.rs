@@ -32,9 +32,10 @@ impl IntoResponse for Page {
 }
 
 /// The navigation entries: path and label.
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/ui/", "Status"),
     ("/ui/people", "People"),
+    ("/ui/failures", "Failures"),
     ("/ui/runs", "Runs"),
     ("/ui/mappings", "Mappings"),
     ("/ui/audit", "Audit"),

@@ -374,7 +374,7 @@ pub async fn save(
                 .await
                 .map_err(mapping_error)?;
         }
-        state.app.sync_wakeup.notify_one();
+        state.rules_changed();
         return Ok(Redirect::to("/ui/mappings").into_response());
     }
     let changes = preview(&state, |mut rules| {
@@ -425,7 +425,7 @@ pub async fn delete(
         service::delete(&state.app.store, &id)
             .await
             .map_err(mapping_error)?;
-        state.app.sync_wakeup.notify_one();
+        state.rules_changed();
         return Ok(Redirect::to("/ui/mappings").into_response());
     }
     let changes = preview(&state, |mut rules| {

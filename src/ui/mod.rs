@@ -6,6 +6,7 @@
 
 mod audit;
 mod error;
+mod failures;
 mod layout;
 mod ldap;
 mod login;
@@ -41,6 +42,19 @@ pub struct UiState {
     tyk: Option<crate::tyk::TykClient>,
     login_attempts: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     ldap: crate::ldap::schedule::LdapPollers,
+    /// Wakes the TIB re-render after a rule change (with a `[tib]` section).
+    tib_wakeup: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl UiState {
+    /// After a mapping rule changed: the sync worker and the TIB re-render
+    /// run now, as after the admin mapping API's writes.
+    fn rules_changed(&self) {
+        self.app.sync_wakeup.notify_one();
+        if let Some(tib) = &self.tib_wakeup {
+            tib.notify_one();
+        }
+    }
 }
 
 /// The console's routes, full paths under `/ui`.
@@ -48,6 +62,7 @@ pub fn router(
     app: SharedState,
     auth: AdminAuth,
     ldap: crate::ldap::schedule::LdapPollers,
+    tib_wakeup: Option<Arc<tokio::sync::Notify>>,
 ) -> Router {
     let per_minute = NonZeroU32::new(LOGIN_ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
     let tyk = app
@@ -61,6 +76,7 @@ pub fn router(
         tyk,
         login_attempts: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
         ldap,
+        tib_wakeup,
     };
     Router::new()
         .route(
@@ -73,6 +89,16 @@ pub fn router(
         .route("/ui/people", get(people::search))
         .route("/ui/people/{email}", get(people::detail))
         .route("/ui/people/{email}/sync", post(people::sync_now))
+        .route(
+            "/ui/people/{email}/retry",
+            post(failures::retry_from_person),
+        )
+        .route("/ui/failures", get(failures::list))
+        .route("/ui/failures/retry", post(failures::retry_all))
+        .route(
+            "/ui/failures/{email}/retry",
+            post(failures::retry_from_failures),
+        )
         .route("/ui/runs", get(runs::list))
         .route("/ui/runs/{id}", get(runs::detail))
         .route("/ui/runs/{id}/approve", post(runs::approve))

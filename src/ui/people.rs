@@ -1,5 +1,7 @@
 //! `/ui/people`: search by e-mail or name; `/ui/people/{email}`: the
-//! explain view ([`crate::mapping::explain`]) and the person's recent audit
+//! explain view ([`crate::mapping::explain`]) with what Tyk holds now, the
+//! steps a sync would take and any quarantine (the admin explain's Tyk side,
+//! [`crate::mapping::explain::tyk_side_of`]), and the person's recent audit
 //! rows; `POST /ui/people/{email}/sync`: provision on demand
 //! ([`crate::sync::on_demand`]).
 
@@ -16,11 +18,14 @@ use super::session::Operator;
 use crate::mapping::Explanation;
 use crate::store::people_search;
 use crate::store::sync_audit::{self, AuditEntry, AuditFilter};
+use crate::sync::person::PersonInTyk;
 
 /// How many identities a search lists.
 const SEARCH_LIMIT: i64 = 50;
 /// How many audit rows the person page shows.
 const RECENT_AUDIT: i64 = 20;
+/// How long the person page waits for what Tyk holds.
+const TYK_SIDE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 pub struct SearchQuery {
@@ -116,8 +121,29 @@ pub async fn detail(
 ) -> Result<Page, UiError> {
     let explanation = explanation(&state, &email).await?;
     let audit = recent_audit(&state, &email).await?;
+    // The same lookup the admin explain route makes (one Tyk client, its
+    // limiter); without a Tyk Dashboard there is no Tyk side to show.
+    let tyk = match &state.app.sync {
+        Some(worker) => {
+            let lookup = crate::mapping::explain::tyk_side_of(worker.clone())(email.clone());
+            // A slow Tyk must not hold the page: the rest of it is ours.
+            Some(
+                tokio::time::timeout(TYK_SIDE_TIMEOUT, lookup)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "cannot read Tyk: no answer within {TYK_SIDE_TIMEOUT:?}"
+                        ))
+                    }),
+            )
+        }
+        None => None,
+    };
     let body = html! {
         (render_explanation(&explanation, state.app.sync.is_some(), &operator.csrf))
+        @if let Some(tyk) = &tyk {
+            (render_tyk_side(&explanation.email, tyk, &operator.csrf))
+        }
         h2 { "Recent audit" }
         (audit_table(&audit))
     };
@@ -236,6 +262,72 @@ fn render_explanation(e: &Explanation, can_sync: bool, csrf: &str) -> Markup {
     }
 }
 
+/// What Tyk holds for the person, the steps a sync would take for them, and
+/// any quarantine with its Retry button.
+fn render_tyk_side(email: &str, tyk: &Result<PersonInTyk, String>, csrf: &str) -> Markup {
+    let person = match tyk {
+        Ok(person) => person,
+        Err(why) => {
+            return html! {
+                h2 { "In Tyk now" }
+                p role="alert" class="error" { (why) }
+            };
+        }
+    };
+    let no_steps = person.plan["steps"].as_array().is_none_or(|s| s.is_empty());
+    let left_alone = person.plan["skipped"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty());
+    // The headline below says it when there is nothing to do; the rest of
+    // the text (who is left alone and why, the counts) still shows.
+    let text = person
+        .plan_text
+        .strip_prefix("nothing to do: Tyk matches the desired state\n")
+        .unwrap_or(&person.plan_text);
+    html! {
+        h2 { "In Tyk now" }
+        @if person.tyk_users.is_empty() {
+            p class="muted" { "Tyk has no user with this e-mail." }
+        } @else {
+            div class="scroll" { table {
+                thead { tr {
+                    th scope="col" { "Organisation" } th scope="col" { "Tyk id" } th scope="col" { "Name" }
+                    th scope="col" { "Group" } th scope="col" { "State" } th scope="col" { "Managed" }
+                } }
+                tbody { @for u in &person.tyk_users { tr {
+                    td { (u.org_id) } td { code { (u.id) } } td { (u.first_name) " " (u.last_name) }
+                    td {
+                        @match (&u.group_id, &u.group_name) {
+                            (Some(_), Some(name)) => (name),
+                            (Some(id), None) => { code { (id) } " (not a group Tyk lists)" },
+                            (None, _) => span class="muted" { "no group" },
+                        }
+                    }
+                    td { @if u.active { span class="badge ok" { "active" } } @else { span class="badge bad" { "deactivated" } } }
+                    td { @if u.managed { "managed" } @else { strong { "not managed" } } " — " (u.why) }
+                } } }
+            } }
+        }
+        h2 { "A sync would" }
+        @if no_steps && left_alone {
+            p { "Take no step: the person is left alone." }
+        } @else if no_steps {
+            p { "Take no step: Tyk matches the desired state." }
+        }
+        @if !text.trim().is_empty() {
+            pre class="plan" { (text) }
+        }
+        @if !person.quarantine.is_empty() {
+            h2 { "Quarantined" }
+            p role="alert" class="error" {
+                "Tyk refused this person; they are not tried again until their identity or the mapping changes, or you retry."
+            }
+            (super::failures::failures_table(&person.quarantine, csrf, super::failures::RetryFrom::Person))
+            p class="muted" { "Retry lifts the quarantine for " (email) " in every organisation; the next sync tries them at once." }
+        }
+    }
+}
+
 /// Audit rows as a table (oldest first as given).
 pub fn audit_table(entries: &[AuditEntry]) -> Markup {
     html! {
@@ -244,13 +336,14 @@ pub fn audit_table(entries: &[AuditEntry]) -> Markup {
         } @else {
             div class="scroll" { table {
                 thead { tr {
-                    th scope="col" { "When" } th scope="col" { "Step" } th scope="col" { "E-mail" }
+                    th scope="col" { "When" } th scope="col" { "Step" } th scope="col" { "E-mail" } th scope="col" { "Source" }
                     th scope="col" { "Result" } th scope="col" { "By" } th scope="col" { "Run" }
                 } }
                 tbody { @for a in entries { tr {
                     td { (layout::when(Some(&a.entry.at.to_rfc3339()))) }
                     td { (a.entry.step_kind) }
                     td { (a.entry.email.as_deref().unwrap_or("")) }
+                    td { (a.source.as_deref().unwrap_or("")) }
                     td {
                         @if a.entry.ok { span class="badge ok" { "ok" } } @else { span class="badge bad" { "failed" } }
                         @if let Some(m) = &a.entry.message { " " (m) }
@@ -260,5 +353,48 @@ pub fn audit_table(entries: &[AuditEntry]) -> Markup {
                 } } }
             } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::person::TykUserView;
+
+    fn hand_made() -> TykUserView {
+        TykUserView {
+            id: "u-hand".into(),
+            org_id: "org1".into(),
+            first_name: "Hand".into(),
+            last_name: "Made".into(),
+            active: false,
+            group_id: None,
+            group_name: None,
+            managed: false,
+            why: "not created by tyk-idsync (no ownership record)".into(),
+        }
+    }
+
+    #[test]
+    fn the_tyk_side_names_each_user_the_plan_and_an_unreadable_tyk() {
+        let person = PersonInTyk {
+            tyk_users: vec![hand_made()],
+            plan: serde_json::json!({"steps": [], "skipped": [{"reason": "unmanaged_user"}]}),
+            plan_text: "nothing to do: Tyk matches the desired state\n\
+                        left alone: hand@example.org (unmanaged_user)\n"
+                .into(),
+            quarantine: vec![],
+        };
+        let html = render_tyk_side("hand@example.org", &Ok(person), "tok")
+            .into_string()
+            .replace("><", ">\n<");
+        assert!(html.contains("<strong>not managed</strong>"), "{html}");
+        assert!(html.contains("deactivated"), "{html}");
+        assert!(!html.contains("Quarantined"), "{html}");
+        insta::assert_snapshot!(html);
+
+        let html = render_tyk_side("a@example.org", &Err("cannot read Tyk: 503".into()), "tok")
+            .into_string();
+        assert!(html.contains("cannot read Tyk: 503"), "{html}");
     }
 }

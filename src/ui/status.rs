@@ -88,10 +88,25 @@ fn problems(status: &StatusResponse, extra: &Extra) -> Vec<String> {
             status.outbox.depth
         ));
     }
+    if status.failures.quarantined > 0 {
+        out.push(format!(
+            "{} person(s) quarantined: Tyk refused them and they are not tried again \
+             until they change or an operator retries (see Failures)",
+            status.failures.quarantined
+        ));
+    }
     if status.invalid_email.count > 0 {
         out.push(format!(
             "{} person(s) cannot be provisioned: their e-mail is not an address",
             status.invalid_email.count
+        ));
+    }
+    // Skipped people with an invalid e-mail are named just above; the
+    // rest have none at all.
+    let without_email = status.failures.skipped - status.invalid_email.count;
+    if without_email > 0 {
+        out.push(format!(
+            "{without_email} person(s) skipped: they have no e-mail, so they are never sent to Tyk"
         ));
     }
     if !status.fold_collisions.is_empty() {
@@ -214,6 +229,18 @@ fn render(status: &StatusResponse, extra: &Extra, problems: &[String]) -> Markup
                     a href="/ui/runs" { (status.sync.held_runs) " waiting for approval" }
                 } @else { "none" }
             }
+            dt { "Quarantined people" }
+            dd {
+                @if status.failures.quarantined > 0 {
+                    a href="/ui/failures" { (status.failures.quarantined) " quarantined" }
+                } @else { "none" }
+            }
+            dt { "Skipped people" }
+            dd {
+                @if status.failures.skipped > 0 {
+                    a href="/ui/failures" { (status.failures.skipped) " skipped (no usable e-mail)" }
+                } @else { "none" }
+            }
             dt { "Outbox depth" }
             dd { (status.outbox.depth) " pending change(s)" }
             dt { "Oldest pending" }
@@ -314,5 +341,26 @@ mod tests {
         let html = render(&s, &e, &found).into_string();
         assert!(!html.contains("<strong>OK</strong>"), "{html}");
         assert!(html.contains("Attention needed"), "{html}");
+    }
+
+    #[test]
+    fn a_quarantined_or_skipped_person_is_never_ok_and_links_to_failures() {
+        let mut s = status(None, 0);
+        s.failures = FailuresStatus {
+            quarantined: 2,
+            skipped: 1,
+        };
+        let e = extra(TykReach::Reachable);
+        let found = problems(&s, &e);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("2 person(s) quarantined"), "{found:?}");
+        assert!(found[1].starts_with("1 person(s) skipped"), "{found:?}");
+        let html = render(&s, &e, &found).into_string();
+        assert!(!html.contains("<strong>OK</strong>"), "{html}");
+        assert!(
+            html.contains("<a href=\"/ui/failures\">2 quarantined</a>"),
+            "{html}"
+        );
+        assert!(html.contains("1 skipped (no usable e-mail)"), "{html}");
     }
 }

@@ -61,4 +61,5 @@ mod tyk_client;
 mod tyk_standin;
 mod ui;
 mod ui_browser;
+mod ui_failures;
 mod ui_pages;

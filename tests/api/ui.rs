@@ -140,6 +140,7 @@ async fn the_console_without_a_session_redirects_to_the_login_form() {
         "/ui/people?q=a",
         "/ui/runs",
         "/ui/people/a@example.org",
+        "/ui/failures",
     ] {
         let (status, _, headers) = console.get(path).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
@@ -632,6 +633,22 @@ async fn hostile_paths_and_queries_get_clear_4xx_pages_never_a_500() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("no Tyk Dashboard is configured"), "{body}");
     assert!(page.contains("not configured: no sync"), "{page}");
+    // Failures without Tyk: listed from the store; retrying nobody is a 404.
+    let failures = console.page("/ui/failures").await;
+    assert!(
+        failures.contains("Nobody is quarantined or skipped."),
+        "{failures}"
+    );
+    let (status, body, _) = console
+        .post("/ui/failures/%00%3Cb%3E/retry", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.contains("<b>"), "{body}");
+    let (status, _, headers) = console.post("/ui/failures/retry", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[LOCATION], "/ui/failures");
+    let page = console.page("/ui/audit?source=%25_%5C%27").await;
+    assert!(page.contains("<h2>0 row(s)</h2>"), "{page}");
 }
 
 /// Sessions live in the store: a replica on the same database serves a

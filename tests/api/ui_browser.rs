@@ -1,8 +1,9 @@
 //! The console end to end in a real headless browser: Debian's chromium,
 //! driven by playwright-core from tools/ui_e2e.mjs, against the real app
 //! and the Tyk stand-in. The script logs in, reads the status, finds a
-//! person, previews a mapping change, approves a held run and logs out;
-//! this test prepares the held run and checks that the stand-in changed.
+//! person, retries a quarantined one from the Failures page, previews a
+//! mapping change, approves a held run and logs out; this test prepares
+//! the quarantine and the held run and checks that the stand-in changed.
 //! Screenshots land in `<target>/ui-screenshots` (or `UI_SCREENSHOTS`);
 //! docs/screenshots holds the ones the README shows.
 
@@ -43,6 +44,22 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     );
     let stack = guarded_stack(Db::Sqlite).await;
     let (ids, group) = four_developers(&stack).await;
+    // Tyk refuses one more developer: quarantined after one attempt.
+    let refused = "refused@example.org";
+    stack
+        .standin
+        .with_directory(|d| d.refused_emails.insert(refused.to_string()));
+    let refused_id = stack.create_user("refused", refused).await;
+    stack.patch_members(&group, &[&refused_id], &[]).await;
+    stack.until_outbox_empty(Duration::from_secs(10)).await;
+    let (_, status) = stack
+        .admin_request(reqwest::Method::GET, "/admin/v1/status")
+        .await;
+    assert_eq!(status["failures"]["quarantined"], 1, "{status}");
+    // Tyk would take them now; only the operator's Retry lets them through.
+    stack
+        .standin
+        .with_directory(|d| d.refused_emails.remove(refused));
     // Two of four leave: the guard holds the run for approval.
     stack.patch_members(&group, &[], &[&ids[0], &ids[1]]).await;
     stack.until_outbox_empty(Duration::from_secs(10)).await;
@@ -55,6 +72,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         .env("UI_TOKEN", ADMIN_TOKEN)
         .env("UI_SCREENSHOTS", &shots)
         .env("UI_PERSON", "edsger@example.org")
+        .env("UI_QUARANTINED", refused)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(300), output)
@@ -80,6 +98,12 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         let user = stack.tyk_user(email).expect("user");
         assert_eq!(user.active, active, "{email}");
     }
+    // The retried person reached Tyk.
+    stack
+        .until("the retried person is in Tyk", |s| {
+            s.in_group(refused, "API Developers")
+        })
+        .await;
     // The audit log names who approved, and why.
     let (_, audit) = stack
         .admin_request(
@@ -104,6 +128,8 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     for name in [
         "login",
         "status-attention",
+        "failures",
+        "person-quarantined",
         "people",
         "person",
         "sync-now",

@@ -55,6 +55,7 @@ mod sync_quarantine;
 mod sync_store;
 mod sync_transient_log;
 mod tib;
+mod tib_fencing;
 mod tyk_client;
 mod tyk_standin;
 mod ui;

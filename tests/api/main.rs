@@ -11,6 +11,7 @@ mod cli_ldap;
 mod cli_mappings;
 mod cli_plan_dry_run;
 mod cli_sync;
+mod cli_sync_lock;
 mod cluster;
 mod compose;
 mod config_example;

@@ -19,6 +19,9 @@ pub struct FakeState {
     pub lose_create_answers: usize,
     /// Writes touching this e-mail fail permanently.
     pub refuse_email: Option<String>,
+    /// Writes touching this e-mail are refused as Tyk refuses bad data
+    /// (400 `User object validation failed.`: the person is quarantined).
+    pub refuse_data_of: Option<String>,
     /// Every write call, e.g. `create_user ada@x.io`.
     pub writes: Vec<String>,
     pub reads: usize,
@@ -94,6 +97,12 @@ impl FakeTyk {
             return Err(WriteError::Permanent {
                 status: Some(400),
                 message: "refused".into(),
+            });
+        }
+        if email.is_some() && state.refuse_data_of.as_deref() == email {
+            return Err(WriteError::Refused {
+                status: 400,
+                message: "User object validation failed.".into(),
             });
         }
         Ok(())

@@ -37,6 +37,7 @@ mod events;
 mod runs;
 mod types;
 
+pub(crate) use runs::skipped_note;
 use types::status;
 pub use types::{ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, Trigger};
 

@@ -260,6 +260,67 @@ async fn the_guard_holds_a_run_deactivating_half_and_approval_applies_it() {
     );
 }
 
+/// Approving a held run leaves quarantined people out, as any run does:
+/// the person Tyk refused is not sent again, and the status and the run
+/// record count them.
+#[tokio::test]
+async fn approving_a_held_run_skips_quarantined_people() {
+    let bad = "bad@x.io".to_string();
+    let with_bad = |n: usize| {
+        let mut list = emails(n);
+        list.push(bad.clone());
+        people(&list)
+    };
+    let (worker, tyk, store, _dir) = worker(with_bad(10)).await;
+    tyk.lock().refuse_data_of = Some(bad.clone());
+    let creations = |tyk: &FakeTyk| {
+        tyk.lock()
+            .writes
+            .iter()
+            .filter(|w| w.as_str() == format!("create_user {bad}"))
+            .count()
+    };
+    let first = worker.run_once(Trigger::Full).await.expect("initial");
+    assert_eq!(first.outcome, Outcome::PartlyFailed);
+    assert_eq!(creations(&tyk), 1, "refused once, then quarantined");
+
+    *worker_source(&worker).desired.lock().expect("lock") = with_bad(5);
+    let held = worker.run_once(Trigger::Full).await.expect("run");
+    assert_eq!(held.outcome, Outcome::Held);
+    assert_eq!(held.skipped_quarantined, 1);
+    let id = held.run_id.expect("held run id");
+
+    let applied = worker
+        .approve_run(id, "cli:approve")
+        .await
+        .expect("approve");
+    assert_eq!(applied.outcome, Outcome::Applied, "{applied:?}");
+    assert_eq!(applied.skipped_quarantined, 1);
+    assert_eq!(
+        creations(&tyk),
+        1,
+        "approving did not retry the refused person"
+    );
+    assert_eq!(active_emails(&tyk), emails(5));
+    assert!(
+        applied.describe().contains("skipped 1 quarantined people"),
+        "{}",
+        applied.describe()
+    );
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let run = sync_runs::get_run(&mut conn, id)
+        .await
+        .expect("get")
+        .expect("run");
+    assert!(
+        run.message
+            .as_deref()
+            .is_some_and(|m| m.contains("skipped 1 quarantined people")),
+        "{:?}",
+        run.message
+    );
+}
+
 #[tokio::test]
 async fn approval_refuses_a_plan_that_now_removes_other_people() {
     let (worker, tyk, store, _dir) = worker(people(&emails(10))).await;

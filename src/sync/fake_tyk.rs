@@ -15,6 +15,8 @@ pub struct FakeState {
     next_id: u64,
     /// Errors returned (without applying) by the next write calls.
     pub faults: VecDeque<WriteError>,
+    /// Errors returned by the next reads (`find_user_by_email`, `read_groups`).
+    pub read_faults: VecDeque<WriteError>,
     /// Creations that succeed in Tyk but whose answer is lost (timeout).
     pub lose_create_answers: usize,
     /// Writes touching this e-mail fail permanently.
@@ -226,11 +228,31 @@ impl TykWriter for FakeTyk {
         self.latency().await;
         let mut state = self.lock();
         state.reads += 1;
+        if let Some(fault) = state.read_faults.pop_front() {
+            return Err(fault);
+        }
         Ok(state
             .users
             .values()
             .find(|u| u.org_id == org_id && u.email == email.to_lowercase())
             .cloned())
+    }
+
+    async fn read_groups(&self, org_id: &str) -> Result<Option<Vec<ActualGroup>>, WriteError> {
+        self.latency().await;
+        let mut state = self.lock();
+        state.reads += 1;
+        if let Some(fault) = state.read_faults.pop_front() {
+            return Err(fault);
+        }
+        Ok(Some(
+            state
+                .groups
+                .values()
+                .filter(|g| g.org_id == org_id)
+                .cloned()
+                .collect(),
+        ))
     }
 }
 

@@ -80,7 +80,7 @@ pub enum Command {
     },
     /// `sync --once`: apply one full reconcile and exit: 0 applied, 1 some
     /// steps failed (or the run could not start), 2 held by the
-    /// mass-change guard. `sync failures`, `sync retry`: the people the
+    /// mass-change guard, 5 refused because a replica leads (PostgreSQL). `sync failures`, `sync retry`: the people the
     /// sync stopped trying.
     #[command(args_conflicts_with_subcommands = true)]
     Sync {

@@ -611,6 +611,8 @@ async fn command_worker(
 async fn command_lock(
     config: &Config,
 ) -> Result<Option<crate::cluster::CommandLock>, CommandError> {
+    // Nothing to write without Tyk: say so before contending for the lock.
+    require_tyk(config)?;
     let url = config
         .database
         .effective_url()
@@ -632,6 +634,7 @@ async fn command_worker_led(
     dry_run: bool,
     leadership: &crate::cluster::Leadership,
 ) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
+    require_tyk(config)?;
     let store = if dry_run {
         current_store(config).await?
     } else {
@@ -652,6 +655,18 @@ async fn command_worker_led(
                     .into(),
             )
         })
+}
+
+/// A command that talks to Tyk needs `[tyk]` (checked before the store is
+/// opened, so the answer does not depend on the database's state).
+fn require_tyk(config: &Config) -> Result<(), CommandError> {
+    match config.tyk {
+        Some(_) => Ok(()),
+        None => Err(CommandError::Usage(
+            "tyk: no [tyk] section is configured (hint: set tyk.dashboard_url and tyk.api_key)"
+                .into(),
+        )),
+    }
 }
 
 async fn plan(config: &Config, json: bool) -> Result<String, CommandError> {

@@ -97,3 +97,46 @@ async fn sync_once_on_postgres_refuses_while_a_leader_holds_the_lock() {
     assert!(try_lock(&mut after).await, "the command freed the lock");
     after.close().await.expect("close");
 }
+
+/// The command's lock, in process: a second command is refused while it
+/// is held, and when its session ends (terminated) its writes stop within
+/// the lease, as a replica's do.
+#[tokio::test]
+async fn a_command_whose_lock_session_ends_stops_writing() {
+    use std::time::{Duration, Instant};
+    use tyk_idsync::cluster::{CommandLock, CommandLockError};
+
+    let db = fresh_database().await;
+    let name = "tyk-idsync/command/lock-test";
+    let url = tyk_idsync::store::with_application_name(&db, name);
+    let interval = Duration::from_millis(200);
+    let lock = CommandLock::acquire(&url, interval).await.expect("lock");
+    assert!(lock.leadership().may_write().is_ok(), "waited out, leading");
+    assert!(matches!(
+        CommandLock::acquire(&db, interval).await,
+        Err(CommandLockError::Held)
+    ));
+
+    let mut admin = PgConnection::connect(&db).await.expect("connect");
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(name)
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate");
+    assert_eq!(terminated, vec![true], "the command's lock session");
+    let ended = Instant::now();
+    while lock.leadership().may_write().is_ok() {
+        assert!(
+            ended.elapsed() < interval * 3,
+            "the lease outlived its interval"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lock.release().await;
+    // Free again for the next command.
+    let again = CommandLock::acquire(&db, interval).await.expect("free");
+    again.release().await;
+    admin.close().await.expect("close");
+}

@@ -21,6 +21,9 @@ pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_CONFIG: u8 = 3;
 pub const EXIT_DATABASE: u8 = 4;
+/// A one-shot command that writes to Tyk (`sync --once`, `runs approve`)
+/// refused to run because a replica leads (holds the leader lock).
+pub const EXIT_LEADER_HOLDS_LOCK: u8 = 5;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,7 +80,7 @@ pub enum Command {
     },
     /// `sync --once`: apply one full reconcile and exit: 0 applied, 1 some
     /// steps failed (or the run could not start), 2 held by the
-    /// mass-change guard. `sync failures`, `sync retry`: the people the
+    /// mass-change guard, 5 refused because a replica leads (PostgreSQL). `sync failures`, `sync retry`: the people the
     /// sync stopped trying.
     #[command(args_conflicts_with_subcommands = true)]
     Sync {
@@ -438,6 +441,9 @@ enum CommandError {
     /// The database is not as the command needs it (exit 4).
     #[error("{0}")]
     Schema(String),
+    /// A replica leads: the command would write beside it (exit 5).
+    #[error(transparent)]
+    LeaderLock(#[from] crate::cluster::CommandLockError),
 }
 
 fn finish(result: Result<String, CommandError>) -> ExitCode {
@@ -453,6 +459,14 @@ fn finish(result: Result<String, CommandError>) -> ExitCode {
         }
         Err(CommandError::Schema(message)) => {
             eprintln!("database error: {message}");
+            ExitCode::from(EXIT_DATABASE)
+        }
+        Err(CommandError::LeaderLock(e @ crate::cluster::CommandLockError::Held)) => {
+            eprintln!("refused: {e}");
+            ExitCode::from(EXIT_LEADER_HOLDS_LOCK)
+        }
+        Err(CommandError::LeaderLock(e)) => {
+            eprintln!("database error: {e}");
             ExitCode::from(EXIT_DATABASE)
         }
         Err(e) => {
@@ -598,10 +612,41 @@ async fn command_worker(
     config: &Config,
     dry_run: bool,
 ) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
-    // A config error is reported before the database is looked at.
-    if config.tyk.is_none() {
-        return Err(no_tyk_section());
+    // A one-shot command runs on its own, outside the replicas' election.
+    command_worker_led(config, dry_run, &crate::cluster::Leadership::always()).await
+}
+
+/// On PostgreSQL, the leader lock for a one-shot command that writes to
+/// Tyk, held until [`crate::cluster::CommandLock::release`]: refused
+/// (exit 5) while a replica leads, so the command never writes beside it.
+/// `None` on SQLite (one process by construction).
+async fn command_lock(
+    config: &Config,
+) -> Result<Option<crate::cluster::CommandLock>, CommandError> {
+    // Nothing to write without Tyk: say so before contending for the lock.
+    require_tyk(config)?;
+    let url = config
+        .database
+        .effective_url()
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    if crate::store::Backend::from_url(&url) != Some(crate::store::Backend::Postgres) {
+        return Ok(None);
     }
+    let name = crate::store::application_name("command", &config.server.listen);
+    let url = crate::store::with_application_name(&url, &name);
+    let lock =
+        crate::cluster::CommandLock::acquire(&url, config.database.leader_check_interval).await?;
+    Ok(Some(lock))
+}
+
+/// The sync worker for a one-shot command whose writes are fenced by
+/// `leadership` (the command's leader lock on PostgreSQL).
+async fn command_worker_led(
+    config: &Config,
+    dry_run: bool,
+    leadership: &crate::cluster::Leadership,
+) -> Result<std::sync::Arc<crate::sync::service::ServiceWorker>, CommandError> {
+    require_tyk(config)?;
     let store = if dry_run {
         current_store(config).await?
     } else {
@@ -614,9 +659,7 @@ async fn command_worker(
         crate::mapping::sync_config_rules(&store, &config.mapping).await?;
         crate::wiring::desired_loader(mapping)
     };
-    // A one-shot command runs on its own, outside the replicas' election.
-    let leadership = crate::cluster::Leadership::always();
-    crate::wiring::sync_worker_with(config, &store, loader, &leadership)
+    crate::wiring::sync_worker_with(config, &store, loader, leadership)
         .map_err(StartupError::from)?
         .ok_or_else(no_tyk_section)
 }
@@ -625,6 +668,15 @@ fn no_tyk_section() -> CommandError {
     CommandError::Usage(
         "tyk: no [tyk] section is configured (hint: set tyk.dashboard_url and tyk.api_key)".into(),
     )
+}
+
+/// A command that talks to Tyk needs `[tyk]` (checked before the store is
+/// opened, so the answer does not depend on the database's state).
+fn require_tyk(config: &Config) -> Result<(), CommandError> {
+    match config.tyk {
+        Some(_) => Ok(()),
+        None => Err(no_tyk_section()),
+    }
 }
 
 async fn plan(config: &Config, json: bool) -> Result<String, CommandError> {
@@ -670,11 +722,29 @@ async fn sync_failures(config: &Config, action: SyncAction) -> Result<String, Co
 }
 
 async fn sync_once(config: &Config) -> ExitCode {
-    let worker = match command_worker(config, false).await {
-        Ok(worker) => worker,
+    let lock = match command_lock(config).await {
+        Ok(lock) => lock,
         Err(e) => return finish(Err(e)),
     };
-    match crate::sync::cli::sync_once_command(&worker).await {
+    let leadership = lock
+        .as_ref()
+        .map_or_else(crate::cluster::Leadership::always, |l| {
+            l.leadership().clone()
+        });
+    let worker = match command_worker_led(config, false, &leadership).await {
+        Ok(worker) => worker,
+        Err(e) => {
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            return finish(Err(e));
+        }
+    };
+    let result = crate::sync::cli::sync_once_command(&worker).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    match result {
         Ok(status) => {
             print_stdout(&format!("{}\n", status.describe()));
             ExitCode::from(u8::try_from(status.exit_code()).unwrap_or(EXIT_RUNTIME))
@@ -754,9 +824,25 @@ async fn runs(config: &Config, action: RunsAction) -> Result<String, CommandErro
             Ok(crate::sync::cli::runs_list_command(&store, status, limit).await?)
         }
         RunsAction::Approve { id } => {
-            let worker = command_worker(config, false).await?;
-            let status = crate::sync::cli::runs_approve_command(&worker, id).await?;
-            Ok(format!("{}\n", status.describe()))
+            // Approving applies the held plan: like `sync --once`, it
+            // takes the leader lock for its duration (refused, exit 5,
+            // while a replica leads; approve on the leader's admin API).
+            let lock = command_lock(config).await?;
+            let leadership = lock
+                .as_ref()
+                .map_or_else(crate::cluster::Leadership::always, |l| {
+                    l.leadership().clone()
+                });
+            let status = match command_worker_led(config, false, &leadership).await {
+                Ok(worker) => crate::sync::cli::runs_approve_command(&worker, id)
+                    .await
+                    .map_err(CommandError::from),
+                Err(e) => Err(e),
+            };
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            Ok(format!("{}\n", status?.describe()))
         }
         RunsAction::Reject { id, reason } => {
             let reason = reason.trim();

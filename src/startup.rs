@@ -136,9 +136,18 @@ impl Application {
                 crate::sync::service::run(worker, leadership, shutdown)
             }));
         }
-        let tib =
-            crate::tib::TibService::new(config.tib.as_ref(), config.tyk.as_ref(), &store, &mapping)
-                .map_err(wiring::WiringError::from)?;
+        // TIB profile writes are fenced by the leader lease, as Tyk writes are.
+        let tib_gate = leadership.clone();
+        let tib = crate::tib::TibService::new_gated(
+            config.tib.as_ref(),
+            config.tyk.as_ref(),
+            &store,
+            &mapping,
+            Some(Arc::new(move || {
+                tib_gate.may_write().map_err(|e| e.to_string())
+            })),
+        )
+        .map_err(wiring::WiringError::from)?;
         if let Some(service) = &tib {
             let (service, leadership) = (service.clone(), leadership.clone());
             tasks.push(Task::new("tib-profiles", move |shutdown| {

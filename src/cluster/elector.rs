@@ -240,6 +240,109 @@ async fn hold_or_wait(
     }
 }
 
+/// The leader lock taken by a one-shot command (`sync --once`) for its
+/// duration, so that it never writes to Tyk beside a running leader: while
+/// it holds the lock no replica leads, and its writes are fenced by the
+/// same lease (confirmed twice per interval on the lock's session).
+#[derive(Debug)]
+pub struct CommandLock {
+    leadership: Leadership,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+/// Why a one-shot command could not take the leader lock.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandLockError {
+    #[error(
+        "another tyk-idsync replica leads (it holds the leader lock on this database); \
+         nothing was written: the leader syncs on its own, or stop the replicas and run this again"
+    )]
+    Held,
+    #[error("cannot take the leader lock: {0}")]
+    Database(String),
+}
+
+impl CommandLock {
+    /// Takes the leader lock on a dedicated connection to `url`, or fails
+    /// at once with [`CommandLockError::Held`] when a leader holds it.
+    /// Returns once writes may start: like any new leader, it waits out a
+    /// predecessor's lease (`check_interval` + [`TAKEOVER_MARGIN`]).
+    pub async fn acquire(url: &str, check_interval: Duration) -> Result<Self, CommandLockError> {
+        let db = |e: sqlx::Error| CommandLockError::Database(e.to_string());
+        let mut conn = PgConnection::connect(url).await.map_err(db)?;
+        let asked_at = Instant::now();
+        let won = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(db)?;
+        if !won {
+            let _ = conn.close().await;
+            return Err(CommandLockError::Held);
+        }
+        let leadership = Leadership::follower();
+        leadership.gained(asked_at, Instant::now(), check_interval);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let keeper = tokio::spawn(keep_command_lock(
+            conn,
+            leadership.clone(),
+            check_interval,
+            stopped,
+        ));
+        if let Some(from) = leadership.writes_from() {
+            tokio::time::sleep_until(from.into()).await;
+        }
+        Ok(Self {
+            leadership,
+            stop: Some(stop),
+            keeper,
+        })
+    }
+
+    /// The lease the command's writes are fenced by.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// Stops writing and frees the lock (closing its session).
+    pub async fn release(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.keeper).await;
+    }
+}
+
+/// Confirms the command's lock until told to stop or the session fails
+/// (then the lease ends at once and the command's writes are refused).
+async fn keep_command_lock(
+    mut conn: PgConnection,
+    leadership: Leadership,
+    check_interval: Duration,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let confirm_every = (check_interval / 2).max(Duration::from_millis(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(confirm_every) => {}
+            _ = &mut stopped => break,
+        }
+        let asked_at = Instant::now();
+        let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn);
+        match tokio::time::timeout(check_interval, check).await {
+            Ok(Ok(_)) => leadership.confirmed(asked_at, check_interval),
+            _ => {
+                leadership.lost();
+                tracing::warn!("The command's leader lock connection failed; writes stop.");
+                return;
+            }
+        }
+    }
+    leadership.lost();
+    let _ = conn.close().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,10 @@
 mod elector;
 mod notify;
 
-pub use elector::{Leadership, NotLeading, Role, TAKEOVER_MARGIN, campaign};
+pub use elector::{
+    CommandLock, CommandLockError, LEADER_LOCK_KEY, Leadership, NotLeading, Role, TAKEOVER_MARGIN,
+    campaign,
+};
 pub use notify::listen_for_outbox;
 
 /// Drives a [`Leadership`]'s lease in other modules' unit tests.

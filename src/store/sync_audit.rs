@@ -238,6 +238,63 @@ pub async fn open_intents(
         .collect()
 }
 
+/// Open intents with an id above `after`, oldest first, up to `limit`
+/// (a resolving pass pages with it past the intents it leaves open).
+pub async fn open_intents_after(
+    conn: &mut AnyConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(i64, NewAuditEntry)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, entry_json FROM sync_audit_intents WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let json: String = row.try_get("entry_json")?;
+            let entry = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("bad audit intent: {e}")))?;
+            Ok((row.try_get("id")?, entry))
+        })
+        .collect()
+}
+
+/// Drops an open intent without an audit row (its step's result is in the
+/// audit log already).
+pub async fn drop_intent(conn: &mut AnyConnection, intent_id: i64) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sync_audit_intents WHERE id = $1")
+        .bind(intent_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether an `ok` `create_user` row for this person and Tyk user was
+/// appended at or after `since` (a creation audited already, e.g. resumed
+/// after its answer was lost).
+pub async fn creation_audited_since(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    email: &str,
+    tyk_id: &str,
+    since: Timestamp,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM sync_audit WHERE email = $1 AND org_id = $2 AND tyk_id = $3 \
+         AND step_kind = 'create_user' AND result = 'ok' AND at >= $4 LIMIT 1",
+    )
+    .bind(email)
+    .bind(org_id)
+    .bind(tyk_id)
+    .bind(since.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Appends the audit entry that resolves an open intent and drops the
 /// intent, in one transaction (resolved exactly once).
 pub async fn resolve_intent(

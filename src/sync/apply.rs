@@ -259,6 +259,9 @@ impl<'a, W: TykWriter> Applier<'a, W> {
                 }
             }
         }
+        if ok && self.creation_audited_already(step).await {
+            return;
+        }
         let (before, after) = before_after(step);
         let entry = NewAuditEntry {
             run_id: ctx.run_id,

@@ -28,6 +28,18 @@ impl SyncStatus {
             .run_id
             .map(|id| format!(" (run {id})"))
             .unwrap_or_default();
+        let line = self.describe_outcome(&run);
+        if self.skipped_quarantined > 0 {
+            format!(
+                "{line}; {}",
+                super::worker::skipped_note(self.skipped_quarantined)
+            )
+        } else {
+            line
+        }
+    }
+
+    fn describe_outcome(&self, run: &str) -> String {
         match self.outcome {
             Outcome::Idle => "nothing to do".to_string(),
             Outcome::Applied => format!(

@@ -15,10 +15,15 @@ pub struct FakeState {
     next_id: u64,
     /// Errors returned (without applying) by the next write calls.
     pub faults: VecDeque<WriteError>,
+    /// Errors returned by the next reads (`find_user_by_email`, `read_groups`).
+    pub read_faults: VecDeque<WriteError>,
     /// Creations that succeed in Tyk but whose answer is lost (timeout).
     pub lose_create_answers: usize,
     /// Writes touching this e-mail fail permanently.
     pub refuse_email: Option<String>,
+    /// Writes touching this e-mail are refused as Tyk refuses bad data
+    /// (400 `User object validation failed.`: the person is quarantined).
+    pub refuse_data_of: Option<String>,
     /// Every write call, e.g. `create_user ada@x.io`.
     pub writes: Vec<String>,
     pub reads: usize,
@@ -94,6 +99,12 @@ impl FakeTyk {
             return Err(WriteError::Permanent {
                 status: Some(400),
                 message: "refused".into(),
+            });
+        }
+        if email.is_some() && state.refuse_data_of.as_deref() == email {
+            return Err(WriteError::Refused {
+                status: 400,
+                message: "User object validation failed.".into(),
             });
         }
         Ok(())
@@ -217,11 +228,31 @@ impl TykWriter for FakeTyk {
         self.latency().await;
         let mut state = self.lock();
         state.reads += 1;
+        if let Some(fault) = state.read_faults.pop_front() {
+            return Err(fault);
+        }
         Ok(state
             .users
             .values()
             .find(|u| u.org_id == org_id && u.email == email.to_lowercase())
             .cloned())
+    }
+
+    async fn read_groups(&self, org_id: &str) -> Result<Option<Vec<ActualGroup>>, WriteError> {
+        self.latency().await;
+        let mut state = self.lock();
+        state.reads += 1;
+        if let Some(fault) = state.read_faults.pop_front() {
+            return Err(fault);
+        }
+        Ok(Some(
+            state
+                .groups
+                .values()
+                .filter(|g| g.org_id == org_id)
+                .cloned()
+                .collect(),
+        ))
     }
 }
 

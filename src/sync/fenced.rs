@@ -116,6 +116,15 @@ impl<W: TykWriter> TykWriter for Fenced<W> {
     ) -> impl Future<Output = Result<Option<ActualUser>, WriteError>> + Send {
         self.inner.find_user_by_email(org_id, email)
     }
+
+    /// A read: not fenced.
+    fn read_groups(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<super::actual::ActualGroup>>, WriteError>> + Send
+    {
+        self.inner.read_groups(org_id)
+    }
 }
 
 #[cfg(test)]

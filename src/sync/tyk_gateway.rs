@@ -402,4 +402,14 @@ impl TykWriter for TykGateway {
             .find(|u| u.org_id == org_id && crate::domain::fold_key(&u.email_address) == wanted)
             .map(actual_user))
     }
+
+    async fn read_groups(&self, org_id: &str) -> Result<Option<Vec<ActualGroup>>, WriteError> {
+        let groups = self.list_groups().await.map_err(write_error)?;
+        Ok(Some(
+            groups
+                .into_iter()
+                .filter(|g| g.org_id == org_id || g.org_id.is_empty())
+                .collect(),
+        ))
+    }
 }

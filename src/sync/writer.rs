@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::actual::ActualUser;
+use super::actual::{ActualGroup, ActualUser};
 use super::step::Permissions;
 
 /// A whole Tyk user as sent on `POST /api/users` and `PUT /api/users/{id}`
@@ -126,6 +126,16 @@ pub trait TykWriter: Send + Sync {
     fn paces_itself(&self) -> bool {
         false
     }
+    /// The organisation's user groups as Tyk holds them now, read afresh
+    /// (no cache): how an abandoned group step's audit intent is resolved.
+    /// `Ok(None)`: this writer cannot read groups.
+    fn read_groups(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<ActualGroup>>, WriteError>> + Send {
+        let _ = org_id;
+        async { Ok(None) }
+    }
 }
 
 /// A shared writer is a writer (the worker owns one; tests keep a handle).
@@ -186,5 +196,11 @@ impl<T: TykWriter> TykWriter for std::sync::Arc<T> {
         email: &str,
     ) -> impl Future<Output = Result<Option<ActualUser>, WriteError>> + Send {
         (**self).find_user_by_email(org_id, email)
+    }
+    fn read_groups(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<ActualGroup>>, WriteError>> + Send {
+        (**self).read_groups(org_id)
     }
 }

@@ -40,6 +40,10 @@ pub enum TibError {
     Tyk(String),
     #[error("config: {0}")]
     Config(String),
+    /// The write gate (this replica's leader lease) refused the write: it
+    /// was not sent. Not retried here; the next leader pushes.
+    #[error("not written: {0}")]
+    Fenced(String),
 }
 
 impl TibError {
@@ -71,6 +75,11 @@ pub struct RestOutcome {
     pub fields: Vec<String>,
 }
 
+/// Asked right before each write to TIB (a POST/PUT, or the profiles
+/// file's rename); an `Err` stops it unwritten, with the reason. The
+/// service passes this replica's leader lease.
+pub type TibWriteGate = crate::tyk::WriteGate;
+
 /// Client of TIB's profile API.
 #[derive(Clone)]
 pub struct TibClient {
@@ -78,6 +87,7 @@ pub struct TibClient {
     base: Url,
     embedded: bool,
     secret: SecretString,
+    write_gate: Option<TibWriteGate>,
 }
 
 impl std::fmt::Debug for TibClient {
@@ -108,7 +118,14 @@ impl TibClient {
             base,
             embedded,
             secret,
+            write_gate: None,
         })
+    }
+
+    /// Checks `gate` right before each POST or PUT leaves.
+    pub fn with_write_gate(mut self, gate: TibWriteGate) -> Self {
+        self.write_gate = Some(gate);
+        self
     }
 
     fn url(&self, id: &str) -> Result<Url, TibError> {
@@ -132,6 +149,9 @@ impl TibClient {
         id: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), TibError> {
+        if let (Some(gate), false) = (&self.write_gate, method == Method::GET) {
+            gate().map_err(TibError::Fenced)?;
+        }
         let mut request = self
             .http
             .request(method, self.url(id)?)
@@ -289,8 +309,18 @@ pub async fn write_profiles_file(
     path: &Path,
     ours: Vec<(String, Value)>,
 ) -> Result<FileOutcome, TibError> {
+    write_profiles_file_gated(path, ours, None).await
+}
+
+/// [`write_profiles_file`], asking `gate` right before the new file
+/// replaces the old one (nothing is written when it refuses).
+pub async fn write_profiles_file_gated(
+    path: &Path,
+    ours: Vec<(String, Value)>,
+    gate: Option<TibWriteGate>,
+) -> Result<FileOutcome, TibError> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || write_blocking(&path, &ours))
+    tokio::task::spawn_blocking(move || write_blocking(&path, &ours, gate.as_ref()))
         .await
         .map_err(|e| TibError::File {
             path: String::new(),
@@ -298,7 +328,11 @@ pub async fn write_profiles_file(
         })?
 }
 
-fn write_blocking(path: &Path, ours: &[(String, Value)]) -> Result<FileOutcome, TibError> {
+fn write_blocking(
+    path: &Path,
+    ours: &[(String, Value)],
+    gate: Option<&TibWriteGate>,
+) -> Result<FileOutcome, TibError> {
     let existing: Option<Vec<u8>> = match std::fs::read(path) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -360,6 +394,9 @@ fn write_blocking(path: &Path, ours: &[(String, Value)]) -> Result<FileOutcome, 
     let mut text = serde_json::to_string_pretty(&Value::Array(entries))
         .map_err(|e| file_err(path, e.to_string()))?;
     text.push('\n');
+    if let Some(gate) = gate {
+        gate().map_err(TibError::Fenced)?;
+    }
     replace_atomically(path, text.as_bytes(), existing.is_some())?;
     Ok(FileOutcome {
         changes,

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::config::{Template, TibConfig, load_template};
 use super::profile::redact;
-use super::push::{Change, TibClient, TibError, write_profiles_file};
+use super::push::{Change, TibClient, TibError, TibWriteGate, write_profiles_file_gated};
 use super::render::{RenderInput, RenderedProfile, render};
 use crate::domain::Timestamp;
 use crate::mapping::GroupRef;
@@ -133,6 +133,9 @@ pub struct TibService {
     mapping: LiveMapping,
     wakeup: Arc<Notify>,
     memory: Mutex<Memory>,
+    /// This replica's leader lease (the server's task); `None` for a
+    /// one-shot command, which runs on its own.
+    write_gate: Option<TibWriteGate>,
 }
 
 /// What the task remembers between runs (this process only).
@@ -158,11 +161,26 @@ fn sha256(value: &Value) -> String {
 
 impl TibService {
     /// Builds the service of a validated config; `None` without `[tib]`.
+    /// Its writes are not fenced: for one-shot commands and tests.
     pub fn new(
         tib: Option<&TibConfig>,
         tyk: Option<&crate::tyk::TykConfig>,
         store: &Store,
         mapping: &LiveMapping,
+    ) -> Result<Option<Arc<Self>>, TibError> {
+        Self::new_gated(tib, tyk, store, mapping, None)
+    }
+
+    /// [`Self::new`] with every write to TIB (each POST/PUT and the
+    /// profiles file's replacement) asking `write_gate` first, right before
+    /// it leaves: the server passes its leader lease, so a replica that
+    /// lost the lead pushes no profile.
+    pub fn new_gated(
+        tib: Option<&TibConfig>,
+        tyk: Option<&crate::tyk::TykConfig>,
+        store: &Store,
+        mapping: &LiveMapping,
+        write_gate: Option<TibWriteGate>,
     ) -> Result<Option<Arc<Self>>, TibError> {
         let Some(tib) = tib else {
             return Ok(None);
@@ -187,7 +205,11 @@ impl TibService {
                 let secret = tib
                     .resolve_secret(Some(tyk_config))
                     .map_err(|p| TibError::Config(p.to_string()))?;
-                Some(TibClient::new(&url, tib.embedded, secret, tib.timeout)?)
+                let client = TibClient::new(&url, tib.embedded, secret, tib.timeout)?;
+                Some(match &write_gate {
+                    Some(gate) => client.with_write_gate(gate.clone()),
+                    None => client,
+                })
             }
             None => None,
         };
@@ -200,6 +222,7 @@ impl TibService {
             mapping: mapping.clone(),
             wakeup: Arc::new(Notify::new()),
             memory: Mutex::new(Memory::default()),
+            write_gate,
         })))
     }
 
@@ -335,7 +358,19 @@ impl TibService {
         self.push_rendered(rendered, actor).await
     }
 
+    /// `Err(Fenced)` when the write gate refuses now: not leading, nothing
+    /// to push (and no push state recorded: the leader's stands).
+    fn admit(&self) -> Result<(), TibError> {
+        match &self.write_gate {
+            Some(gate) => gate().map_err(TibError::Fenced),
+            None => Ok(()),
+        }
+    }
+
     async fn push_rendered(&self, rendered: Rendered, actor: &str) -> Result<PushReport, TibError> {
+        self.admit()?;
+        // Set when the gate refused a write mid-push (the lease lapsed).
+        let mut fenced: Option<TibError> = None;
         let mut conn = self
             .store
             .pool()
@@ -402,7 +437,12 @@ impl TibService {
                             count_change("api", out.change, corrected);
                         }
                     }
-                    Err(e) => result.error = Some(e.to_string()),
+                    Err(e) => {
+                        if matches!(e, TibError::Fenced(_)) {
+                            fenced = Some(e.clone());
+                        }
+                        result.error = Some(e.to_string());
+                    }
                 }
             }
             results.push(result);
@@ -413,7 +453,7 @@ impl TibService {
                 .filter_map(|(id, r)| r.as_ref().ok().map(|p| (id.clone(), p.profile.clone())))
                 .collect();
             if !ours.is_empty() {
-                match write_profiles_file(path, ours).await {
+                match write_profiles_file_gated(path, ours, self.write_gate.clone()).await {
                     Ok(out) => {
                         if out.written {
                             writes += 1;
@@ -449,6 +489,9 @@ impl TibService {
                         }
                     }
                     Err(e) => {
+                        if matches!(e, TibError::Fenced(_)) {
+                            fenced = Some(e.clone());
+                        }
                         for result in results.iter_mut().filter(|r| r.error.is_none()) {
                             result.error = Some(e.to_string());
                         }
@@ -483,8 +526,14 @@ impl TibService {
             .acquire()
             .await
             .map_err(StoreError::from)?;
+        // What did reach TIB is audited even when the lease lapsed mid-push.
         for entry in &audits {
             sync_audit::append(&mut conn, entry).await?;
+        }
+        if let Some(fenced) = fenced {
+            // This replica no longer leads: the new leader's push state
+            // stands, and it pushes what was not written here.
+            return Err(fenced);
         }
         let text = serde_json::to_string(&state).map_err(|e| TibError::Store(e.to_string()))?;
         settings::set(&mut conn, STATE_SETTING, &text).await?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::push::TibError;
 use super::service::TibService;
 use crate::cluster::Leadership;
 use crate::tasks::Shutdown;
@@ -26,10 +27,22 @@ pub async fn run(service: Arc<TibService>, leadership: Leadership, mut shutdown:
                 return;
             }
         }
+        // A new leader writes only once its predecessor's lease ran out
+        // (the service's write gate would refuse until then).
+        if let Some(from) = leadership.writes_from() {
+            let wait = from.saturating_duration_since(std::time::Instant::now());
+            if !wait.is_zero() && !shutdown.sleep(wait).await {
+                return;
+            }
+        }
         let mut seen = service.store_fingerprint().await.ok();
         match service.run_once().await {
             Ok(Some(report)) if !report.ok => failures = failures.saturating_add(1),
             Ok(_) => failures = 0,
+            Err(e @ TibError::Fenced(_)) => {
+                failures = failures.saturating_add(1);
+                tracing::info!(error = %e, "TIB profiles not pushed: this replica does not lead");
+            }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, "TIB profiles not rendered; retrying later");

@@ -13,7 +13,7 @@ mod permissions;
 mod transport;
 
 pub use admin::AdminClient;
-pub use client::{RequestLimits, TykClient};
+pub use client::{RequestLimits, TykClient, WriteGate};
 pub use config::TykConfig;
 pub use error::TykError;
 pub use model::{

@@ -40,6 +40,7 @@ mod runs;
 mod types;
 
 use group_turn::GroupTurn;
+pub(crate) use runs::skipped_note;
 use types::status;
 pub use types::{ActualScope, LoadError, Outcome, StateSource, SyncError, SyncStatus, Trigger};
 
@@ -65,7 +66,13 @@ pub struct SyncWorker<W, S> {
     /// Held by a full reconcile or an approval for its whole run: one at a
     /// time.
     full_runs: tokio::sync::Mutex<()>,
+    /// When a take-over's pass over abandoned audit intents could not read
+    /// Tyk (or the store): the next run after this instant tries again.
+    intents_retry_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after a failed pass over abandoned audit intents a run tries again.
+const INTENTS_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     pub fn new(store: Store, writer: W, source: S, config: SyncConfig) -> Self {
@@ -81,6 +88,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             group_writes: tokio::sync::Mutex::new(()),
             groups_created: std::sync::Mutex::new(BTreeMap::new()),
             full_runs: tokio::sync::Mutex::new(()),
+            intents_retry_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -154,6 +162,15 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
 
     pub async fn run_once(&self, trigger: Trigger) -> Result<SyncStatus, SyncError> {
         let started = std::time::Instant::now();
+        let retry_due = self
+            .intents_retry_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| started >= at);
+        if retry_due {
+            // A take-over could not resolve every abandoned intent.
+            self.resolve_intents(Duration::ZERO).await;
+        }
         let result = match trigger {
             Trigger::Full => self.run_full().await,
             Trigger::Events => self.run_events().await,
@@ -176,6 +193,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// as one plan.
     async fn run_full(&self) -> Result<SyncStatus, SyncError> {
         let _one_at_a_time = self.full_runs.lock().await;
+        // Intents this replica's own abandoned runs left (a dropped request,
+        // a result the audit log refused) while it kept the lead.
+        self.resolve_intents(super::apply_audit::ABANDONED_AFTER)
+            .await;
         let started = std::time::Instant::now();
         let desired = self.source.desired().await?;
         let (ownership, managed) = self.ownership().await?;
@@ -334,14 +355,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         // or a pending group creation would be repeated.
         self.source.groups_changed();
         // Writes a predecessor may have made without auditing the result.
-        let resolved = crate::store::retry::retry_transient(|| {
-            super::apply_audit::resolve_abandoned_intents(&self.store, &self.writer)
-        });
-        match resolved.await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(intents = n, "audited writes a previous run left unresolved"),
-            Err(e) => tracing::warn!(error = %e, "cannot resolve audit intents of a previous run"),
-        }
+        self.resolve_intents(Duration::ZERO).await;
         // Right after a failover the pool may hold dead sessions.
         let freed = crate::store::retry::retry_transient(|| async {
             let mut conn = self.store.pool().acquire().await?;
@@ -352,6 +366,70 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             Ok(n) => tracing::info!(events = n, "took over events claimed by a previous leader"),
             Err(e) => tracing::warn!(error = %e, "cannot free events of a previous leader"),
         }
+    }
+}
+
+impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
+    /// One pass over the audit intents abandoned runs left open (older
+    /// than `min_age`; none of this process's steps in flight). When Tyk or
+    /// the store fails, the next run after [`INTENTS_RETRY_AFTER`] tries
+    /// again instead of waiting for the next take-over.
+    pub(super) async fn resolve_intents(&self, min_age: Duration) {
+        let pass = crate::store::retry::retry_transient(|| {
+            super::apply_audit::resolve_abandoned_intents(&self.store, &self.writer, min_age)
+        })
+        .await;
+        let incomplete = match pass {
+            Ok(pass) => {
+                if pass.resolved > 0 {
+                    tracing::info!(
+                        intents = pass.resolved,
+                        "audited writes an abandoned run left unresolved"
+                    );
+                }
+                pass.incomplete
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resolve audit intents of an abandoned run; trying again later");
+                true
+            }
+        };
+        let mut retry_at = self
+            .intents_retry_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if incomplete {
+            *retry_at = Some(std::time::Instant::now() + INTENTS_RETRY_AFTER);
+        } else if min_age.is_zero() {
+            *retry_at = None;
+        }
+    }
+
+    /// Whether a pass over abandoned intents is due again (tests).
+    #[cfg(test)]
+    pub(super) fn intents_retry_pending(&self) -> bool {
+        self.intents_retry_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Makes a pending retry due now (tests).
+    #[cfg(test)]
+    pub(super) fn intents_retry_now(&self) {
+        let mut at = self
+            .intents_retry_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if at.is_some() {
+            *at = Some(std::time::Instant::now());
+        }
+    }
+
+    /// What a new leader does first (exposed to tests).
+    #[cfg(test)]
+    pub(super) async fn take_over_now(&self) {
+        self.take_over().await;
     }
 }
 

@@ -29,31 +29,40 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         turn: GroupTurn,
     ) -> Result<SyncStatus, SyncError> {
         let mut plan = plan;
-        self.leave_quarantined(&mut plan, actual, trigger).await?;
+        let skipped = self
+            .leave_quarantined(&mut plan, actual, trigger)
+            .await?
+            .len();
         let verdict = guard(&plan, managed, self.config.guard);
         let summary = plan.summary();
         if let GuardVerdict::Hold { .. } = verdict {
             let run_id = self
                 .hold(trigger, &plan, managed, &verdict, &run_events)
                 .await?;
-            return Ok(status(
-                run_id,
-                trigger,
-                Outcome::Held,
-                summary,
-                &ApplyReport::default(),
-                verdict,
-            ));
+            return Ok(SyncStatus {
+                skipped_quarantined: skipped,
+                ..status(
+                    run_id,
+                    trigger,
+                    Outcome::Held,
+                    summary,
+                    &ApplyReport::default(),
+                    verdict,
+                )
+            });
         }
         if plan.is_empty() {
-            return Ok(status(
-                None,
-                trigger,
-                Outcome::Applied,
-                summary,
-                &ApplyReport::default(),
-                verdict,
-            ));
+            return Ok(SyncStatus {
+                skipped_quarantined: skipped,
+                ..status(
+                    None,
+                    trigger,
+                    Outcome::Applied,
+                    summary,
+                    &ApplyReport::default(),
+                    verdict,
+                )
+            });
         }
         let run_id = self
             .record_run(
@@ -73,10 +82,14 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             adopt_existing: self.config.adopt_existing,
             ..ApplyContext::new("sync", Timestamp::now())
         };
-        self.apply_recorded(run_id, trigger, &plan, actual, &context, verdict, turn)
-            .await
+        self.apply_recorded(
+            run_id, trigger, &plan, actual, &context, verdict, turn, skipped,
+        )
+        .await
     }
 
+    /// Applies a recorded run's plan; `skipped` people were left out of it
+    /// as quarantined (said in the run's message and its status).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn apply_recorded(
         &self,
@@ -87,6 +100,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         context: &ApplyContext,
         verdict: GuardVerdict,
         turn: GroupTurn,
+        skipped: usize,
     ) -> Result<SyncStatus, SyncError> {
         let report = self.apply_plan(plan, actual, context, turn).await;
         if let Err(e) = self.quarantine_refused(plan, actual, &report).await {
@@ -101,7 +115,11 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         } else {
             (RunStatus::Failed, Outcome::PartlyFailed)
         };
-        let message = (!report.errors.is_empty()).then(|| report.errors.join("; "));
+        let mut notes = report.errors.clone();
+        if skipped > 0 {
+            notes.push(skipped_note(skipped));
+        }
+        let message = (!notes.is_empty()).then(|| notes.join("; "));
         let mut conn = self
             .store
             .pool()
@@ -117,15 +135,18 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             message.as_deref(),
         )
         .await?;
-        tracing::info!(%run_id, ?trigger, applied = report.applied, failed = report.failed, tyk_writes = report.tyk_writes, "sync run finished");
-        Ok(status(
-            Some(run_id),
-            trigger,
-            outcome,
-            plan.summary(),
-            &report,
-            verdict,
-        ))
+        tracing::info!(%run_id, ?trigger, applied = report.applied, failed = report.failed, tyk_writes = report.tyk_writes, skipped_quarantined = skipped, "sync run finished");
+        Ok(SyncStatus {
+            skipped_quarantined: skipped,
+            ..status(
+                Some(run_id),
+                trigger,
+                outcome,
+                plan.summary(),
+                &report,
+                verdict,
+            )
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -238,13 +259,19 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let desired = self.source.desired().await?;
         let actual = self.source.actual(&ActualScope::Everyone).await?;
         let (ownership, managed) = self.ownership().await?;
-        let fresh = plan(
+        let mut fresh = plan(
             &desired,
             &actual,
             &ownership,
             &self.config.policy(),
             Timestamp::now(),
         );
+        // As in any run: quarantined people whose steps Tyk refused are
+        // not tried again by approving.
+        let skipped = self
+            .leave_quarantined(&mut fresh, &actual, Trigger::Full)
+            .await?
+            .len();
         if !removed_people(&fresh).is_subset(&removed_people(&held)) {
             let verdict = guard(&fresh, managed, self.config.guard);
             // Supersedes the old held run.
@@ -286,6 +313,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             GroupTurn::Take {
                 listed_after: started,
             },
+            skipped,
         )
         .await
     }
@@ -318,6 +346,11 @@ fn removed_people(plan: &Plan) -> BTreeSet<(String, String)> {
         .filter(|s| s.removes_access())
         .filter_map(|s| s.email().map(|e| (s.org_id().to_string(), e.to_string())))
         .collect()
+}
+
+/// The run record's note on the people it left out.
+pub(crate) fn skipped_note(people: usize) -> String {
+    format!("skipped {people} quarantined people (see `tyk-idsync sync failures`)")
 }
 
 fn count(n: usize) -> i64 {

@@ -260,6 +260,153 @@ async fn the_guard_holds_a_run_deactivating_half_and_approval_applies_it() {
     );
 }
 
+/// Approving a held run leaves quarantined people out, as any run does:
+/// the person Tyk refused is not sent again, and the status and the run
+/// record count them.
+#[tokio::test]
+async fn approving_a_held_run_skips_quarantined_people() {
+    let bad = "bad@x.io".to_string();
+    let with_bad = |n: usize| {
+        let mut list = emails(n);
+        list.push(bad.clone());
+        people(&list)
+    };
+    let (worker, tyk, store, _dir) = worker(with_bad(10)).await;
+    tyk.lock().refuse_data_of = Some(bad.clone());
+    let creations = |tyk: &FakeTyk| {
+        tyk.lock()
+            .writes
+            .iter()
+            .filter(|w| w.as_str() == format!("create_user {bad}"))
+            .count()
+    };
+    let first = worker.run_once(Trigger::Full).await.expect("initial");
+    assert_eq!(first.outcome, Outcome::PartlyFailed);
+    assert_eq!(creations(&tyk), 1, "refused once, then quarantined");
+
+    *worker_source(&worker).desired.lock().expect("lock") = with_bad(5);
+    let held = worker.run_once(Trigger::Full).await.expect("run");
+    assert_eq!(held.outcome, Outcome::Held);
+    assert_eq!(held.skipped_quarantined, 1);
+    let id = held.run_id.expect("held run id");
+
+    let applied = worker
+        .approve_run(id, "cli:approve")
+        .await
+        .expect("approve");
+    assert_eq!(applied.outcome, Outcome::Applied, "{applied:?}");
+    assert_eq!(applied.skipped_quarantined, 1);
+    assert_eq!(
+        creations(&tyk),
+        1,
+        "approving did not retry the refused person"
+    );
+    assert_eq!(active_emails(&tyk), emails(5));
+    assert!(
+        applied.describe().contains("skipped 1 quarantined people"),
+        "{}",
+        applied.describe()
+    );
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let run = sync_runs::get_run(&mut conn, id)
+        .await
+        .expect("get")
+        .expect("run");
+    assert!(
+        run.message
+            .as_deref()
+            .is_some_and(|m| m.contains("skipped 1 quarantined people")),
+        "{:?}",
+        run.message
+    );
+}
+
+/// An intent as an abandoned run leaves it: a deactivation of `email`
+/// recorded `age` ago.
+async fn leave_intent(store: &Store, email: &str, age: Duration) {
+    let at = crate::domain::Timestamp(
+        crate::domain::Timestamp::now().0 - i64::try_from(age.as_millis()).expect("ms"),
+    );
+    let entry = crate::store::sync_audit::NewAuditEntry {
+        run_id: None,
+        at,
+        actor: "sync".into(),
+        step_kind: "deactivate".into(),
+        org_id: ORG.into(),
+        email: Some(email.into()),
+        tyk_id: None,
+        before: Some(json!({"active": true})),
+        after: Some(json!({"active": false})),
+        event_seqs: vec![],
+        rule: None,
+        ok: false,
+        message: Some("intent: about to write to Tyk".into()),
+    };
+    let mut conn = store.pool().acquire().await.expect("conn");
+    crate::store::sync_audit::record_intents(&mut conn, &[entry])
+        .await
+        .expect("intent");
+}
+
+async fn deactivate_rows(store: &Store) -> usize {
+    let mut conn = store.pool().acquire().await.expect("conn");
+    crate::store::sync_audit::list(
+        &mut conn,
+        &crate::store::sync_audit::AuditFilter {
+            step_kind: Some("deactivate".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("audit")
+    .len()
+}
+
+async fn open_intents(store: &Store) -> usize {
+    let mut conn = store.pool().acquire().await.expect("conn");
+    crate::store::sync_audit::open_intents(&mut conn, 100)
+        .await
+        .expect("intents")
+        .len()
+}
+
+/// The leader's own abandoned runs (while it kept the lead) are resolved
+/// at its next full reconcile, once old enough not to be a one-shot
+/// command still writing beside it.
+#[tokio::test]
+async fn a_full_reconcile_resolves_intents_abandoned_while_leading() {
+    let (worker, _tyk, store, _dir) = worker(people(&emails(2))).await;
+    worker.run_once(Trigger::Full).await.expect("initial");
+    leave_intent(&store, "p00@x.io", Duration::from_secs(120)).await;
+    leave_intent(&store, "p01@x.io", Duration::ZERO).await;
+    worker.run_once(Trigger::Full).await.expect("full");
+    assert_eq!(deactivate_rows(&store).await, 1, "the old one is audited");
+    assert_eq!(open_intents(&store).await, 1, "the fresh one waits");
+}
+
+/// A take-over that cannot read Tyk does not wait for the next take-over:
+/// a later run tries again.
+#[tokio::test]
+async fn intents_a_take_over_could_not_resolve_are_retried_by_a_later_run() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(1))).await;
+    worker.run_once(Trigger::Full).await.expect("initial");
+    leave_intent(&store, "p00@x.io", Duration::ZERO).await;
+    tyk.lock()
+        .read_faults
+        .push_back(crate::sync::fake_tyk::retryable(None));
+    worker.take_over_now().await;
+    assert_eq!(open_intents(&store).await, 1, "Tyk could not be read");
+    assert!(worker.intents_retry_pending());
+    worker.run_once(Trigger::Events).await.expect("not due yet");
+    assert_eq!(open_intents(&store).await, 1, "retried only after a pause");
+    worker.intents_retry_now();
+    worker.run_once(Trigger::Events).await.expect("events");
+    assert_eq!(open_intents(&store).await, 0);
+    assert_eq!(deactivate_rows(&store).await, 1);
+    assert!(!worker.intents_retry_pending());
+}
+
 #[tokio::test]
 async fn approval_refuses_a_plan_that_now_removes_other_people() {
     let (worker, tyk, store, _dir) = worker(people(&emails(10))).await;

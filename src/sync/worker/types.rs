@@ -114,6 +114,9 @@ pub struct SyncStatus {
     pub errors: Vec<String>,
     /// (org, e-mail) of people with a failed step (retried later).
     pub failed_people: BTreeSet<(String, String)>,
+    /// People left out of the run because they are quarantined (Tyk
+    /// refused the very steps they still need; see `sync failures`).
+    pub skipped_quarantined: usize,
     pub verdict: GuardVerdict,
 }
 
@@ -135,6 +138,7 @@ pub(super) fn status(
         tyk_writes: report.tyk_writes,
         errors: report.errors.clone(),
         failed_people: report.failed_people.clone(),
+        skipped_quarantined: 0,
         verdict,
     }
 }

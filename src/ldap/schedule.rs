@@ -76,12 +76,7 @@ pub fn pollers(
 impl LdapPoller {
     /// The stored poll state (default before the first poll).
     pub async fn state(&self) -> Result<PollState, LdapError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(ldap_state::get(&mut conn, &self.source)
             .await?
             .unwrap_or_default())
@@ -116,12 +111,7 @@ impl LdapPoller {
                 record_failure(&mut state, options.kind, e);
             }
         }
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         ldap_state::put(&mut conn, &self.source, &state).await?;
         if result.as_ref().is_ok_and(PollReport::wrote) {
             self.sync_wakeup.notify_one();

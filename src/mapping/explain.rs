@@ -7,8 +7,8 @@ use super::config::MappingConfig;
 use super::input::load_people;
 use super::reasoning::{Explanation, explain};
 use super::service::MappingError;
+use crate::store::Store;
 use crate::store::mappings;
-use crate::store::{Store, StoreError};
 use crate::sync::person::PersonInTyk;
 
 /// The explanation for `email` from the current store contents.
@@ -17,7 +17,7 @@ pub async fn explain_email(
     config: &MappingConfig,
     email: &str,
 ) -> Result<Explanation, MappingError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     let people = load_people(&mut conn).await?;
     let rules = mappings::list_rules(&mut conn).await?;
     Ok(explain(email, &people, &rules, &config.resolve_options()))

@@ -92,12 +92,12 @@ fn conflict(error: StoreError) -> MappingError {
 }
 
 pub async fn list(store: &Store) -> Result<Vec<StoredRule>, MappingError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     Ok(mappings::list(&mut conn).await?)
 }
 
 pub async fn get(store: &Store, id: &str) -> Result<StoredRule, MappingError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     mappings::get(&mut conn, id)
         .await?
         .ok_or_else(|| MappingError::NotFound(id.to_string()))
@@ -320,7 +320,7 @@ pub async fn load_desired_dry_run(
     config: &super::MappingConfig,
     people: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<crate::domain::DesiredState, MappingError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     let identities = super::input::load_people(&mut conn).await?;
     let existing = mappings::list(&mut conn).await?;
     let changes = config_rule_changes(&existing, config, |rule| {
@@ -421,7 +421,7 @@ pub async fn load_desired(
     store: &Store,
     config: &super::MappingConfig,
 ) -> Result<crate::domain::DesiredState, MappingError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     let people = super::input::load_people(&mut conn).await?;
     let rules = crate::store::mappings::list_rules(&mut conn).await?;
     Ok(super::resolve::desired_state(
@@ -441,7 +441,7 @@ pub async fn load_desired_for(
     config: &super::MappingConfig,
     emails: &std::collections::BTreeSet<String>,
 ) -> Result<crate::domain::DesiredState, MappingError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     let people = crate::store::sync_scope::identities_with_groups(&mut conn, emails)
         .await?
         .into_iter()

@@ -196,12 +196,7 @@ async fn respond(
     status: StatusCode,
     params: &ListParams,
 ) -> Result<Response, ScimError> {
-    let mut conn = state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = state.store.acquire().await?;
     let body = project(
         group_json(&mut conn, group, &base_url(headers)).await?,
         params,
@@ -235,12 +230,7 @@ pub async fn get(
 ) -> Result<Response, ScimError> {
     let params = list_params(&query)?;
     let id = parse_id(&id, "group")?;
-    let mut conn = state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = state.store.acquire().await?;
     let group = identities::get_group(&mut conn, &source, id)
         .await?
         .ok_or_else(|| ScimError::NotFound("group".into()))?;
@@ -282,12 +272,7 @@ pub async fn list_groups(
 ) -> Result<Value, ScimError> {
     let plan = ListPlan::new(params, Kind::Group, state.max_page_size)?;
     let condition = plan.condition.as_ref();
-    let mut conn = state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = state.store.acquire().await?;
     if let Some((start, page)) = plan.sql_page {
         let total = scim_query::count(&mut conn, source, condition, false).await?;
         let groups = scim_query::query_groups(&mut conn, source, condition, Some(page)).await?;

@@ -136,7 +136,7 @@ pub async fn create_token(
         expires_at: Some(expires_at),
         revoked_at: None,
     };
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     token_store::insert(&mut conn, &stored).await?;
     Ok(IssuedToken {
         id,
@@ -173,13 +173,13 @@ pub async fn list_tokens(
     store: &Store,
     source: Option<&SourceName>,
 ) -> Result<Vec<StoredToken>, TokenError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     Ok(token_store::list(&mut conn, source).await?)
 }
 
 /// Revokes a token by id; false when there is no such token.
 pub async fn revoke_token(store: &Store, id: Uuid) -> Result<bool, TokenError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     let revoked = token_store::revoke(&mut conn, id).await?;
     store.token_cache().forget(id);
     Ok(revoked)

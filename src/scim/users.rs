@@ -258,12 +258,7 @@ pub async fn get(
 ) -> Result<Response, ScimError> {
     let params = list_params(&query)?;
     let id = parse_id(&id, "user")?;
-    let mut conn = state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = state.store.acquire().await?;
     let user = identities::get_user(&mut conn, &source, id)
         .await?
         .ok_or_else(|| ScimError::NotFound("user".into()))?;
@@ -308,12 +303,7 @@ pub async fn list_users(
 ) -> Result<Value, ScimError> {
     let plan = ListPlan::new(params, Kind::User, state.max_page_size)?;
     let condition = plan.condition.as_ref();
-    let mut conn = state
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = state.store.acquire().await?;
     if let Some((start, page)) = plan.sql_page {
         let total = scim_query::count(&mut conn, source, condition, true).await?;
         let users = scim_query::query_users(&mut conn, source, condition, Some(page)).await?;

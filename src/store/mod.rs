@@ -229,6 +229,11 @@ impl Store {
         &self.pool
     }
 
+    /// A connection from the pool, its error already the store's.
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(self.pool.begin().await?)
     }

@@ -119,12 +119,7 @@ async fn runs<W: TykWriter, S: StateSource>(
             }
         },
     };
-    let mut conn = worker
-        .store()
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = worker.store().acquire().await?;
     let runs =
         sync_runs::list_runs(&mut conn, status, query.limit.unwrap_or(50).clamp(1, 500)).await?;
     Ok(Json(json!({ "runs": runs })).into_response())
@@ -204,12 +199,7 @@ async fn audit<W: TykWriter, S: StateSource>(
         before_id: query.before_id,
         limit: query.limit.unwrap_or(100).clamp(1, 1000),
     };
-    let mut conn = worker
-        .store()
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = worker.store().acquire().await?;
     let entries = sync_audit::list(&mut conn, &filter).await?;
     let next = (entries.len() as i64 == filter.limit)
         .then(|| entries.last().map(|e| e.id))

@@ -155,12 +155,7 @@ impl<W: TykWriter> Applier<'_, W> {
         user_id: &str,
         at: Option<crate::domain::Timestamp>,
     ) -> Result<(), StepError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_state::set_deactivated_at(&mut conn, user_id, at).await?)
     }
 
@@ -169,12 +164,7 @@ impl<W: TykWriter> Applier<'_, W> {
         user_id: &str,
         at: crate::domain::Timestamp,
     ) -> Result<(), StepError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_state::set_access_key_reset_at(&mut conn, user_id, at).await?)
     }
 
@@ -285,12 +275,7 @@ impl<W: TykWriter> Applier<'_, W> {
     }
 
     async fn forget(&self, user_id: &str) -> Result<(), StepError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_state::forget_user(&mut conn, user_id).await?)
     }
 
@@ -373,22 +358,12 @@ impl<W: TykWriter> Applier<'_, W> {
         email: &str,
         ctx: &ApplyContext,
     ) -> Result<(), StepError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_state::begin_create(&mut conn, org_id, email, ctx.now).await?)
     }
 
     async fn end_create(&self, org_id: &str, email: &str) -> Result<(), StepError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_state::end_create(&mut conn, org_id, email).await?)
     }
 
@@ -481,12 +456,7 @@ impl<W: TykWriter> Applier<'_, W> {
     }
 
     async fn managed_id(&self, org_id: &str, email: &str) -> Result<Option<String>, StepError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_state::find_user_by_email(&mut conn, org_id, email)
             .await?
             .map(|m| m.tyk_user_id))

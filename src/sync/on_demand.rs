@@ -91,12 +91,7 @@ async fn processed<W: TykWriter, S: StateSource>(
     worker: &SyncWorker<W, S>,
     seq: i64,
 ) -> Result<bool, SyncError> {
-    let mut conn = worker
-        .store()
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = worker.store().acquire().await?;
     let source = SourceName::new(ON_DEMAND_SOURCE);
     let after = events::since(&mut conn, &source, seq - 1).await?;
     Ok(after
@@ -110,12 +105,7 @@ async fn steps_since<W: TykWriter, S: StateSource>(
     email: &str,
     since: Timestamp,
 ) -> Result<Vec<AuditEntry>, SyncError> {
-    let mut conn = worker
-        .store()
-        .pool()
-        .acquire()
-        .await
-        .map_err(StoreError::from)?;
+    let mut conn = worker.store().acquire().await?;
     let filter = AuditFilter {
         email: Some(email.to_string()),
         since: Some(since),

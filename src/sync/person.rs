@@ -15,7 +15,6 @@ use super::scope::plan_for_people;
 use super::worker::{ActualScope, StateSource, SyncError, SyncWorker};
 use super::writer::TykWriter;
 use crate::domain::{Timestamp, fold_key};
-use crate::store::StoreError;
 use crate::store::sync_quarantine::{self, FailedPerson};
 
 /// A Tyk user with the person's e-mail, as Tyk holds it now.
@@ -101,12 +100,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             .filter(|u| fold_key(&u.email) == key)
             .map(|u| view(u, &ownership, &group_names))
             .collect();
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let quarantine = sync_quarantine::find(&mut conn, &key).await?;
         Ok(PersonInTyk {
             tyk_users,

@@ -125,12 +125,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         actual: &ActualState,
         trigger: Trigger,
     ) -> Result<BTreeSet<(String, String)>, SyncError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let people = steps_by_person(plan);
         // Cost follows the work: an event run looks up only its people.
         let quarantined = if trigger == Trigger::Full || people.len() > LOOKUP_ONE_BY_ONE {
@@ -204,12 +199,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         }
         let people = steps_by_person(plan);
         let groups = group_names(actual);
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         for ((org, email), why) in &report.refused {
             let key = (org.clone(), fold_key(email));
             let steps = people.get(&key).cloned().unwrap_or_default();
@@ -256,12 +246,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         if !lifted.is_empty() {
             self.waker().notify_one();
         }
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         self.metrics
             .set_quarantined(sync_quarantine::count(&mut conn).await?);
         Ok(lifted)

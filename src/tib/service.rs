@@ -90,7 +90,7 @@ pub async fn status(
     let Some(tib) = tib else {
         return Ok(None);
     };
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     let state = load_state(&mut conn).await?;
     let last_errors = state
         .last
@@ -109,7 +109,7 @@ pub async fn status(
 
 /// The last push result from the store.
 pub async fn last_push(store: &Store) -> Result<Option<PushReport>, StoreError> {
-    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.acquire().await?;
     Ok(load_state(&mut conn).await?.last)
 }
 
@@ -242,12 +242,7 @@ impl TibService {
     /// Renders every profile from the current rules, source groups and
     /// Tyk group ids. An error here (store, Dashboard) renders nothing.
     pub async fn render(&self) -> Result<Rendered, TibError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let mapping = self
             .mapping
             .read()
@@ -314,12 +309,7 @@ impl TibService {
     /// mapping rules and the Tyk groups the sync manages (a group it
     /// creates or recreates changes it). Two small queries, no Tyk call.
     pub async fn store_fingerprint(&self) -> Result<String, TibError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let rules = mappings::list_rules(&mut conn).await?;
         let groups = sync_state::list_groups(&mut conn).await?;
         let value = serde_json::json!({"rules": rules, "groups": groups});
@@ -371,12 +361,7 @@ impl TibService {
         self.admit()?;
         // Set when the gate refused a write mid-push (the lease lapsed).
         let mut fenced: Option<TibError> = None;
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let previous = load_state(&mut conn).await?;
         drop(conn);
         let previous_sha: BTreeMap<String, String> = previous
@@ -520,12 +505,7 @@ impl TibService {
                 previous.consecutive_failures.saturating_add(1)
             },
         };
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         // What did reach TIB is audited even when the lease lapsed mid-push.
         for entry in &audits {
             sync_audit::append(&mut conn, entry).await?;

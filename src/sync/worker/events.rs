@@ -65,12 +65,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             // Nothing was decided: give the events back for a prompt retry.
             let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
             let retry_at = Timestamp(Timestamp::now().0 + millis(self.config.retry_max_delay));
-            let mut conn = self
-                .store
-                .pool()
-                .acquire()
-                .await
-                .map_err(StoreError::from)?;
+            let mut conn = self.store.acquire().await?;
             sync_outbox::release(&mut conn, &seqs, retry_at).await?;
         }
         result
@@ -230,12 +225,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         events: &[ClaimedEvent],
     ) -> Result<Option<BTreeSet<String>>, SyncError> {
         let mut emails = BTreeSet::new();
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         for event in events {
             match (&event.email, event.kind, event.subject_id) {
                 (Some(email), _, _) => {
@@ -361,12 +351,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 done.push(event.seq)
             }
         }
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         sync_outbox::complete(&mut conn, &done).await?;
         for event in retry {
             let delay = self.config.limits().retry.delay(
@@ -389,12 +374,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         if people.is_empty() {
             return Ok(quarantined);
         }
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         for (_, email) in people {
             let key = crate::domain::fold_key(email);
             if !crate::store::sync_quarantine::find(&mut conn, &key)

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use super::SyncWorker;
 use super::types::{StateSource, SyncError};
-use crate::store::{StoreError, sync_state};
+use crate::store::sync_state;
 use crate::sync::actual::ActualState;
 use crate::sync::apply::{Applier, ApplyContext, ApplyReport};
 use crate::sync::step::{GroupRef, Plan, PlanStep};
@@ -115,12 +115,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     async fn managed_groups(&self) -> Result<GroupIds, SyncError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_state::list_groups(&mut conn)
             .await?
             .into_iter()

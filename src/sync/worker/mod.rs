@@ -32,7 +32,7 @@ use super::step::{Plan, PlanSummary};
 use super::stream_plan::StreamedPlanner;
 use super::writer::TykWriter;
 use crate::domain::Timestamp;
-use crate::store::{Store, StoreError, sync_state};
+use crate::store::{Store, sync_state};
 
 mod events;
 mod group_turn;
@@ -115,12 +115,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     pub(super) async fn ownership(&self) -> Result<(Ownership, usize), SyncError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         sync_state::prune_pending_creates(&mut conn).await?;
         let ownership = sync_state::load_ownership(&mut conn).await?;
         let managed = ownership.users.len();
@@ -133,12 +128,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         &self,
         emails: &std::collections::BTreeSet<String>,
     ) -> Result<(Ownership, usize), SyncError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let ownership = sync_state::load_ownership_for(&mut conn, emails).await?;
         let managed = sync_state::count_users(&mut conn).await?;
         Ok((ownership, usize::try_from(managed).unwrap_or(0)))

@@ -120,12 +120,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             notes.push(skipped_note(skipped));
         }
         let message = (!notes.is_empty()).then(|| notes.join("; "));
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         sync_runs::finish_run(
             &mut conn,
             run_id,
@@ -161,12 +156,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         message: Option<String>,
     ) -> Result<Uuid, SyncError> {
         let summary = plan.summary();
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         Ok(sync_runs::create_run(
             &mut conn,
             &NewSyncRun {
@@ -197,12 +187,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     ) -> Result<Option<Uuid>, SyncError> {
         let json =
             serde_json::to_value(plan).map_err(|e| SyncError::NotApprovable(e.to_string()))?;
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let held = sync_runs::list_runs(&mut conn, Some(RunStatus::Held), 1).await?;
         if let Some(existing) = held.first().filter(|r| r.plan.as_ref() == Some(&json)) {
             return Ok(Some(existing.id));
@@ -283,12 +268,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 new_id.map(|i| i.to_string()).unwrap_or_default()
             )));
         }
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         match sync_runs::approve_run(&mut conn, id, actor).await {
             Ok(_) => {}
             Err(StoreError::Conflict { detail, .. }) => {
@@ -321,12 +301,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     async fn held_run(&self, id: Uuid) -> Result<sync_runs::SyncRun, SyncError> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.store.acquire().await?;
         let run = sync_runs::get_run(&mut conn, id)
             .await?
             .ok_or(SyncError::RunNotFound(id))?;

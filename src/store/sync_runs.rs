@@ -255,16 +255,7 @@ pub async fn approve_run(
     .bind(id.to_string())
     .execute(&mut *conn)
     .await?;
-    let run = get_run(conn, id)
-        .await?
-        .ok_or(StoreError::NotFound("sync run"))?;
-    if changed.rows_affected() == 0 {
-        return Err(StoreError::Conflict {
-            entity: "sync run approval",
-            detail: format!("run {id} is {}, not held", run.status.as_str()),
-        });
-    }
-    Ok(run)
+    decided(conn, id, changed.rows_affected(), "sync run approval").await
 }
 
 /// Refuses a held run: it turns `rejected`, finished now, its message
@@ -283,12 +274,23 @@ pub async fn reject_run(
     .bind(id.to_string())
     .execute(&mut *conn)
     .await?;
+    decided(conn, id, changed.rows_affected(), "sync run rejection").await
+}
+
+/// The run after an approval or a rejection that changed `changed` rows:
+/// `Conflict` when none (the run was no longer held), `NotFound` without it.
+async fn decided(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    changed: u64,
+    entity: &'static str,
+) -> Result<SyncRun, StoreError> {
     let run = get_run(conn, id)
         .await?
         .ok_or(StoreError::NotFound("sync run"))?;
-    if changed.rows_affected() == 0 {
+    if changed == 0 {
         return Err(StoreError::Conflict {
-            entity: "sync run rejection",
+            entity,
             detail: format!("run {id} is {}, not held", run.status.as_str()),
         });
     }

@@ -174,32 +174,54 @@ pub async fn list(
     .collect()
 }
 
+/// How many intents one `INSERT` records (4 parameters each).
+const INTENTS_PER_STATEMENT: usize = 100;
+
 /// Records the audit entries of steps whose Tyk writes are about to be
 /// sent (before any request); returns their ids, for [`close_intents`].
+/// A person's few steps are one statement, atomic on its own: one round
+/// trip before their first request rather than a transaction of three.
 pub async fn record_intents(
     conn: &mut AnyConnection,
     entries: &[NewAuditEntry],
 ) -> Result<Vec<i64>, StoreError> {
     use sqlx::Connection;
+    if entries.len() <= INTENTS_PER_STATEMENT {
+        return insert_intents(conn, entries).await;
+    }
     let mut tx = conn.begin().await?;
     let mut ids = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let json = serde_json::to_string(entry)
-            .map_err(|e| StoreError::Corrupt(format!("audit intent: {e}")))?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sync_audit_intents (at, org_id, email, entry_json) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(entry.at.0)
-        .bind(&entry.org_id)
-        .bind(entry.email.as_deref())
-        .bind(json)
-        .fetch_one(&mut *tx)
-        .await?;
-        ids.push(id);
+    for chunk in entries.chunks(INTENTS_PER_STATEMENT) {
+        ids.extend(insert_intents(&mut tx, chunk).await?);
     }
     tx.commit().await?;
     Ok(ids)
+}
+
+/// One multi-row `INSERT … RETURNING id` (the ids' order does not matter:
+/// they are closed together).
+async fn insert_intents(
+    conn: &mut AnyConnection,
+    entries: &[NewAuditEntry],
+) -> Result<Vec<i64>, StoreError> {
+    if entries.is_empty() {
+        return Ok(vec![]);
+    }
+    let sql = format!(
+        "INSERT INTO sync_audit_intents (at, org_id, email, entry_json) VALUES {} RETURNING id",
+        super::bulk::values_after(0, entries.len(), 4)
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    for entry in entries {
+        let json = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Corrupt(format!("audit intent: {e}")))?;
+        query = query
+            .bind(entry.at.0)
+            .bind(&entry.org_id)
+            .bind(entry.email.as_deref())
+            .bind(json);
+    }
+    Ok(query.fetch_all(&mut *conn).await?)
 }
 
 /// Drops intents whose steps' results are in the audit log.

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::Shared;
-use super::state::{ApiError, UserFields, paginate};
+use super::state::{ApiError, UserFields, page_of, paginate};
 use crate::tyk::{Envelope, Permissions, User, UsersList};
 
 pub(super) type Answer = Result<Response, ApiError>;
@@ -88,13 +88,8 @@ pub async fn list_users(State(s): State<Arc<Shared>>, headers: HeaderMap, q: Par
     // Only the page is cloned, so listing a large org page by page stays
     // linear overall (as Tyk's own paged queries are).
     let dir = s.dir();
-    let users: Vec<&User> = dir
-        .users
-        .values()
-        .filter(|u| in_scope(&me, &u.org_id))
-        .collect();
-    let (page, pages) = paginate(&users, page_param(&q), s.options.page_size);
-    let users = page.map(|page| page.into_iter().cloned().collect::<Vec<User>>());
+    let visible = || dir.users.values().filter(|u| in_scope(&me, &u.org_id));
+    let (users, pages) = page_of(visible, page_param(&q), s.options.page_size);
     drop(dir);
     Ok(Json(UsersList { users, pages }).into_response())
 }
@@ -242,7 +237,7 @@ pub(crate) fn check_user_update(
     {
         return Err(rights());
     }
-    let dir = s.dir();
+    let mut dir = s.dir();
     if let Some(email) = &fields.email_address {
         if !email.contains('@') {
             return Err(rights());
@@ -270,7 +265,7 @@ pub async fn delete_user(
         &id,
         ApiError::new(404, "Could not retrieve user detail."),
     )?;
-    s.dir().users.remove(&id);
+    s.dir().remove_user(&id);
     ok("User deleted", Value::Null)
 }
 

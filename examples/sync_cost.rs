@@ -84,17 +84,34 @@ struct Bench {
 
 impl Bench {
     async fn scim(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let response = self
+        let (status, text) = self.send(method, path, body, false).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One SCIM request; its status and body text. `minimal` asks for no
+    /// answer body (`Prefer: return=minimal`).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+        minimal: bool,
+    ) -> (u16, String) {
+        let mut request = self
             .client
             .request(method, format!("{}/scim/v2{path}", self.base))
             .bearer_auth(&self.token)
-            .header("content-type", "application/scim+json")
+            .header("content-type", "application/scim+json");
+        if minimal {
+            request = request.header("prefer", "return=minimal");
+        }
+        let response = request
             .body(body.to_string())
             .send()
             .await
             .expect("scim request");
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        (status, response.text().await.unwrap_or_default())
     }
 
     /// Adds members to a group over SCIM, asking for no answer body
@@ -108,18 +125,14 @@ impl Bench {
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "add", "path": "members", "value": value}],
         });
-        let response = self
-            .client
-            .patch(format!("{}/scim/v2/Groups/{group}", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/scim+json")
-            .header("prefer", "return=minimal")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("scim request");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let (status, text) = self
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/Groups/{group}"),
+                body,
+                true,
+            )
+            .await;
         assert_eq!(status, 204, "{text}");
     }
 

@@ -85,8 +85,8 @@ pub(super) fn object(body: &Bytes) -> Option<Map<String, Value>> {
 pub async fn list_users(State(s): State<Arc<Shared>>, headers: HeaderMap, q: Params) -> Answer {
     let me = caller(&s, &headers)?;
     allow(&me, USERS, false, "/api/users")?;
-    // Only the page is cloned, so listing a large org page by page stays
-    // linear overall (as Tyk's own paged queries are).
+    // Only the page is cloned; counting and skipping still walk the users
+    // before it (as MongoDB's skip does behind Tyk's paged queries).
     let dir = s.dir();
     let visible = || dir.users.values().filter(|u| in_scope(&me, &u.org_id));
     let (users, pages) = page_of(visible, page_param(&q), s.options.page_size);

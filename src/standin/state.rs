@@ -119,13 +119,11 @@ impl Directory {
     pub fn email_taken(&mut self, org_id: &str, email: &str, except: Option<&str>) -> bool {
         if self.email_index_stale {
             self.email_index.clear();
-            let users: Vec<(String, String, String)> = self
-                .users
-                .values()
-                .map(|u| (u.org_id.clone(), u.email_address.clone(), u.id.clone()))
-                .collect();
-            for (org, email, id) in users {
-                self.index_email(org, email, id);
+            for u in self.users.values() {
+                self.email_index
+                    .entry((u.org_id.clone(), u.email_address.clone()))
+                    .or_default()
+                    .insert(u.id.clone());
             }
             self.email_index_stale = false;
         }

@@ -55,6 +55,22 @@ fn rss_mb(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Where the sync left Tyk's limiter idle: gaps between consecutive Tyk
+/// requests longer than 4 slots (4 / RATE), their count and the time they
+/// added over one slot each.
+fn idle_gaps(log: &[tyk_idsync::standin::LoggedRequest]) -> String {
+    let slot = Duration::from_secs_f64(1.0 / f64::from(RATE));
+    let (mut count, mut lost) = (0, Duration::ZERO);
+    for pair in log.windows(2) {
+        let gap = pair[1].received_at.duration_since(pair[0].received_at);
+        if gap > slot * 4 {
+            count += 1;
+            lost += gap - slot;
+        }
+    }
+    format!("{count} gaps over {:.1?} adding {lost:.2?}", slot * 4)
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> String {
     if samples.is_empty() {
         return "no samples".into();
@@ -541,7 +557,8 @@ async fn main() -> Result<(), Error> {
         .filter(|r| r.method == "GET" && r.path == "/api/users")
         .count();
     println!(
-        "bulk {bulk} new people: {wall:>8.2?} (SCIM done at {scim_done:.1?}; first to last Tyk request {tyk_span:.1?})  {} Tyk requests = {:.3} per person ({creates} creates, {listings} listing pages)  floor requests/rate {:.1?}, wall/floor {:.2}",
+        "bulk {bulk} new people: {wall:>8.2?} (SCIM done at {scim_done:.1?}; first to last Tyk request {tyk_span:.1?}; {})  {} Tyk requests = {:.3} per person ({creates} creates, {listings} listing pages)  floor requests/rate {:.1?}, wall/floor {:.2}",
+        idle_gaps(&log),
         log.len(),
         log.len() as f64 / bulk as f64,
         Duration::from_secs_f64(log.len() as f64 / f64::from(RATE)),
@@ -582,7 +599,8 @@ async fn main() -> Result<(), Error> {
         .filter(|r| r.method == "GET" && r.path == "/api/users")
         .count();
     println!(
-        "bulk {bulk} new people in steps of 200: {wall:>8.2?} (SCIM done at {scim_done:.1?})  {} Tyk requests = {:.3} per person ({listings} listing pages)  floor requests/rate {:.1?}, wall/floor {:.2}",
+        "bulk {bulk} new people in steps of 200: {wall:>8.2?} (SCIM done at {scim_done:.1?}; {})  {} Tyk requests = {:.3} per person ({listings} listing pages)  floor requests/rate {:.1?}, wall/floor {:.2}",
+        idle_gaps(&log),
         log.len(),
         log.len() as f64 / bulk as f64,
         Duration::from_secs_f64(log.len() as f64 / f64::from(RATE)),

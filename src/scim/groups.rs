@@ -43,6 +43,23 @@ async fn group_json(
     Ok(group_json_with(group, members, base))
 }
 
+/// [`group_json`] projected by `params`; the members are not read at all
+/// when the projection drops them (`excludedAttributes=members`, as Okta
+/// and Entra ID ask when they only want to know the group exists).
+async fn projected_group_json(
+    conn: &mut AnyConnection,
+    group: &IdentityGroup,
+    base: &str,
+    params: &ListParams,
+) -> Result<Value, ScimError> {
+    let json = if params.omits("members") {
+        group_json_with(group, Vec::new(), base)
+    } else {
+        group_json(conn, group, base).await?
+    };
+    Ok(project(json, params))
+}
+
 /// The SCIM representation of a group with the given members.
 pub(super) fn group_json_with(
     group: &IdentityGroup,
@@ -197,10 +214,7 @@ async fn respond(
     params: &ListParams,
 ) -> Result<Response, ScimError> {
     let mut conn = state.store.acquire().await?;
-    let body = project(
-        group_json(&mut conn, group, &base_url(headers)).await?,
-        params,
-    );
+    let body = projected_group_json(&mut conn, group, &base_url(headers), params).await?;
     Ok(resource_response(status, body, group.version))
 }
 
@@ -278,7 +292,7 @@ pub async fn list_groups(
         let groups = scim_query::query_groups(&mut conn, source, condition, Some(page)).await?;
         let mut resources = Vec::new();
         for g in &groups {
-            resources.push(project(group_json(&mut conn, g, base).await?, params));
+            resources.push(projected_group_json(&mut conn, g, base, params).await?);
         }
         return Ok(list_response(total, start, resources));
     }
@@ -349,20 +363,28 @@ pub async fn replace(
     .await
 }
 
+/// `PATCH /Groups/{id}`. The answer is 204 with `Prefer: return=minimal`,
+/// else the group projected by `attributes` / `excludedAttributes` (RFC
+/// 7644 §3.9 allows them on PATCH): an IdP that patches a large group's
+/// members and asks `excludedAttributes=members` is not sent, nor made to
+/// wait for, the whole member list.
 pub async fn patch(
     State(state): State<ScimState>,
     Caller(source): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
+    let params = list_params(&query)?;
     let id = parse_id(&id, "group")?;
     let ops = patch::parse_ops(&body)?;
     let minimal = wants_minimal(&headers);
     if let Some(changes) = super::member_patch::member_only(&ops) {
+        let with_members = !minimal && !params.omits("members");
         let batched = state
             .member_batcher
-            .submit(&source, id, &headers, changes.clone(), !minimal)
+            .submit(&source, id, &headers, changes.clone(), with_members)
             .await;
         let patched = match batched {
             Outcome::Done(result) => result?,
@@ -378,18 +400,14 @@ pub async fn patch(
         match patched {
             Some(_) if minimal => return Ok(StatusCode::NO_CONTENT.into_response()),
             Some((group, Some(members))) => {
-                let body = group_json_with(&group, members, &base_url(&headers));
+                let body = project(
+                    group_json_with(&group, members, &base_url(&headers)),
+                    &params,
+                );
                 return Ok(resource_response(StatusCode::OK, body, group.version));
             }
             Some((group, None)) => {
-                return respond(
-                    &state,
-                    &group,
-                    &headers,
-                    StatusCode::OK,
-                    &ListParams::default(),
-                )
-                .await;
+                return respond(&state, &group, &headers, StatusCode::OK, &params).await;
             }
             None => {}
         }
@@ -402,14 +420,7 @@ pub async fn patch(
     if minimal {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    respond(
-        &state,
-        &group,
-        &headers,
-        StatusCode::OK,
-        &ListParams::default(),
-    )
-    .await
+    respond(&state, &group, &headers, StatusCode::OK, &params).await
 }
 
 async fn delete_tx(

@@ -191,6 +191,30 @@ fn find_key(obj: &Map<String, Value>, key: &str) -> Option<String> {
     obj.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned()
 }
 
+impl ListParams {
+    /// Whether [`project`] drops the core attribute `name` whole (so the
+    /// server need not read it): `attributes` is given and does not name
+    /// it, or `excludedAttributes` names it (not one of its sub-attributes).
+    pub fn omits(&self, name: &str) -> bool {
+        let names = |list: &str| -> Vec<(Option<String>, String, Option<String>)> {
+            list.split(',')
+                .filter(|n| !n.trim().is_empty())
+                .map(split_attr)
+                .collect()
+        };
+        if let Some(list) = self.attributes.as_deref().filter(|l| !l.trim().is_empty()) {
+            return !names(list)
+                .iter()
+                .any(|(uri, attr, _)| uri.is_none() && attr.eq_ignore_ascii_case(name));
+        }
+        self.excluded_attributes.as_deref().is_some_and(|list| {
+            names(list).iter().any(|(uri, attr, sub)| {
+                uri.is_none() && sub.is_none() && attr.eq_ignore_ascii_case(name)
+            })
+        })
+    }
+}
+
 /// Applies `attributes` (keep only these, plus `schemas`, `id`, `meta`) or
 /// `excludedAttributes` (drop these) to a resource.
 pub fn project(resource: Value, params: &ListParams) -> Value {

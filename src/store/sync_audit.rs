@@ -110,6 +110,75 @@ pub async fn append(conn: &mut AnyConnection, entry: &NewAuditEntry) -> Result<i
     Ok(id)
 }
 
+/// Appends entries in multi-row statements (call it on a transaction),
+/// their people's sources read in one query: the same rows as
+/// [`append`] for each.
+pub async fn append_many(
+    conn: &mut AnyConnection,
+    entries: &[NewAuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let emails: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.email.as_deref().map(crate::domain::fold_key))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut sources: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for chunk in emails.chunks(super::bulk::rows_per_statement(conn, 1)) {
+        let sql = format!(
+            "SELECT DISTINCT email, source FROM identity_users WHERE email IN ({})",
+            super::bulk::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for email in chunk {
+            query = query.bind(email.as_str());
+        }
+        for (email, source) in query.fetch_all(&mut *conn).await? {
+            sources.entry(email).or_default().push(source);
+        }
+    }
+    for list in sources.values_mut() {
+        list.sort();
+        list.dedup();
+    }
+    for chunk in entries.chunks(super::bulk::rows_per_statement(conn, 14)) {
+        let sql = format!(
+            "INSERT INTO sync_audit (run_id, at, actor, step_kind, org_id, email, tyk_id, \
+             before_json, after_json, event_seqs, rule, result, message, source) VALUES {}",
+            super::bulk::values_after(0, chunk.len(), 14)
+        );
+        let mut query = sqlx::query(&sql);
+        for entry in chunk {
+            let source = entry
+                .email
+                .as_deref()
+                .and_then(|email| sources.get(&crate::domain::fold_key(email)))
+                .map(|list| list.join(","));
+            query = query
+                .bind(entry.run_id.map(|id| id.to_string()))
+                .bind(entry.at.0)
+                .bind(entry.actor.clone())
+                .bind(entry.step_kind.clone())
+                .bind(entry.org_id.clone())
+                .bind(entry.email.clone())
+                .bind(entry.tyk_id.clone())
+                .bind(json_text(&entry.before))
+                .bind(json_text(&entry.after))
+                .bind(serde_json::to_string(&entry.event_seqs).unwrap_or_else(|_| "[]".into()))
+                .bind(entry.rule.clone())
+                .bind(if entry.ok { "ok" } else { "error" })
+                .bind(entry.message.clone())
+                .bind(source);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     let run_id: Option<String> = row.try_get("run_id")?;
     let seqs: String = row.try_get("event_seqs")?;
@@ -222,6 +291,35 @@ async fn insert_intents(
             .bind(json);
     }
     Ok(query.fetch_all(&mut *conn).await?)
+}
+
+/// Records intents like [`record_intents`] (call it on a transaction) and
+/// returns each one's id with the (org, e-mail) it names, so the intents
+/// of many people can be recorded at once and closed person by person.
+pub async fn record_intents_of_people(
+    conn: &mut AnyConnection,
+    entries: &[NewAuditEntry],
+) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+    let mut recorded = Vec::with_capacity(entries.len());
+    for chunk in entries.chunks(super::bulk::rows_per_statement(conn, 4)) {
+        let sql = format!(
+            "INSERT INTO sync_audit_intents (at, org_id, email, entry_json) VALUES {} \
+             RETURNING id, org_id, email",
+            super::bulk::values_after(0, chunk.len(), 4)
+        );
+        let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
+        for entry in chunk {
+            let json = serde_json::to_string(entry)
+                .map_err(|e| StoreError::Corrupt(format!("audit intent: {e}")))?;
+            query = query
+                .bind(entry.at.0)
+                .bind(entry.org_id.clone())
+                .bind(entry.email.clone())
+                .bind(json);
+        }
+        recorded.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(recorded)
 }
 
 /// Drops intents whose steps' results are in the audit log.

@@ -54,12 +54,7 @@ pub async fn claim(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        if let Some(event) = lease(conn, &row, holder, now, until).await? {
-            claimed.push(event);
-        }
-    }
+    let mut claimed = lease(conn, &rows, holder, now, until).await?;
     // The same people's later pending events come along (up to `limit`
     // more), so one plan covers each person however their events are
     // spread over the outbox (a bulk load creates users, then groups).
@@ -88,57 +83,71 @@ pub async fn claim(
         for email in chunk {
             query = query.bind(email.as_str());
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            if let Some(event) = lease(conn, &row, holder, now, until).await? {
-                claimed.push(event);
-                extra += 1;
-            }
-        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        let more = lease(conn, &rows, holder, now, until).await?;
+        extra += i64::try_from(more.len()).unwrap_or(i64::MAX);
+        claimed.extend(more);
     }
     Ok(claimed)
 }
 
-/// Leases one selected event to `holder`; `None` when another claimer
-/// holds it. The conditional upsert is what makes a claim exclusive: it
-/// waits for a concurrent claimer's insert and re-checks its lease, which
-/// the SELECT before it (a snapshot) cannot do.
+/// Leases the selected events to `holder`, in multi-row statements, and
+/// returns those it got (in the order selected); an event another claimer
+/// holds is left out. The conditional upsert is what makes a claim
+/// exclusive: it waits for a concurrent claimer's insert and re-checks
+/// its lease, which the SELECT before it (a snapshot) cannot do.
 async fn lease(
     conn: &mut AnyConnection,
-    row: &sqlx::any::AnyRow,
+    rows: &[sqlx::any::AnyRow],
     holder: &str,
     now: Timestamp,
     until: Timestamp,
-) -> Result<Option<ClaimedEvent>, StoreError> {
-    let seq: i64 = row.try_get("seq")?;
-    let kind: String = row.try_get("kind")?;
-    let attempts: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO sync_event_leases (seq, holder, until_at, attempts) \
-         VALUES ($1, $2, $3, 1) ON CONFLICT (seq) DO UPDATE SET holder = excluded.holder, \
-         until_at = excluded.until_at, attempts = sync_event_leases.attempts + 1 \
-         WHERE sync_event_leases.until_at <= $4 RETURNING attempts",
-    )
-    .bind(seq)
-    .bind(holder)
-    .bind(until.0)
-    .bind(now.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(attempts) = attempts else {
-        return Ok(None);
-    };
-    Ok(Some(ClaimedEvent {
-        seq,
-        source: SourceName(row.try_get("source")?),
-        kind: EventKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("bad event kind {kind:?}")))?,
-        email: row.try_get("email")?,
-        subject_id: row
-            .try_get::<Option<String>, _>("subject_id")?
-            .as_deref()
-            .map(super::identities::parse_uuid)
-            .transpose()?,
-        attempts,
-    }))
+) -> Result<Vec<ClaimedEvent>, StoreError> {
+    let mut attempts_of: std::collections::HashMap<i64, i64> =
+        std::collections::HashMap::with_capacity(rows.len());
+    let per_statement = super::bulk::rows_per_statement(conn, 2);
+    for chunk in rows.chunks(per_statement) {
+        // Parameters: $1 holder, $2 until, $3 now, then one seq per row.
+        let values = (0..chunk.len())
+            .map(|n| format!("(${}, $1, $2, 1)", n + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO sync_event_leases (seq, holder, until_at, attempts) VALUES {values} \
+             ON CONFLICT (seq) DO UPDATE SET holder = excluded.holder, \
+             until_at = excluded.until_at, attempts = sync_event_leases.attempts + 1 \
+             WHERE sync_event_leases.until_at <= $3 RETURNING seq, attempts"
+        );
+        let mut query = sqlx::query(&sql).bind(holder).bind(until.0).bind(now.0);
+        for row in chunk {
+            query = query.bind(row.try_get::<i64, _>("seq")?);
+        }
+        for leased in query.fetch_all(&mut *conn).await? {
+            attempts_of.insert(leased.try_get("seq")?, leased.try_get("attempts")?);
+        }
+    }
+    let mut claimed = Vec::with_capacity(attempts_of.len());
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        let Some(&attempts) = attempts_of.get(&seq) else {
+            continue;
+        };
+        let kind: String = row.try_get("kind")?;
+        claimed.push(ClaimedEvent {
+            seq,
+            source: SourceName(row.try_get("source")?),
+            kind: EventKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad event kind {kind:?}")))?,
+            email: row.try_get("email")?,
+            subject_id: row
+                .try_get::<Option<String>, _>("subject_id")?
+                .as_deref()
+                .map(super::identities::parse_uuid)
+                .transpose()?,
+            attempts,
+        });
+    }
+    Ok(claimed)
 }
 
 /// Events settled per statement (well under SQLite's bound-parameter limit).

@@ -45,6 +45,30 @@ pub async fn begin_create(
     Ok(())
 }
 
+/// [`begin_create`] for many people, in multi-row statements.
+pub async fn begin_creates(
+    conn: &mut AnyConnection,
+    people: &[(&str, &str)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for chunk in people.chunks(super::bulk::rows_per_statement(conn, 3)) {
+        let sql = format!(
+            "INSERT INTO sync_pending_creates (org_id, email, started_at) VALUES {} \
+             ON CONFLICT (org_id, email) DO NOTHING",
+            super::bulk::values_after(0, chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for (org_id, email) in chunk {
+            query = query
+                .bind(*org_id)
+                .bind(crate::domain::fold_key(email))
+                .bind(now.0);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Drops a pending creation (it failed for good, or its user is recorded).
 pub async fn end_create(
     conn: &mut AnyConnection,
@@ -106,6 +130,98 @@ pub async fn record_user(conn: &mut AnyConnection, user: &ManagedUser) -> Result
     .bind(user.deactivated_at.map(|t| t.0))
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Drops the pending creations of these (org, e-mail) pairs, in multi-row
+/// statements.
+pub async fn end_creates(
+    conn: &mut AnyConnection,
+    people: &[(&str, &str)],
+) -> Result<(), StoreError> {
+    for chunk in people.chunks(super::bulk::rows_per_statement(conn, 2)) {
+        let matches = (0..chunk.len())
+            .map(|n| format!("(org_id = ${} AND email = ${})", 2 * n + 1, 2 * n + 2))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("DELETE FROM sync_pending_creates WHERE {matches}");
+        let mut query = sqlx::query(&sql);
+        for (org_id, email) in chunk {
+            query = query.bind(*org_id).bind(crate::domain::fold_key(email));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// [`record_user`] for many users in multi-row statements (call it on a
+/// transaction): their pending creations end, a previous record of the
+/// same org and e-mail under another Tyk id goes, and each is recorded or
+/// refreshed. A Tyk id given twice is recorded as given last.
+pub async fn record_users(
+    conn: &mut AnyConnection,
+    users: &[ManagedUser],
+) -> Result<(), StoreError> {
+    let mut last_of: std::collections::HashMap<&str, &ManagedUser> =
+        std::collections::HashMap::with_capacity(users.len());
+    for user in users {
+        last_of.insert(user.tyk_user_id.as_str(), user);
+    }
+    let users: Vec<&ManagedUser> = users
+        .iter()
+        .filter(|u| {
+            last_of
+                .get(u.tyk_user_id.as_str())
+                .is_some_and(|l| std::ptr::eq(*l, *u))
+        })
+        .collect();
+    let people: Vec<(&str, &str)> = users
+        .iter()
+        .map(|u| (u.org_id.as_str(), u.email.as_str()))
+        .collect();
+    end_creates(conn, &people).await?;
+    for chunk in users.chunks(super::bulk::rows_per_statement(conn, 3)) {
+        let stale = (0..chunk.len())
+            .map(|n| {
+                format!(
+                    "(org_id = ${} AND email = ${} AND tyk_user_id <> ${})",
+                    3 * n + 1,
+                    3 * n + 2,
+                    3 * n + 3
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("DELETE FROM sync_managed_users WHERE {stale}");
+        let mut query = sqlx::query(&sql);
+        for user in chunk {
+            query = query
+                .bind(&user.org_id)
+                .bind(crate::domain::fold_key(&user.email))
+                .bind(&user.tyk_user_id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    for chunk in users.chunks(super::bulk::rows_per_statement(conn, 6)) {
+        let sql = format!(
+            "INSERT INTO sync_managed_users \
+             (tyk_user_id, org_id, email, managed_since, adopted, deactivated_at) VALUES {} \
+             ON CONFLICT (tyk_user_id) DO UPDATE SET org_id = excluded.org_id, \
+             email = excluded.email, deactivated_at = excluded.deactivated_at",
+            super::bulk::values_after(0, chunk.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for user in chunk {
+            query = query
+                .bind(&user.tyk_user_id)
+                .bind(&user.org_id)
+                .bind(crate::domain::fold_key(&user.email))
+                .bind(user.managed_since.0)
+                .bind(i64::from(user.adopted))
+                .bind(user.deactivated_at.map(|t| t.0));
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -138,7 +138,14 @@ pub struct Applier<'a, W> {
     /// Step results the audit log could not take: their intents stay open
     /// (see `apply_audit`).
     pub(super) audit_failures: std::sync::atomic::AtomicUsize,
+    /// People applied whose store rows wait to be written (see `apply_batch`).
+    pub(super) settlements: std::sync::Mutex<Vec<super::apply_batch::Settlement>>,
+    /// People whose store rows could not be written: failed after all.
+    pub(super) settle_failures: std::sync::Mutex<ApplyReport>,
 }
+
+/// A person's steps and what preparing them gave.
+type PreparedPerson<'p> = (Vec<&'p PlanStep>, super::apply_batch::Prepared);
 
 /// Group ids created in this run, by (org, name).
 pub(super) type CreatedGroups = BTreeMap<(String, String), String>;
@@ -156,6 +163,8 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             }),
             max_concurrency: limits.max_concurrency.max(1),
             audit_failures: std::sync::atomic::AtomicUsize::new(0),
+            settlements: std::sync::Mutex::new(Vec::new()),
+            settle_failures: std::sync::Mutex::new(ApplyReport::default()),
         }
     }
 
@@ -176,19 +185,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             self.apply_group_step_audited(step, &mut created, ctx, &mut report)
                 .await;
         }
-        // Futures built eagerly (not in a stream closure) keep the whole
-        // run `Send`, so the worker can be spawned.
-        let pending: Vec<_> = people
-            .into_iter()
-            .map(|steps| self.apply_person_with_intents(steps, &users, &created, ctx))
-            .collect();
-        let outcomes: Vec<ApplyReport> = futures::stream::iter(pending)
-            .buffer_unordered(self.max_concurrency)
-            .collect()
-            .await;
-        for outcome in outcomes {
-            report.merge(outcome);
-        }
+        report.merge(self.apply_people(people, &users, &created, ctx).await);
         for step in trailing {
             if !report.failed_people.is_empty() {
                 tracing::info!(step = step.kind(), "group deletion left for a later run");
@@ -200,7 +197,84 @@ impl<'a, W: TykWriter> Applier<'a, W> {
         report
     }
 
-    /// Counts, audits and logs one step's result.
+    /// Applies the people's steps, up to `max_concurrency` people at once,
+    /// each chunk of [`PREPARE_PEOPLE`] prepared (their before-rows
+    /// written) while the previous chunk's requests are in flight, and
+    /// their after-rows written in batches (see `apply_batch`).
+    async fn apply_people(
+        &self,
+        people: Vec<Vec<&PlanStep>>,
+        users: &BTreeMap<&str, &ActualUser>,
+        created: &CreatedGroups,
+        ctx: &ApplyContext,
+    ) -> ApplyReport {
+        use super::apply_batch::PREPARE_PEOPLE;
+        use futures::future::BoxFuture;
+        use std::collections::VecDeque;
+
+        let mut report = ApplyReport::default();
+        let mut chunks = Vec::new();
+        let mut rest = people.into_iter().peekable();
+        while rest.peek().is_some() {
+            chunks.push(rest.by_ref().take(PREPARE_PEOPLE).collect::<Vec<_>>());
+        }
+        let mut chunks = chunks.into_iter();
+        let mut ready: VecDeque<PreparedPerson<'_>> = VecDeque::new();
+        let mut preparing: Option<BoxFuture<'_, Vec<PreparedPerson<'_>>>> = None;
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.max_concurrency
+                && let Some((steps, prepared)) = ready.pop_front()
+            {
+                in_flight.push(self.apply_prepared_person(steps, prepared, users, created, ctx));
+            }
+            // The next chunk is prepared before this one runs dry.
+            if preparing.is_none()
+                && ready.len() <= self.max_concurrency
+                && let Some(chunk) = chunks.next()
+            {
+                preparing = Some(Box::pin(async move {
+                    let prepared = self.prepare(&chunk, ctx).await;
+                    chunk.into_iter().zip(prepared).collect()
+                }));
+            }
+            match (&mut preparing, in_flight.is_empty()) {
+                (None, true) if ready.is_empty() => break,
+                (None, _) => {
+                    if let Some(outcome) = in_flight.next().await {
+                        report.merge(outcome);
+                    }
+                }
+                (Some(next), true) => {
+                    ready.extend(next.await);
+                    preparing = None;
+                }
+                (Some(next), false) => {
+                    match futures::future::select(next, in_flight.next()).await {
+                        futures::future::Either::Left((prepared, _)) => {
+                            ready.extend(prepared);
+                            preparing = None;
+                        }
+                        futures::future::Either::Right((outcome, _)) => {
+                            if let Some(outcome) = outcome {
+                                report.merge(outcome);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.settle_waiting().await;
+        report.merge(std::mem::take(
+            &mut *self
+                .settle_failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        ));
+        report
+    }
+
+    /// Counts and logs one step's result and audits it now.
     pub(super) async fn record_outcome(
         &self,
         step: &PlanStep,
@@ -208,6 +282,25 @@ impl<'a, W: TykWriter> Applier<'a, W> {
         ctx: &ApplyContext,
         report: &mut ApplyReport,
     ) {
+        let Some(entry) = self.outcome_entry(step, result, ctx, report).await else {
+            return;
+        };
+        if let Err(e) = self.append_audit(&entry).await {
+            self.audit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+    }
+
+    /// Counts and logs one step's result; its audit entry (`None`: a
+    /// resumed creation audited already).
+    pub(super) async fn outcome_entry(
+        &self,
+        step: &PlanStep,
+        result: Result<Option<String>, StepError>,
+        ctx: &ApplyContext,
+        report: &mut ApplyReport,
+    ) -> Option<NewAuditEntry> {
         let (ok, tyk_id, message) = match &result {
             Ok(id) => (true, id.clone(), None),
             Err(StepError::LeftAlone(why)) => (true, None, Some(why.clone())),
@@ -260,10 +353,10 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             }
         }
         if ok && self.creation_audited_already(step).await {
-            return;
+            return None;
         }
         let (before, after) = before_after(step);
-        let entry = NewAuditEntry {
+        Some(NewAuditEntry {
             run_id: ctx.run_id,
             at: Timestamp::now(),
             actor: ctx.actor.clone(),
@@ -277,12 +370,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
             rule: step.rule().map(str::to_string),
             ok,
             message,
-        };
-        if let Err(e) = self.append_audit(&entry).await {
-            self.audit_failures
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tracing::error!(error = %e, "could not write the audit log");
-        }
+        })
     }
 
     pub(super) async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {

@@ -133,7 +133,7 @@ pub fn audit_kind(step: &PlanStep) -> &'static str {
 }
 
 /// Whether applying the step sends a write to Tyk (and so needs an intent).
-fn writes_tyk(step: &PlanStep) -> bool {
+pub(super) fn writes_tyk(step: &PlanStep) -> bool {
     !matches!(
         step,
         PlanStep::AdoptUser { .. }
@@ -145,7 +145,7 @@ fn writes_tyk(step: &PlanStep) -> bool {
 
 /// The audit entry a step's intent carries (the step's own entry, not yet
 /// with a result).
-fn intent_entry(step: &PlanStep, ctx: &ApplyContext) -> NewAuditEntry {
+pub(super) fn intent_entry(step: &PlanStep, ctx: &ApplyContext) -> NewAuditEntry {
     let (before, after) = before_after(step);
     NewAuditEntry {
         run_id: ctx.run_id,
@@ -200,7 +200,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    fn new(store: &Store, ids: &[i64]) -> Self {
+    pub(super) fn new(store: &Store, ids: &[i64]) -> Self {
         let database = database_key(store);
         in_flight().extend(ids.iter().map(|id| (database.clone(), *id)));
         Self {
@@ -287,29 +287,7 @@ impl<W: TykWriter> Applier<'_, W> {
         }
     }
 
-    /// One person's steps, their intents recorded before any request and
-    /// closed once each step's result is audited. Without intents, nothing
-    /// is sent: the person fails for now (their events stay pending).
-    pub(super) async fn apply_person_with_intents(
-        &self,
-        steps: Vec<&PlanStep>,
-        users: &BTreeMap<&str, &ActualUser>,
-        created: &CreatedGroups,
-        ctx: &ApplyContext,
-    ) -> ApplyReport {
-        let ids = match self.record_intents(&steps, ctx).await {
-            Ok(ids) => ids,
-            Err(e) => return not_started(&steps, &e),
-        };
-        let _in_flight = InFlight::new(self.store, &ids);
-        let failures_before = self.audit_failures.load(Ordering::SeqCst);
-        let report = self.apply_person(steps, users, created, ctx).await;
-        self.close_intents(&ids, failures_before).await;
-        report
-    }
-
-    /// One group step, as [`Self::apply_person_with_intents`] does a
-    /// person's: intent, write, audited result, intent closed.
+    /// One group step: intent, write, audited result, intent closed.
     pub(super) async fn apply_group_step_audited(
         &self,
         step: &PlanStep,
@@ -334,11 +312,11 @@ impl<W: TykWriter> Applier<'_, W> {
 }
 
 /// The report of a person none of whose steps was started.
-fn not_started(steps: &[&PlanStep], error: &StoreError) -> ApplyReport {
+pub(super) fn not_started(steps: &[&PlanStep], error: &str) -> ApplyReport {
     let mut report = ApplyReport::default();
     if let Some(first) = steps.first() {
         let line = format!(
-            "{} {} {}: cannot record audit intents: {error}",
+            "{} {} {}: {error}",
             first.kind(),
             first.org_id(),
             first.email().unwrap_or_default()

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::actual::ActualUser;
 use super::apply::{Applier, ApplyContext, ApplyReport, CreatedGroups, StepError};
+use super::apply_batch::Settlement;
 use super::step::{GroupRef, PlanStep};
 use super::writer::{TykWriter, UserRecord, WriteError};
 use crate::store::sync_state;
@@ -43,6 +44,7 @@ impl<W: TykWriter> Applier<'_, W> {
         users: &BTreeMap<&str, &ActualUser>,
         created: &CreatedGroups,
         ctx: &ApplyContext,
+        settlement: &mut Settlement,
     ) -> ApplyReport {
         let mut report = ApplyReport::default();
         let mut index = 0;
@@ -59,7 +61,8 @@ impl<W: TykWriter> Applier<'_, W> {
             index += batch.len();
             let (result, calls) = match batch[..] {
                 [single] if !is_user_update(single) => {
-                    self.apply_user_step(single, users, created, ctx).await
+                    self.apply_user_step(single, users, created, ctx, settlement)
+                        .await
                 }
                 _ => self.apply_user_update(&batch, users, created).await,
             };
@@ -78,7 +81,9 @@ impl<W: TykWriter> Applier<'_, W> {
                     Err(StepError::LeftAlone(why)) => Err(StepError::LeftAlone(why.clone())),
                     Err(e) => Err(StepError::Blocked(e.to_string())),
                 };
-                self.record_outcome(step, each, ctx, &mut report).await;
+                if let Some(entry) = self.outcome_entry(step, each, ctx, &mut report).await {
+                    settlement.audit.push(entry);
+                }
             }
             if failed {
                 break;
@@ -183,9 +188,10 @@ impl<W: TykWriter> Applier<'_, W> {
         users: &BTreeMap<&str, &ActualUser>,
         created: &CreatedGroups,
         ctx: &ApplyContext,
+        settlement: &mut Settlement,
     ) -> (StepResult, usize) {
         match step {
-            PlanStep::CreateUser { .. } => self.create_user(step, created, ctx).await,
+            PlanStep::CreateUser { .. } => self.create_user(step, created, ctx, settlement).await,
             PlanStep::AdoptUser {
                 org_id,
                 email,
@@ -279,14 +285,17 @@ impl<W: TykWriter> Applier<'_, W> {
         Ok(sync_state::forget_user(&mut conn, user_id).await?)
     }
 
-    /// Creates a user idempotently: a pending record first, then the `POST`,
-    /// then ownership. `EmailAlreadyExists` looks the user up and continues
-    /// as an update when the user is ours (or adopts it when allowed).
+    /// Creates a user idempotently: a pending record first (written when
+    /// the person was prepared, see `apply_batch`), then the `POST`, then
+    /// ownership (with the person's settlement). `EmailAlreadyExists` looks
+    /// the user up and continues as an update when the user is ours (or
+    /// adopts it when allowed).
     async fn create_user(
         &self,
         step: &PlanStep,
         created: &CreatedGroups,
         ctx: &ApplyContext,
+        settlement: &mut Settlement,
     ) -> (StepResult, usize) {
         let PlanStep::CreateUser {
             org_id,
@@ -309,7 +318,12 @@ impl<W: TykWriter> Applier<'_, W> {
         }
         let group_id = match resolve_group(org_id, group, created) {
             Ok(id) => id,
-            Err(e) => return (Err(e), 0),
+            Err(e) => {
+                settlement
+                    .ended_creates
+                    .push((org_id.clone(), email.clone()));
+                return (Err(e), 0);
+            }
         };
         let record = UserRecord {
             org_id: org_id.clone(),
@@ -320,18 +334,14 @@ impl<W: TykWriter> Applier<'_, W> {
             group_id: Some(group_id),
             permissions: permissions.clone(),
         };
-        if let Err(e) = self.begin_create(org_id, email, ctx).await {
-            return (Err(e), 0);
-        }
         let out = self.call(|| self.writer.create_user(&record)).await;
         let mut calls = out.attempts as usize;
         match out.result {
             Ok(id) => {
-                let managed = managed_user(org_id, email, &id, false, ctx);
-                (
-                    self.record_managed(&managed).await.map(|()| Some(id)),
-                    calls,
-                )
+                settlement
+                    .recorded
+                    .push(managed_user(org_id, email, &id, false, ctx));
+                (Ok(Some(id)), calls)
             }
             Err(WriteError::EmailAlreadyExists) => {
                 let (result, more) = self
@@ -345,21 +355,13 @@ impl<W: TykWriter> Applier<'_, W> {
                 // keep the pending record so the next run recognises it.
                 if !out.maybe_applied_before && !e.is_retryable() {
                     // Nothing can have been created: drop the pending record.
-                    let _ = self.end_create(org_id, email).await;
+                    settlement
+                        .ended_creates
+                        .push((org_id.clone(), email.clone()));
                 }
                 (Err(e.into()), calls)
             }
         }
-    }
-
-    async fn begin_create(
-        &self,
-        org_id: &str,
-        email: &str,
-        ctx: &ApplyContext,
-    ) -> Result<(), StepError> {
-        let mut conn = self.store.acquire().await?;
-        Ok(sync_state::begin_create(&mut conn, org_id, email, ctx.now).await?)
     }
 
     async fn end_create(&self, org_id: &str, email: &str) -> Result<(), StepError> {

@@ -391,3 +391,91 @@ both_backends!(
     scim_member_toggles_batched,
     concurrent_toggles_of_one_member_keep_one_history
 );
+
+/// A PATCH answers with the group as `attributes` / `excludedAttributes`
+/// project it (RFC 7644 §3.9), members included only when asked for —
+/// on the member fast path and on the general one (a displayName change).
+async fn patch_answers_are_projected_by_the_query(db: Db) {
+    let server = ScimServer::start(db).await;
+    let ada = user(&server, "ada@example.org").await;
+    let bob = user(&server, "bob@example.org").await;
+    let reply = server
+        .send(
+            "okta",
+            Method::POST,
+            "/Groups",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Crew", "members": [{"value": ada}],
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
+    let toggle =
+        |op: &str| patch(json!([{"op": op, "path": "members", "value": [{"value": bob}]}]));
+    let rename =
+        |name: &str| patch(json!([{"op": "replace", "path": "displayName", "value": name}]));
+    // (query, body, members in the answer, displayName in the answer)
+    let cases = [
+        ("", toggle("add"), Some(2), true),
+        ("?excludedAttributes=members", toggle("remove"), None, true),
+        (
+            "?excludedAttributes=Members,externalId",
+            toggle("add"),
+            None,
+            true,
+        ),
+        ("?attributes=displayName", toggle("remove"), None, true),
+        ("?attributes=members", toggle("add"), Some(2), false),
+        (
+            "?excludedAttributes=members.display",
+            toggle("remove"),
+            Some(1),
+            true,
+        ),
+        ("?excludedAttributes=members", rename("Crew 2"), None, true),
+        (
+            "?attributes=members,displayName",
+            rename("Crew 3"),
+            Some(1),
+            true,
+        ),
+    ];
+    for (query, body, members, display_name) in cases {
+        let path = format!("{group}{query}");
+        let reply = server.send("okta", Method::PATCH, &path, body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+        assert_eq!(
+            reply.body["members"].as_array().map(Vec::len),
+            members,
+            "{query}: {}",
+            reply.body
+        );
+        assert_eq!(
+            reply.body.get("displayName").is_some(),
+            display_name,
+            "{query}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body["id"].is_string(),
+            "{query}: id is always returned"
+        );
+    }
+    let reply = server
+        .send(
+            "okta",
+            Method::GET,
+            &format!("{group}?excludedAttributes=members"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.get("members").is_none(), "{}", reply.body);
+    assert_eq!(reply.body["displayName"], "Crew 3");
+}
+both_backends!(
+    patch_answers_projected,
+    patch_answers_are_projected_by_the_query
+);

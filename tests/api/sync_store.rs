@@ -484,3 +484,123 @@ both_backends!(
     concurrent_claimers_never_share_an_event_on,
     concurrent_claimers_never_share_an_event
 );
+
+fn identity(source: &str, email: &str) -> tyk_idsync::domain::IdentityUser {
+    tyk_idsync::domain::IdentityUser {
+        id: uuid::Uuid::new_v4(),
+        source: SourceName::new(source),
+        external_id: None,
+        user_name: format!("{source}-{email}"),
+        email: Some(email.into()),
+        email_problem: None,
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        active: true,
+        attributes: json!({}),
+        version: 1,
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+    }
+}
+
+/// The multi-row forms a run's batches use write what the one-row forms
+/// do, past a statement's worth of rows (SQLite's are the smallest).
+async fn batched_ownership_and_audit_rows_match_the_single_row_forms(db: Db) {
+    let (store, _dir) = fresh_store(db).await;
+    let emails: Vec<String> = (0..300).map(|n| format!("P{n}@Example.com")).collect();
+    let people: Vec<(&str, &str)> = emails.iter().map(|e| ("org1", e.as_str())).collect();
+    let mut tx = store.begin_write().await.expect("begin");
+    sync_state::record_user(&mut tx, &managed("old0", "p0@example.com"))
+        .await
+        .expect("a stale record of p0");
+    sync_state::begin_creates(&mut tx, &people, Timestamp(5))
+        .await
+        .expect("begin");
+    sync_state::begin_creates(&mut tx, &people[..3], Timestamp(6))
+        .await
+        .expect("begin again is fine");
+    tx.commit().await.expect("commit");
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
+    assert_eq!(ownership.pending_creates.len(), 300);
+    assert!(ownership.creation_pending("org1", "p299@example.com"));
+    drop(conn);
+
+    // The first 200 are recorded (u7 twice: as given last), the rest end.
+    let mut users: Vec<ManagedUser> = (0..200)
+        .map(|n| managed(&format!("u{n}"), &emails[n]))
+        .collect();
+    users.push(managed("u7", "p7-renamed@example.com"));
+    let mut tx = store.begin_write().await.expect("begin");
+    sync_state::record_users(&mut tx, &users)
+        .await
+        .expect("record");
+    sync_state::end_creates(&mut tx, &people[200..])
+        .await
+        .expect("end");
+    tx.commit().await.expect("commit");
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
+    // p7's pending creation stays: u7 ended up recorded under another e-mail.
+    let pending: Vec<_> = ownership
+        .pending_creates
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(ownership.creation_pending("org1", "p7@example.com"));
+    assert_eq!(ownership.users.len(), 200, "old0 replaced by u0");
+    assert!(!ownership.users.contains_key("old0"));
+    assert_eq!(ownership.users["u0"].email, "p0@example.com");
+    assert_eq!(ownership.users["u7"].email, "p7-renamed@example.com");
+    assert_eq!(ownership.users["u199"].email, "p199@example.com");
+    drop(conn);
+
+    // Audit rows: the same as `append`'s, sources included.
+    let mut tx = store.begin_write().await.expect("begin");
+    tyk_idsync::store::identities::insert_user(&mut tx, &identity("okta", "p1@example.com"), &[])
+        .await
+        .expect("okta user");
+    tyk_idsync::store::identities::insert_user(&mut tx, &identity("ldap", "p1@example.com"), &[])
+        .await
+        .expect("ldap user");
+    tx.commit().await.expect("commit");
+    let entries: Vec<NewAuditEntry> = (0..40)
+        .map(|n| audit(&format!("P{n}@Example.com"), "create_user", n % 5 != 0))
+        .collect();
+    let mut tx = store.begin_write().await.expect("begin");
+    sync_audit::append_many(&mut tx, &entries)
+        .await
+        .expect("append many");
+    tx.commit().await.expect("commit");
+    let mut conn = store.pool().acquire().await.expect("conn");
+    sync_audit::append(&mut conn, &entries[1])
+        .await
+        .expect("append one");
+    let rows = sync_audit::list(
+        &mut conn,
+        &AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        },
+    )
+    .await
+    .expect("list");
+    assert_eq!(rows.len(), 41);
+    // Newest first: the single append, then the batch in reverse.
+    let (single, batch) = (&rows[0], &rows[1..]);
+    let batched_p1 = &batch[batch.len() - 2];
+    assert_eq!(batched_p1.entry, entries[1]);
+    assert_eq!(batched_p1.entry, single.entry);
+    assert_eq!(batched_p1.source.as_deref(), Some("ldap,okta"));
+    assert_eq!(single.source, batched_p1.source);
+    assert_eq!(batch[batch.len() - 1].source, None);
+    let mut listed: Vec<NewAuditEntry> = batch.iter().map(|r| r.entry.clone()).collect();
+    listed.reverse();
+    assert_eq!(listed, entries);
+}
+both_backends!(
+    batched_ownership_and_audit_rows_on,
+    batched_ownership_and_audit_rows_match_the_single_row_forms
+);

@@ -509,3 +509,121 @@ async fn a_held_plan_creating_an_invalid_email_writes_nothing_to_tyk() {
     assert_eq!(tyk.lock().writes.len(), before, "nothing sent to Tyk");
     assert_eq!(user_emails(&tyk), vec!["ada@x.io"]);
 }
+
+async fn open_intents(store: &Store) -> usize {
+    let mut conn = store.pool().acquire().await.expect("conn");
+    sync_audit::open_intents(&mut conn, 10_000)
+        .await
+        .expect("intents")
+        .len()
+}
+
+/// 150 people cross the chunks their store rows are batched in (64 before,
+/// 32 after): each ends recorded, audited once, with no intent or pending
+/// creation left.
+#[tokio::test]
+async fn many_people_are_recorded_and_audited_once_each_across_batches() {
+    let (store, _dir) = sqlite_store().await;
+    let tyk = FakeTyk::default();
+    let people: Vec<(String, &str)> = (0..150).map(|i| (format!("p{i}@x.io"), "dev")).collect();
+    let refs: Vec<(&str, &str)> = people.iter().map(|(e, g)| (e.as_str(), *g)).collect();
+    let (_, report) = round(&tyk, &store, &desired(&refs), &SyncPolicy::default()).await;
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(user_emails(&tyk).len(), 150);
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
+    assert_eq!(ownership.users.len(), 150);
+    assert!(ownership.pending_creates.is_empty(), "{ownership:?}");
+    let audit = sync_audit::list(
+        &mut conn,
+        &AuditFilter {
+            step_kind: Some("create_user".into()),
+            limit: 1_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("audit");
+    let mut audited: Vec<String> = audit.iter().filter_map(|e| e.entry.email.clone()).collect();
+    audited.sort();
+    audited.dedup();
+    assert_eq!((audit.len(), audited.len()), (150, 150));
+    let tyk_ids: std::collections::BTreeSet<String> = tyk.lock().users.keys().cloned().collect();
+    assert!(audit.iter().all(|e| {
+        e.entry.ok
+            && e.entry
+                .tyk_id
+                .as_ref()
+                .is_some_and(|id| tyk_ids.contains(id))
+    }));
+    drop(conn);
+    assert_eq!(open_intents(&store).await, 0);
+}
+
+/// When the store refuses the rows that record applied steps, those
+/// people count as failed (their events stay pending) and everything
+/// needed to recover stays: the pending creations (the next run finds
+/// the users by e-mail and records them) and the intents (the next leader
+/// audits what Tyk shows). Nothing is audited as done without them.
+#[tokio::test]
+async fn results_the_store_refuses_leave_their_people_failed_and_recoverable() {
+    let (store, _dir) = sqlite_store().await;
+    let tyk = FakeTyk::default();
+    round(&tyk, &store, &desired(&[]), &SyncPolicy::default()).await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_ownership BEFORE INSERT ON sync_managed_users \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .execute(store.pool())
+    .await
+    .expect("trigger");
+    let people: Vec<(String, &str)> = (0..40).map(|i| (format!("p{i}@x.io"), "dev")).collect();
+    let refs: Vec<(&str, &str)> = people.iter().map(|(e, g)| (e.as_str(), *g)).collect();
+    let want = desired(&refs);
+    let (_, report) = round(&tyk, &store, &want, &SyncPolicy::default()).await;
+    assert_eq!(user_emails(&tyk).len(), 40, "Tyk took the creations");
+    assert_eq!(report.failed_people.len(), 40, "{report:?}");
+    assert!(!report.succeeded());
+    assert!(
+        report.errors.iter().all(|e| e.contains("not recorded")),
+        "{:?}",
+        report.errors
+    );
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
+    assert!(ownership.users.is_empty());
+    assert_eq!(ownership.pending_creates.len(), 40);
+    let audited = sync_audit::list(
+        &mut conn,
+        &AuditFilter {
+            step_kind: Some("create_user".into()),
+            limit: 1_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("audit");
+    assert!(audited.is_empty(), "{audited:?}");
+    drop(conn);
+    assert_eq!(open_intents(&store).await, 40);
+
+    // The store heals: the next run records the users it created, once each.
+    sqlx::query("DROP TRIGGER refuse_ownership")
+        .execute(store.pool())
+        .await
+        .expect("drop trigger");
+    let writes = tyk.lock().writes.len();
+    let (plan, report) = round(&tyk, &store, &want, &SyncPolicy::default()).await;
+    assert!(report.succeeded(), "{report:?}");
+    assert!(
+        plan.steps.iter().all(|s| s.kind() == "adopt_user"),
+        "{:?}",
+        plan.steps.iter().map(|s| s.kind()).collect::<Vec<_>>()
+    );
+    assert_eq!(tyk.lock().writes.len(), writes, "no second creation");
+    assert_eq!(user_emails(&tyk).len(), 40);
+    let mut conn = store.pool().acquire().await.expect("conn");
+    let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
+    assert_eq!(ownership.users.len(), 40);
+    assert!(ownership.pending_creates.is_empty());
+}

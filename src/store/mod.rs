@@ -235,7 +235,32 @@ impl Store {
     }
 
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(self.pool.begin().await?)
+        self.begin_uncancellable(None).await
+    }
+
+    /// Opens a transaction (with `statement`, else `BEGIN`) in a task of its
+    /// own, so that a caller dropped while it is being opened (an aborted
+    /// run) cannot leave it half open. Dropped mid-`BEGIN`, sqlx counts the
+    /// transaction as open on a connection that goes back to the pool
+    /// without it, and every later transaction on that connection fails
+    /// ("attempted to call begin_with at non-zero transaction depth"). Run
+    /// to completion here, the transaction is returned, or dropped with a
+    /// rollback when nobody waits for it any more.
+    async fn begin_uncancellable(
+        &self,
+        statement: Option<&'static str>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let pool = self.pool.clone();
+        let opening = tokio::spawn(async move {
+            match statement {
+                Some(statement) => pool.begin_with(statement).await,
+                None => pool.begin().await,
+            }
+        });
+        match opening.await {
+            Ok(tx) => Ok(tx?),
+            Err(e) => Err(StoreError::Connect(format!("opening a transaction: {e}"))),
+        }
     }
 
     /// A transaction that reads and then writes. On SQLite it takes the
@@ -247,7 +272,7 @@ impl Store {
             Backend::Sqlite => {
                 let turn = self.write_lock.clone().lock_owned().await;
                 Ok(WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    tx: self.begin_uncancellable(Some("BEGIN IMMEDIATE")).await?,
                     _turn: Some(turn),
                 })
             }

@@ -70,43 +70,86 @@ fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreEr
     .transpose()
 }
 
-/// The identity sources of the person with (folded) `email`, comma-separated.
-async fn sources_of(conn: &mut AnyConnection, email: &str) -> Result<Option<String>, StoreError> {
-    let sources: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT source FROM identity_users WHERE email = $1 ORDER BY source",
-    )
-    .bind(crate::domain::fold_key(email))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((!sources.is_empty()).then(|| sources.join(",")))
+/// The identity sources of the people with these e-mails (folded), each
+/// person's comma-separated and sorted; people without identities are
+/// absent.
+async fn sources_of(
+    conn: &mut AnyConnection,
+    emails: impl IntoIterator<Item = &str>,
+) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    let emails: Vec<String> = emails
+        .into_iter()
+        .map(crate::domain::fold_key)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut sources: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for chunk in emails.chunks(super::bulk::rows_per_statement(conn, 1)) {
+        let sql = format!(
+            "SELECT DISTINCT email, source FROM identity_users WHERE email IN ({})",
+            super::bulk::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for email in chunk {
+            query = query.bind(email.as_str());
+        }
+        for (email, source) in query.fetch_all(&mut *conn).await? {
+            sources.entry(email).or_default().insert(source);
+        }
+    }
+    Ok(sources
+        .into_iter()
+        .map(|(email, list)| (email, list.into_iter().collect::<Vec<_>>().join(",")))
+        .collect())
+}
+
+/// The `sync_audit` columns an append writes, in the order
+/// [`bind_entry`] binds them.
+const AUDIT_COLUMNS: &str = "run_id, at, actor, step_kind, org_id, email, tyk_id, \
+     before_json, after_json, event_seqs, rule, result, message, source";
+
+/// Binds an entry's [`AUDIT_COLUMNS`] (14 parameters), `source` last.
+fn bind_entry<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+    entry: &NewAuditEntry,
+    source: Option<String>,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(entry.run_id.map(|id| id.to_string()))
+        .bind(entry.at.0)
+        .bind(entry.actor.clone())
+        .bind(entry.step_kind.clone())
+        .bind(entry.org_id.clone())
+        .bind(entry.email.clone())
+        .bind(entry.tyk_id.clone())
+        .bind(json_text(&entry.before))
+        .bind(json_text(&entry.after))
+        .bind(serde_json::to_string(&entry.event_seqs).unwrap_or_else(|_| "[]".into()))
+        .bind(entry.rule.clone())
+        .bind(if entry.ok { "ok" } else { "error" })
+        .bind(entry.message.clone())
+        .bind(source)
+}
+
+/// An entry's person's sources, from what [`sources_of`] read.
+fn source_of(
+    entry: &NewAuditEntry,
+    sources: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    let email = crate::domain::fold_key(entry.email.as_deref()?);
+    sources.get(&email).cloned()
 }
 
 pub async fn append(conn: &mut AnyConnection, entry: &NewAuditEntry) -> Result<i64, StoreError> {
-    let source = match entry.email.as_deref() {
-        Some(email) => sources_of(conn, email).await?,
-        None => None,
-    };
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO sync_audit (run_id, at, actor, step_kind, org_id, email, tyk_id, \
-         before_json, after_json, event_seqs, rule, result, message, source) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-    )
-    .bind(entry.run_id.map(|id| id.to_string()))
-    .bind(entry.at.0)
-    .bind(&entry.actor)
-    .bind(&entry.step_kind)
-    .bind(&entry.org_id)
-    .bind(entry.email.as_deref())
-    .bind(entry.tyk_id.as_deref())
-    .bind(json_text(&entry.before))
-    .bind(json_text(&entry.after))
-    .bind(serde_json::to_string(&entry.event_seqs).unwrap_or_else(|_| "[]".into()))
-    .bind(entry.rule.as_deref())
-    .bind(if entry.ok { "ok" } else { "error" })
-    .bind(entry.message.as_deref())
-    .bind(source)
-    .fetch_one(&mut *conn)
-    .await?;
+    let sources = sources_of(conn, entry.email.as_deref()).await?;
+    let sql = format!(
+        "INSERT INTO sync_audit ({AUDIT_COLUMNS}) VALUES {} RETURNING id",
+        super::bulk::values_after(0, 1, 14)
+    );
+    let (id,): (i64,) = bind_entry(sqlx::query_as(&sql), entry, source_of(entry, &sources))
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(id)
 }
 
@@ -120,61 +163,17 @@ pub async fn append_many(
     if entries.is_empty() {
         return Ok(());
     }
-    let emails: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.email.as_deref().map(crate::domain::fold_key))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut sources: std::collections::BTreeMap<String, Vec<String>> =
-        std::collections::BTreeMap::new();
-    for chunk in emails.chunks(super::bulk::rows_per_statement(conn, 1)) {
-        let sql = format!(
-            "SELECT DISTINCT email, source FROM identity_users WHERE email IN ({})",
-            super::bulk::placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
-        for email in chunk {
-            query = query.bind(email.as_str());
-        }
-        for (email, source) in query.fetch_all(&mut *conn).await? {
-            sources.entry(email).or_default().push(source);
-        }
-    }
-    for list in sources.values_mut() {
-        list.sort();
-        list.dedup();
-    }
+    let sources = sources_of(conn, entries.iter().filter_map(|e| e.email.as_deref())).await?;
     for chunk in entries.chunks(super::bulk::rows_per_statement(conn, 14)) {
         let sql = format!(
-            "INSERT INTO sync_audit (run_id, at, actor, step_kind, org_id, email, tyk_id, \
-             before_json, after_json, event_seqs, rule, result, message, source) VALUES {}",
+            "INSERT INTO sync_audit ({AUDIT_COLUMNS}) VALUES {} RETURNING id",
             super::bulk::values_after(0, chunk.len(), 14)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, (i64,)>(&sql);
         for entry in chunk {
-            let source = entry
-                .email
-                .as_deref()
-                .and_then(|email| sources.get(&crate::domain::fold_key(email)))
-                .map(|list| list.join(","));
-            query = query
-                .bind(entry.run_id.map(|id| id.to_string()))
-                .bind(entry.at.0)
-                .bind(entry.actor.clone())
-                .bind(entry.step_kind.clone())
-                .bind(entry.org_id.clone())
-                .bind(entry.email.clone())
-                .bind(entry.tyk_id.clone())
-                .bind(json_text(&entry.before))
-                .bind(json_text(&entry.after))
-                .bind(serde_json::to_string(&entry.event_seqs).unwrap_or_else(|_| "[]".into()))
-                .bind(entry.rule.clone())
-                .bind(if entry.ok { "ok" } else { "error" })
-                .bind(entry.message.clone())
-                .bind(source);
+            query = bind_entry(query, entry, source_of(entry, &sources));
         }
-        query.execute(&mut *conn).await?;
+        query.fetch_all(&mut *conn).await?;
     }
     Ok(())
 }
@@ -255,39 +254,41 @@ pub async fn record_intents(
     entries: &[NewAuditEntry],
 ) -> Result<Vec<i64>, StoreError> {
     use sqlx::Connection;
+    let ids_of = |rows: Vec<(i64, String, Option<String>)>| rows.into_iter().map(|(id, ..)| id);
     if entries.len() <= INTENTS_PER_STATEMENT {
-        return insert_intents(conn, entries).await;
+        return Ok(ids_of(insert_intents(conn, entries).await?).collect());
     }
     let mut tx = conn.begin().await?;
     let mut ids = Vec::with_capacity(entries.len());
     for chunk in entries.chunks(INTENTS_PER_STATEMENT) {
-        ids.extend(insert_intents(&mut tx, chunk).await?);
+        ids.extend(ids_of(insert_intents(&mut tx, chunk).await?));
     }
     tx.commit().await?;
     Ok(ids)
 }
 
-/// One multi-row `INSERT … RETURNING id` (the ids' order does not matter:
-/// they are closed together).
+/// One multi-row `INSERT … RETURNING`: each intent's id with the (org,
+/// e-mail) it names (the order of the rows returned does not matter).
 async fn insert_intents(
     conn: &mut AnyConnection,
     entries: &[NewAuditEntry],
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
     if entries.is_empty() {
         return Ok(vec![]);
     }
     let sql = format!(
-        "INSERT INTO sync_audit_intents (at, org_id, email, entry_json) VALUES {} RETURNING id",
+        "INSERT INTO sync_audit_intents (at, org_id, email, entry_json) VALUES {} \
+         RETURNING id, org_id, email",
         super::bulk::values_after(0, entries.len(), 4)
     );
-    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
     for entry in entries {
         let json = serde_json::to_string(entry)
             .map_err(|e| StoreError::Corrupt(format!("audit intent: {e}")))?;
         query = query
             .bind(entry.at.0)
-            .bind(&entry.org_id)
-            .bind(entry.email.as_deref())
+            .bind(entry.org_id.clone())
+            .bind(entry.email.clone())
             .bind(json);
     }
     Ok(query.fetch_all(&mut *conn).await?)
@@ -302,22 +303,7 @@ pub async fn record_intents_of_people(
 ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
     let mut recorded = Vec::with_capacity(entries.len());
     for chunk in entries.chunks(super::bulk::rows_per_statement(conn, 4)) {
-        let sql = format!(
-            "INSERT INTO sync_audit_intents (at, org_id, email, entry_json) VALUES {} \
-             RETURNING id, org_id, email",
-            super::bulk::values_after(0, chunk.len(), 4)
-        );
-        let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
-        for entry in chunk {
-            let json = serde_json::to_string(entry)
-                .map_err(|e| StoreError::Corrupt(format!("audit intent: {e}")))?;
-            query = query
-                .bind(entry.at.0)
-                .bind(entry.org_id.clone())
-                .bind(entry.email.clone())
-                .bind(json);
-        }
-        recorded.extend(query.fetch_all(&mut *conn).await?);
+        recorded.extend(insert_intents(conn, chunk).await?);
     }
     Ok(recorded)
 }

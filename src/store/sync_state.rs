@@ -162,19 +162,14 @@ pub async fn record_users(
     conn: &mut AnyConnection,
     users: &[ManagedUser],
 ) -> Result<(), StoreError> {
-    let mut last_of: std::collections::HashMap<&str, &ManagedUser> =
-        std::collections::HashMap::with_capacity(users.len());
-    for user in users {
-        last_of.insert(user.tyk_user_id.as_str(), user);
-    }
-    let users: Vec<&ManagedUser> = users
+    // Kept: each Tyk id's last occurrence, in order.
+    let mut seen = std::collections::HashSet::with_capacity(users.len());
+    let mut users: Vec<&ManagedUser> = users
         .iter()
-        .filter(|u| {
-            last_of
-                .get(u.tyk_user_id.as_str())
-                .is_some_and(|l| std::ptr::eq(*l, *u))
-        })
+        .rev()
+        .filter(|u| seen.insert(u.tyk_user_id.as_str()))
         .collect();
+    users.reverse();
     let people: Vec<(&str, &str)> = users
         .iter()
         .map(|u| (u.org_id.as_str(), u.email.as_str()))

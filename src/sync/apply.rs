@@ -213,12 +213,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
         use std::collections::VecDeque;
 
         let mut report = ApplyReport::default();
-        let mut chunks = Vec::new();
-        let mut rest = people.into_iter().peekable();
-        while rest.peek().is_some() {
-            chunks.push(rest.by_ref().take(PREPARE_PEOPLE).collect::<Vec<_>>());
-        }
-        let mut chunks = chunks.into_iter();
+        let mut chunks = people.chunks(PREPARE_PEOPLE).map(|chunk| chunk.to_vec());
         let mut ready: VecDeque<PreparedPerson<'_>> = VecDeque::new();
         let mut preparing: Option<BoxFuture<'_, Vec<PreparedPerson<'_>>>> = None;
         let mut in_flight = futures::stream::FuturesUnordered::new();

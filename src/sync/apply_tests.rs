@@ -510,6 +510,21 @@ async fn a_held_plan_creating_an_invalid_email_writes_nothing_to_tyk() {
     assert_eq!(user_emails(&tyk), vec!["ada@x.io"]);
 }
 
+/// The `create_user` rows of the audit log.
+async fn creations_audited(store: &Store) -> Vec<sync_audit::AuditEntry> {
+    let mut conn = store.pool().acquire().await.expect("conn");
+    sync_audit::list(
+        &mut conn,
+        &AuditFilter {
+            step_kind: Some("create_user".into()),
+            limit: 1_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("audit")
+}
+
 async fn open_intents(store: &Store) -> usize {
     let mut conn = store.pool().acquire().await.expect("conn");
     sync_audit::open_intents(&mut conn, 10_000)
@@ -534,16 +549,7 @@ async fn many_people_are_recorded_and_audited_once_each_across_batches() {
     let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
     assert_eq!(ownership.users.len(), 150);
     assert!(ownership.pending_creates.is_empty(), "{ownership:?}");
-    let audit = sync_audit::list(
-        &mut conn,
-        &AuditFilter {
-            step_kind: Some("create_user".into()),
-            limit: 1_000,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("audit");
+    let audit = creations_audited(&store).await;
     let mut audited: Vec<String> = audit.iter().filter_map(|e| e.entry.email.clone()).collect();
     audited.sort();
     audited.dedup();
@@ -593,16 +599,7 @@ async fn results_the_store_refuses_leave_their_people_failed_and_recoverable() {
     let ownership = sync_state::load_ownership(&mut conn).await.expect("load");
     assert!(ownership.users.is_empty());
     assert_eq!(ownership.pending_creates.len(), 40);
-    let audited = sync_audit::list(
-        &mut conn,
-        &AuditFilter {
-            step_kind: Some("create_user".into()),
-            limit: 1_000,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("audit");
+    let audited = creations_audited(&store).await;
     assert!(audited.is_empty(), "{audited:?}");
     drop(conn);
     assert_eq!(open_intents(&store).await, 40);

@@ -7,13 +7,13 @@
 use pretty_assertions::assert_eq;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tyk_idsync::domain::{IdentityUser, SourceName, Timestamp, fold_key};
+use tyk_idsync::domain::{SourceName, Timestamp, fold_key};
 use tyk_idsync::store::{identities, rekey};
 
 use crate::both_backends;
 use crate::support::scim::ScimServer;
 use crate::support::stack::{scim_user, spawn_stack};
-use crate::support::{Db, fresh_database_url};
+use crate::support::{Db, fresh_database_url, stored_user};
 
 const JOSE_NFC: &str = "Jos\u{e9}";
 const JOSE_NFD: &str = "Jose\u{301}";
@@ -351,25 +351,6 @@ both_backends!(
     scim_invalid_emails_are_not_provisioned,
     invalid_emails_never_reach_tyk_and_are_reported
 );
-
-fn stored_user(source: &str, user_name: &str, email: &str) -> IdentityUser {
-    IdentityUser {
-        id: uuid::Uuid::new_v4(),
-        source: SourceName::new(source),
-        external_id: None,
-        user_name: user_name.into(),
-        email: Some(email.into()),
-        email_problem: None,
-        given_name: None,
-        family_name: None,
-        display_name: None,
-        active: true,
-        attributes: json!({}),
-        version: 1,
-        created_at: Timestamp(1),
-        updated_at: Timestamp(1),
-    }
-}
 
 /// A database written before the keys were folded gets them re-keyed once,
 /// on the next start; look-alikes already stored are both kept and named.

@@ -399,19 +399,7 @@ async fn patch_answers_are_projected_by_the_query(db: Db) {
     let server = ScimServer::start(db).await;
     let ada = user(&server, "ada@example.org").await;
     let bob = user(&server, "bob@example.org").await;
-    let reply = server
-        .send(
-            "okta",
-            Method::POST,
-            "/Groups",
-            Some(json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": "Crew", "members": [{"value": ada}],
-            })),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    let group = format!("/Groups/{}", reply.body["id"].as_str().expect("id"));
+    let (group, ..) = new_group(&server, "Crew", vec![json!({"value": ada})]).await;
     let toggle =
         |op: &str| patch(json!([{"op": op, "path": "members", "value": [{"value": bob}]}]));
     let rename =

@@ -10,7 +10,7 @@ use tyk_idsync::store::{Store, StoreError, events, sync_outbox, sync_state};
 use tyk_idsync::sync::{ManagedGroup, ManagedUser};
 
 use crate::both_backends;
-use crate::support::{Db, fresh_store};
+use crate::support::{Db, fresh_store, stored_user};
 
 fn managed(id: &str, email: &str) -> ManagedUser {
     ManagedUser {
@@ -485,25 +485,6 @@ both_backends!(
     concurrent_claimers_never_share_an_event
 );
 
-fn identity(source: &str, email: &str) -> tyk_idsync::domain::IdentityUser {
-    tyk_idsync::domain::IdentityUser {
-        id: uuid::Uuid::new_v4(),
-        source: SourceName::new(source),
-        external_id: None,
-        user_name: format!("{source}-{email}"),
-        email: Some(email.into()),
-        email_problem: None,
-        given_name: None,
-        family_name: None,
-        display_name: None,
-        active: true,
-        attributes: json!({}),
-        version: 1,
-        created_at: Timestamp(1),
-        updated_at: Timestamp(1),
-    }
-}
-
 /// The multi-row forms a run's batches use write what the one-row forms
 /// do, past a statement's worth of rows (SQLite's are the smallest).
 async fn batched_ownership_and_audit_rows_match_the_single_row_forms(db: Db) {
@@ -559,12 +540,20 @@ async fn batched_ownership_and_audit_rows_match_the_single_row_forms(db: Db) {
 
     // Audit rows: the same as `append`'s, sources included.
     let mut tx = store.begin_write().await.expect("begin");
-    tyk_idsync::store::identities::insert_user(&mut tx, &identity("okta", "p1@example.com"), &[])
-        .await
-        .expect("okta user");
-    tyk_idsync::store::identities::insert_user(&mut tx, &identity("ldap", "p1@example.com"), &[])
-        .await
-        .expect("ldap user");
+    tyk_idsync::store::identities::insert_user(
+        &mut tx,
+        &stored_user("okta", "okta-p1", "p1@example.com"),
+        &[],
+    )
+    .await
+    .expect("okta user");
+    tyk_idsync::store::identities::insert_user(
+        &mut tx,
+        &stored_user("ldap", "ldap-p1", "p1@example.com"),
+        &[],
+    )
+    .await
+    .expect("ldap user");
     tx.commit().await.expect("commit");
     let entries: Vec<NewAuditEntry> = (0..40)
         .map(|n| audit(&format!("P{n}@Example.com"), "create_user", n % 5 != 0))

@@ -72,3 +72,23 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A stored identity user with only the fields tests vary; the rest empty.
+pub fn stored_user(source: &str, user_name: &str, email: &str) -> tyk_idsync::domain::IdentityUser {
+    tyk_idsync::domain::IdentityUser {
+        id: uuid::Uuid::new_v4(),
+        source: tyk_idsync::domain::SourceName::new(source),
+        external_id: None,
+        user_name: user_name.into(),
+        email: Some(email.into()),
+        email_problem: None,
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        active: true,
+        attributes: serde_json::json!({}),
+        version: 1,
+        created_at: tyk_idsync::domain::Timestamp(1),
+        updated_at: tyk_idsync::domain::Timestamp(1),
+    }
+}

@@ -36,7 +36,8 @@ pub struct SyncConfig {
     pub max_concurrency: usize,
     /// Requests per second toward Tyk, every kind counted — reads by id,
     /// searches, listing pages and writes share ONE limiter in the Tyk
-    /// client, evenly spaced (no burst, 1 % under the rate); 0 = unlimited.
+    /// client, evenly spaced 1 % under the rate with a burst of half that
+    /// slack (none below 200/s, 3 at 400/s; see `tyk::client`); 0 = unlimited.
     pub requests_per_second: u32,
     /// How long after writing a user an event run trusts the written record
     /// instead of reading the user back (`GET /api/users/{id}`); 0 = always

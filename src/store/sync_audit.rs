@@ -243,27 +243,29 @@ pub async fn list(
 }
 
 /// How many intents one `INSERT` records (4 parameters each).
-const INTENTS_PER_STATEMENT: usize = 100;
+pub const INTENTS_PER_STATEMENT: usize = 100;
 
 /// Records the audit entries of steps whose Tyk writes are about to be
 /// sent (before any request); returns their ids, for [`close_intents`].
 /// A person's few steps are one statement, atomic on its own: one round
 /// trip before their first request rather than a transaction of three.
+/// More than [`INTENTS_PER_STATEMENT`] take several statements: call it
+/// inside a transaction from [`Store::begin`] then.
+///
+/// [`Store::begin`]: super::Store::begin
 pub async fn record_intents(
     conn: &mut AnyConnection,
     entries: &[NewAuditEntry],
 ) -> Result<Vec<i64>, StoreError> {
-    use sqlx::Connection;
-    let ids_of = |rows: Vec<(i64, String, Option<String>)>| rows.into_iter().map(|(id, ..)| id);
-    if entries.len() <= INTENTS_PER_STATEMENT {
-        return Ok(ids_of(insert_intents(conn, entries).await?).collect());
-    }
-    let mut tx = conn.begin().await?;
     let mut ids = Vec::with_capacity(entries.len());
     for chunk in entries.chunks(INTENTS_PER_STATEMENT) {
-        ids.extend(ids_of(insert_intents(&mut tx, chunk).await?));
+        ids.extend(
+            insert_intents(conn, chunk)
+                .await?
+                .into_iter()
+                .map(|(id, ..)| id),
+        );
     }
-    tx.commit().await?;
     Ok(ids)
 }
 
@@ -402,22 +404,22 @@ pub async fn creation_audited_since(
 }
 
 /// Appends the audit entry that resolves an open intent and drops the
-/// intent, in one transaction (resolved exactly once).
+/// intent. Call it inside a transaction from [`Store::begin_write`]: the
+/// intent is then resolved exactly once.
+///
+/// [`Store::begin_write`]: super::Store::begin_write
 pub async fn resolve_intent(
-    conn: &mut AnyConnection,
+    tx: &mut AnyConnection,
     intent_id: i64,
     entry: &NewAuditEntry,
 ) -> Result<(), StoreError> {
-    use sqlx::Connection;
-    let mut tx = conn.begin().await?;
     let removed = sqlx::query("DELETE FROM sync_audit_intents WHERE id = $1")
         .bind(intent_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     if removed == 1 {
-        append(&mut tx, entry).await?;
+        append(tx, entry).await?;
     }
-    tx.commit().await?;
     Ok(())
 }

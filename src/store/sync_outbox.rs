@@ -40,6 +40,36 @@ pub async fn claim(
     now: Timestamp,
     until: Timestamp,
 ) -> Result<Vec<ClaimedEvent>, StoreError> {
+    claim_filtered(conn, backend, holder, limit, now, until, None).await
+}
+
+/// [`claim`] beside event runs in flight: only events naming a person
+/// (`held` says, of a lower-cased e-mail, whether a run in flight has the
+/// person; their events are left for later), and none after the first
+/// pending event naming nobody (a group or mapping event, whose people
+/// are found only once it is claimed: it waits until no run is in flight,
+/// and nothing overtakes it meanwhile).
+pub async fn claim_beside(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    holder: &str,
+    limit: i64,
+    now: Timestamp,
+    until: Timestamp,
+    held: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<ClaimedEvent>, StoreError> {
+    claim_filtered(conn, backend, holder, limit, now, until, Some(held)).await
+}
+
+async fn claim_filtered(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    holder: &str,
+    limit: i64,
+    now: Timestamp,
+    until: Timestamp,
+    held: Option<&(dyn Fn(&str) -> bool + Sync)>,
+) -> Result<Vec<ClaimedEvent>, StoreError> {
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE OF e SKIP LOCKED",
         Backend::Sqlite => "",
@@ -54,6 +84,20 @@ pub async fn claim(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
+    let rows = match held {
+        None => rows,
+        Some(held) => {
+            let mut free = Vec::with_capacity(rows.len());
+            for row in rows {
+                match row.try_get::<Option<String>, _>("email")? {
+                    None => break,
+                    Some(email) if held(&crate::domain::fold_key(&email)) => {}
+                    Some(_) => free.push(row),
+                }
+            }
+            free
+        }
+    };
     let mut claimed = lease(conn, &rows, holder, now, until).await?;
     // The same people's later pending events come along (up to `limit`
     // more), so one plan covers each person however their events are
@@ -153,16 +197,20 @@ async fn lease(
 /// Events settled per statement (well under SQLite's bound-parameter limit).
 const SETTLE_CHUNK: usize = 500;
 
-/// Marks events processed and drops their leases, in one transaction: a
-/// crash leaves either both done or neither (the events are then claimed
-/// again once their leases run out), never a lease on a processed event.
-pub async fn complete(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), StoreError> {
-    use sqlx::Connection;
+/// Marks events processed and drops their leases. Call it inside a
+/// transaction from [`Store::begin`] or [`Store::begin_write`] (which
+/// cannot be left half-open by a cancelled run, as a `begin` here on a
+/// pooled connection could): a crash then leaves either both done or
+/// neither (the events are claimed again once their leases run out), never
+/// a lease on a processed event.
+///
+/// [`Store::begin`]: super::Store::begin
+/// [`Store::begin_write`]: super::Store::begin_write
+pub async fn complete(tx: &mut AnyConnection, seqs: &[i64]) -> Result<(), StoreError> {
     if seqs.is_empty() {
         return Ok(());
     }
     let now = Timestamp::now().0;
-    let mut tx = conn.begin().await?;
     for chunk in seqs.chunks(SETTLE_CHUNK) {
         let sql = format!(
             "UPDATE identity_events SET processed_at = $1 WHERE seq IN ({})",
@@ -183,7 +231,6 @@ pub async fn complete(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), Stor
         }
         unleased.execute(&mut *tx).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 

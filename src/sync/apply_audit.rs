@@ -257,8 +257,14 @@ impl<W: TykWriter> Applier<'_, W> {
         if entries.is_empty() {
             return Ok(vec![]);
         }
-        let mut conn = self.store.pool().acquire().await?;
-        sync_audit::record_intents(&mut conn, &entries).await
+        if entries.len() <= sync_audit::INTENTS_PER_STATEMENT {
+            let mut conn = self.store.pool().acquire().await?;
+            return sync_audit::record_intents(&mut conn, &entries).await;
+        }
+        let mut tx = self.store.begin().await?;
+        let ids = sync_audit::record_intents(&mut tx, &entries).await?;
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Closes intents once their steps' results are audited. If any step
@@ -397,14 +403,15 @@ pub(crate) async fn resolve_abandoned_intents<W: TykWriter>(
                     return Ok(pass);
                 }
             };
-            let mut conn = store.pool().acquire().await?;
-            if creation_already_audited(&mut conn, &intent, &found).await? {
+            let mut tx = store.begin_write().await?;
+            if creation_already_audited(&mut tx, &intent, &found).await? {
                 // The creation was picked up again (a resumed creation) and
                 // audited as `create_user`: one row, not two.
-                sync_audit::drop_intent(&mut conn, id).await?;
+                sync_audit::drop_intent(&mut tx, id).await?;
             } else {
-                sync_audit::resolve_intent(&mut conn, id, &resolution(intent, found)).await?;
+                sync_audit::resolve_intent(&mut tx, id, &resolution(intent, found)).await?;
             }
+            tx.commit().await.map_err(StoreError::from)?;
             pass.resolved += 1;
         }
     }

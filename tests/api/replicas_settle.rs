@@ -88,10 +88,10 @@ async fn a_settlement_that_fails_halfway_leaves_the_events_pending(db: Db) {
     assert_eq!(claim_all(&store, "w1").await, seqs);
     refuse_lease_deletes(&store).await;
 
-    let mut conn = store.pool().acquire().await.expect("conn");
-    let failed = sync_outbox::complete(&mut conn, &seqs).await;
+    let mut tx = store.begin_write().await.expect("begin");
+    let failed = sync_outbox::complete(&mut tx, &seqs).await;
     assert!(failed.is_err(), "the lease deletion fails");
-    drop(conn);
+    drop(tx);
     // Neither half happened: the events are still to do (and leased, so
     // their lease expiry brings them back), none is processed and leased.
     assert_eq!(counts(&store).await, (3, 3));
@@ -106,11 +106,11 @@ async fn settling_marks_processed_and_unleases_together(db: Db) {
     // More than one statement's worth of events.
     let seqs = append(&store, 620).await;
     assert_eq!(claim_all(&store, "w1").await.len(), 620);
-    let mut conn = store.pool().acquire().await.expect("conn");
-    sync_outbox::complete(&mut conn, &seqs[..610])
+    let mut tx = store.begin_write().await.expect("begin");
+    sync_outbox::complete(&mut tx, &seqs[..610])
         .await
         .expect("complete");
-    drop(conn);
+    tx.commit().await.expect("commit");
     assert_eq!(counts(&store).await, (10, 10));
 }
 both_backends!(

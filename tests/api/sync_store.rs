@@ -402,14 +402,14 @@ async fn outbox_leases_give_at_least_once_delivery(db: Db) {
         "leased events are not claimed twice"
     );
 
-    let mut conn = store.pool().acquire().await.expect("conn");
-    sync_outbox::complete(&mut conn, &seqs[..1])
+    let mut tx = store.begin_write().await.expect("begin");
+    sync_outbox::complete(&mut tx, &seqs[..1])
         .await
         .expect("complete");
-    sync_outbox::release(&mut conn, &seqs[1..2], Timestamp(now + 5_000))
+    sync_outbox::release(&mut tx, &seqs[1..2], Timestamp(now + 5_000))
         .await
         .expect("release");
-    drop(conn);
+    tx.commit().await.expect("commit");
 
     assert_eq!(claim(&store, "w2", now + 4_999).await, Vec::<i64>::new());
     assert_eq!(
@@ -441,15 +441,63 @@ async fn outbox_leases_give_at_least_once_delivery(db: Db) {
         vec![(seqs[1], 3, Some("b@x.io".into())), (seqs[2], 3, None)]
     );
 
-    let mut conn = store.pool().acquire().await.expect("conn");
-    sync_outbox::complete(&mut conn, &seqs[1..])
+    let mut tx = store.begin_write().await.expect("begin");
+    sync_outbox::complete(&mut tx, &seqs[1..])
         .await
         .expect("complete");
+    tx.commit().await.expect("commit");
+    let mut conn = store.pool().acquire().await.expect("conn");
     assert_eq!(events::depth(&mut conn).await.expect("depth").0, 0);
 }
 both_backends!(
     outbox_leases_give_at_least_once_delivery_on,
     outbox_leases_give_at_least_once_delivery
+);
+
+/// Beside a run in flight, a claim takes only events naming people that
+/// run does not have, the held people's events stay pending and leased to
+/// nobody, and nothing from the first unleased event naming nobody on is
+/// taken (the group event waits, and nothing overtakes it).
+async fn a_claim_beside_runs_in_flight_leaves_their_people_and_group_events(db: Db) {
+    let (store, _dir) = fresh_store(db).await;
+    let seqs = append_events(
+        &store,
+        &[
+            Some("held@x.io"),
+            Some("Free@x.io"),
+            Some("HELD@x.io"),
+            Some("other@x.io"),
+            None,
+            Some("late@x.io"),
+        ],
+    )
+    .await;
+    let now = 1_000_000;
+    let held = |email: &str| email == "held@x.io";
+    let mut tx = store.begin_write().await.expect("begin");
+    let claimed = sync_outbox::claim_beside(
+        &mut tx,
+        store.backend(),
+        "w1",
+        10,
+        Timestamp(now),
+        Timestamp(now + 30_000),
+        &held,
+    )
+    .await
+    .expect("claim");
+    tx.commit().await.expect("commit");
+    let claimed: Vec<i64> = claimed.into_iter().map(|e| e.seq).collect();
+    assert_eq!(claimed, vec![seqs[1], seqs[3]]);
+    // Once the run in flight is done, a claim takes what was left.
+    assert_eq!(
+        claim(&store, "w2", now + 1).await,
+        vec![seqs[0], seqs[2], seqs[4], seqs[5]]
+    );
+}
+both_backends!(
+    a_claim_beside_runs_in_flight_leaves_their_people_and_group_events_on,
+    a_claim_beside_runs_in_flight_leaves_their_people_and_group_events
 );
 
 async fn concurrent_claimers_never_share_an_event(db: Db) {

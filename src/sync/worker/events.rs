@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::group_turn::{self, GroupTurn};
+use super::in_flight::Beside;
 use super::types::{ActualScope, StateSource, SyncError, SyncStatus, Trigger};
 use super::{SyncWorker, idle_status, millis};
 use crate::domain::{DesiredState, EventKind, Timestamp};
@@ -38,29 +39,57 @@ struct EventPlan {
 pub(super) const MISSING_GROUP: &str = "Group ID does not exist";
 
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
+    /// Claims a batch of events: any, or beside runs in flight only those
+    /// naming other people (see [`super::in_flight`]).
     pub(super) async fn claim(&self) -> Result<Vec<ClaimedEvent>, SyncError> {
+        let beside = self.in_flight.beside();
+        if beside == Beside::Everyone {
+            return Ok(Vec::new());
+        }
         let now = Timestamp::now();
         let until = Timestamp(now.0 + millis(self.config.event_lease));
+        let limit = i64::from(self.config.event_batch);
+        let backend = self.store.backend();
         let mut tx = self.store.begin_write().await?;
-        let claimed = sync_outbox::claim(
-            &mut tx,
-            self.store.backend(),
-            &self.holder,
-            i64::from(self.config.event_batch),
-            now,
-            until,
-        )
-        .await?;
+        let claimed = match beside {
+            Beside::Nothing => {
+                sync_outbox::claim(&mut tx, backend, &self.holder, limit, now, until).await?
+            }
+            _ => {
+                let held = |email: &str| self.in_flight.holds(email);
+                sync_outbox::claim_beside(&mut tx, backend, &self.holder, limit, now, until, &held)
+                    .await?
+            }
+        };
         tx.commit().await.map_err(StoreError::from)?;
         Ok(claimed)
     }
 
     pub(super) async fn run_events(&self) -> Result<SyncStatus, SyncError> {
+        // One run at a time claims and registers its people, so the next
+        // claim (beside it) knows whom to leave alone.
+        let claiming = self.claiming.lock().await;
         let events = self.claim().await?;
         if events.is_empty() {
             return Ok(idle_status());
         }
-        let result = self.apply_events(&events).await;
+        let result = match self.affected_people(&events).await {
+            Ok(people) => {
+                let scope = people.map_or(ActualScope::Everyone, ActualScope::People);
+                let _in_hand = self.in_flight.register(&scope);
+                drop(claiming);
+                if events.len() >= usize::try_from(self.config.event_batch).unwrap_or(usize::MAX) {
+                    // A full batch: more are likely waiting, and the run
+                    // loop may start the next run beside this one.
+                    self.wake.notify_one();
+                }
+                self.apply_events(&events, &scope).await
+            }
+            Err(e) => {
+                drop(claiming);
+                Err(e)
+            }
+        };
         if result.is_err() {
             // Nothing was decided: give the events back for a prompt retry.
             let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
@@ -71,18 +100,20 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         result
     }
 
-    /// Plans and applies one batch of events. A write that meets a group
-    /// Tyk no longer has ("Group ID does not exist": the cached groups were
-    /// stale) drops the group cache and runs the batch once more.
+    /// Plans and applies one batch of events for `scope` (the people they
+    /// can affect). A write that meets a group Tyk no longer has ("Group
+    /// ID does not exist": the cached groups were stale) drops the group
+    /// cache and runs the batch once more.
     pub(super) async fn apply_events(
         &self,
         events: &[ClaimedEvent],
+        scope: &ActualScope,
     ) -> Result<SyncStatus, SyncError> {
-        let mut status = self.plan_and_apply_events(events).await?;
+        let mut status = self.plan_and_apply_events(events, scope).await?;
         if status.errors.iter().any(|e| e.contains(MISSING_GROUP)) {
             tracing::info!("a cached Tyk group is gone; re-listing groups and retrying once");
             self.source.groups_changed();
-            status = self.plan_and_apply_events(events).await?;
+            status = self.plan_and_apply_events(events, scope).await?;
         }
         self.settle_events(events, &status).await?;
         Ok(status)
@@ -91,16 +122,13 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     async fn plan_and_apply_events(
         &self,
         events: &[ClaimedEvent],
+        scope: &ActualScope,
     ) -> Result<SyncStatus, SyncError> {
         // One plan per person, however many of their events the batch holds.
-        let scope = match self.affected_people(events).await? {
-            Some(emails) => ActualScope::People(emails),
-            None => ActualScope::Everyone,
-        };
-        if let ActualScope::People(people) = &scope {
+        if let ActualScope::People(people) = scope {
             self.note_planned_by_events(people);
         }
-        let mut planned = self.plan_scope(&scope).await?;
+        let mut planned = self.plan_scope(scope).await?;
         // A plan that writes groups was made from cached groups: planned
         // again from a fresh group listing (the people as read) and applied
         // under the group-writes turn, so it neither duplicates a group a
@@ -114,7 +142,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 .actual(&ActualScope::People(BTreeSet::new()))
                 .await?;
             planned.inputs.actual.groups = fresh.groups;
-            planned = self.replan(&scope, planned.inputs).await?;
+            planned = self.replan(scope, planned.inputs).await?;
             Some(turn)
         } else {
             None
@@ -142,7 +170,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         drop(turn);
         // Also once written: a reconcile that listed them before this
         // write must not apply its older view after it.
-        if let ActualScope::People(people) = &scope {
+        if let ActualScope::People(people) = scope {
             self.note_planned_by_events(people);
         }
         status
@@ -351,8 +379,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 done.push(event.seq)
             }
         }
-        let mut conn = self.store.acquire().await?;
-        sync_outbox::complete(&mut conn, &done).await?;
+        let mut tx = self.store.begin_write().await?;
+        sync_outbox::complete(&mut tx, &done).await?;
         for event in retry {
             let delay = self.config.limits().retry.delay(
                 u32::try_from(event.attempts).unwrap_or(u32::MAX).min(16),
@@ -360,8 +388,9 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             );
             let retry_at =
                 Timestamp(Timestamp::now().0 + millis(delay.max(self.config.retry_base_delay)));
-            sync_outbox::release(&mut conn, &[event.seq], retry_at).await?;
+            sync_outbox::release(&mut tx, &[event.seq], retry_at).await?;
         }
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -36,6 +37,7 @@ use crate::store::{Store, sync_state};
 
 mod events;
 mod group_turn;
+mod in_flight;
 mod runs;
 mod types;
 
@@ -66,6 +68,10 @@ pub struct SyncWorker<W, S> {
     /// Held by a full reconcile or an approval for its whole run: one at a
     /// time.
     full_runs: tokio::sync::Mutex<()>,
+    /// The people of the event runs in flight (see [`in_flight`]).
+    pub(super) in_flight: in_flight::InFlight,
+    /// Held by an event run from its claim until its people are registered.
+    pub(super) claiming: tokio::sync::Mutex<()>,
     /// When a take-over's pass over abandoned audit intents could not read
     /// Tyk (or the store): the next run after this instant tries again.
     intents_retry_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -88,6 +94,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             group_writes: tokio::sync::Mutex::new(()),
             groups_created: std::sync::Mutex::new(BTreeMap::new()),
             full_runs: tokio::sync::Mutex::new(()),
+            in_flight: in_flight::InFlight::default(),
+            claiming: tokio::sync::Mutex::new(()),
             intents_retry_at: std::sync::Mutex::new(None),
         }
     }
@@ -269,33 +277,46 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                 reconcile = Some(Box::pin(self.run_once(Trigger::Full)));
                 continue;
             }
-            while is_leader() {
-                let run = self.run_once(Trigger::Events);
-                tokio::pin!(run);
-                let result = loop {
-                    tokio::select! {
-                        result = &mut run => break Some(result),
-                        result = async { reconcile.as_mut().expect("checked").await }, if reconcile.is_some() => {
-                            reconcile = None;
-                            finished(result);
+            // Event runs until one finds nothing: one at a time, and a
+            // second beside it once the first has its people in hand and
+            // more events are waiting (see [`in_flight`]).
+            let mut runs: FuturesUnordered<Run<'_>> = FuturesUnordered::new();
+            runs.push(Box::pin(self.run_once(Trigger::Events)));
+            // Cleared when a run finds nothing to claim: no second run
+            // until a run in flight ends with work done.
+            let mut more_waiting = true;
+            let abandoned = loop {
+                tokio::select! {
+                    Some(result) = runs.next(), if !runs.is_empty() => {
+                        match result {
+                            Ok(s) if s.outcome != Outcome::Idle => {
+                                more_waiting = true;
+                                runs.push(Box::pin(self.run_once(Trigger::Events)));
+                            }
+                            Ok(_) => more_waiting = false,
+                            Err(e) => {
+                                tracing::error!(error = %e, trigger = ?Trigger::Events, "sync run failed");
+                                more_waiting = false;
+                            }
                         }
-                        () = lost_lead(&is_leader) => break None,
+                        if runs.is_empty() {
+                            break false;
+                        }
                     }
-                };
-                let Some(result) = result else {
-                    tracing::warn!("lost the lead; the runs in flight are abandoned");
-                    leading = false;
-                    reconcile = None;
-                    break;
-                };
-                match result {
-                    Ok(s) if s.outcome != Outcome::Idle => continue,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, trigger = ?Trigger::Events, "sync run failed");
-                        break;
+                    () = self.wake.notified(), if more_waiting && runs.len() < 2 => {
+                        runs.push(Box::pin(self.run_once(Trigger::Events)));
                     }
+                    result = async { reconcile.as_mut().expect("checked").await }, if reconcile.is_some() => {
+                        reconcile = None;
+                        finished(result);
+                    }
+                    () = lost_lead(&is_leader) => break true,
                 }
+            };
+            if abandoned {
+                tracing::warn!("lost the lead; the runs in flight are abandoned");
+                leading = false;
+                reconcile = None;
             }
         }
     }

@@ -569,6 +569,126 @@ async fn the_run_loop_applies_signalled_events_and_stops_on_shutdown() {
         .expect("no panic");
 }
 
+/// A claim beside a run in flight leaves that run's people for later and
+/// takes nothing from the first event naming nobody on (whose people are
+/// found only once claimed); once no run is in flight, a claim takes all.
+#[tokio::test]
+async fn a_claim_beside_a_run_in_flight_leaves_its_people_and_stops_at_a_group_event() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(4))).await;
+    append_event(&store, Some("p00@x.io")).await;
+    append_event(&store, Some("P01@x.io")).await;
+    append_event(&store, None).await;
+    append_event(&store, Some("p02@x.io")).await;
+    let p00 = ActualScope::People(["p00@x.io".to_string()].into());
+    let in_hand = worker.in_flight.register(&p00);
+
+    let beside = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(beside.outcome, Outcome::Applied);
+    assert_eq!(active_emails(&tyk), vec!["p01@x.io"]);
+    assert_eq!(outbox_depth(&store).await, 3);
+    let again = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(
+        again.outcome,
+        Outcome::Idle,
+        "p00 is held, then a group event"
+    );
+
+    drop(in_hand);
+    let alone = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(alone.outcome, Outcome::Applied);
+    assert_eq!(
+        active_emails(&tyk),
+        emails(4),
+        "the event naming nobody plans everyone"
+    );
+    assert_eq!(outbox_depth(&store).await, 0);
+    assert!(worker.in_flight.is_empty());
+}
+
+/// A run planning everyone lets no claim beside it.
+#[tokio::test]
+async fn nothing_is_claimed_beside_a_run_planning_everyone() {
+    let (worker, tyk, store, _dir) = worker(people(&emails(2))).await;
+    append_event(&store, Some("p00@x.io")).await;
+    let everyone = worker.in_flight.register(&ActualScope::Everyone);
+    let beside = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(beside.outcome, Outcome::Idle);
+    assert_eq!(outbox_depth(&store).await, 1);
+    drop(everyone);
+    worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(active_emails(&tyk), vec!["p00@x.io"]);
+}
+
+/// With more events waiting than a batch holds, the loop runs the next
+/// batch beside the one applying, never over the same person: each person
+/// is created once though several of them have events in many batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_loop_runs_the_next_batch_beside_the_one_applying() {
+    let everyone = emails(12);
+    let (worker, tyk, store, _dir) = worker(DesiredState::default()).await;
+    let worker = Arc::new(SyncWorker::new(
+        store.clone(),
+        Arc::clone(&tyk),
+        TestSource {
+            desired: Mutex::new(DesiredState::default()),
+            tyk: Arc::clone(&tyk),
+        },
+        SyncConfig {
+            event_batch: 2,
+            ..worker.config().clone()
+        },
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = Arc::clone(&worker);
+    let task = tokio::spawn(async move {
+        running
+            .run(
+                async {
+                    let _ = stopped.await;
+                },
+                || true,
+            )
+            .await
+    });
+    // The first full reconcile (at start) finds nothing to do.
+    wait_for(|| worker.metrics().last_success().is_some()).await;
+    *worker.source().desired.lock().expect("lock") = people(&everyone);
+    tyk.lock().max_latency = Duration::from_millis(100);
+    for (n, email) in everyone.iter().enumerate() {
+        append_event(&store, Some(email)).await;
+        // Some people have events in later batches too.
+        if n % 3 == 0 {
+            append_event(&store, Some(&everyone[0])).await;
+        }
+    }
+    worker.waker().notify_one();
+    for _ in 0..30 {
+        if active_emails(&tyk) == everyone && outbox_depth(&store).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(active_emails(&tyk), everyone);
+    assert_eq!(outbox_depth(&store).await, 0);
+    let creates = tyk
+        .lock()
+        .writes
+        .iter()
+        .filter(|w| w.starts_with("create_user"))
+        .count();
+    assert_eq!(creates, everyone.len(), "each person created once");
+    assert_eq!(
+        worker.in_flight.peak(),
+        (2, 0),
+        "(most runs at once, shared people)"
+    );
+    stop.send(()).expect("loop alive");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("loop stops on shutdown")
+        .expect("no panic");
+}
+
 async fn wait_for(mut ready: impl FnMut() -> bool) {
     for _ in 0..500 {
         if ready() {

@@ -47,13 +47,16 @@ pub struct SyncConfig {
     pub trust_own_writes: Duration,
     /// Tries per Tyk request (timeouts, 429 and 5xx are retried).
     pub max_attempts: u32,
-    /// First retry delay (grows exponentially, with full jitter).
+    /// First retry delay (grows exponentially, with full jitter): of a
+    /// request, and of the events of a person or a run that failed.
     #[serde(with = "humantime_serde")]
     pub retry_base_delay: Duration,
     /// Largest retry delay (also caps a server's `Retry-After`).
     #[serde(with = "humantime_serde")]
     pub retry_max_delay: Duration,
-    /// Outbox events claimed per event-driven run.
+    /// Outbox events claimed per event-driven run; a full batch lets the
+    /// next one be claimed and planned while it applies (never over the
+    /// same person).
     pub event_batch: u32,
     /// How long a claimed event stays leased before another worker may
     /// retry it (a crashed worker's events come back after this).

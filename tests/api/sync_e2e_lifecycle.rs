@@ -146,7 +146,12 @@ async fn a_person_is_moved_between_tyk_groups_as_their_scim_groups_change(db: Db
     assert_eq!(users_named_ada, 1);
     assert!(
         !stack.tyk_writes().iter().any(|r| r.method == "DELETE"),
-        "nothing deleted"
+        "nothing deleted: {:?}",
+        stack
+            .tyk_writes()
+            .iter()
+            .map(|r| format!("{} {} {:?}", r.method, r.path, r.body))
+            .collect::<Vec<_>>()
     );
 }
 both_backends!(

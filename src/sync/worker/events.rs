@@ -91,9 +91,12 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             }
         };
         if result.is_err() {
-            // Nothing was decided: give the events back for a prompt retry.
+            // Nothing was decided (Tyk or the store failed even after the
+            // request's own retries): give the events back, to be retried
+            // soon the first time and later as the batch keeps failing.
             let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-            let retry_at = Timestamp(Timestamp::now().0 + millis(self.config.retry_max_delay));
+            let attempts = events.iter().map(|e| e.attempts).max().unwrap_or(1);
+            let retry_at = self.retry_at(attempts);
             let mut conn = self.store.acquire().await?;
             sync_outbox::release(&mut conn, &seqs, retry_at).await?;
         }
@@ -382,16 +385,22 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let mut tx = self.store.begin_write().await?;
         sync_outbox::complete(&mut tx, &done).await?;
         for event in retry {
-            let delay = self.config.limits().retry.delay(
-                u32::try_from(event.attempts).unwrap_or(u32::MAX).min(16),
-                None,
-            );
-            let retry_at =
-                Timestamp(Timestamp::now().0 + millis(delay.max(self.config.retry_base_delay)));
-            sync_outbox::release(&mut tx, &[event.seq], retry_at).await?;
+            sync_outbox::release(&mut tx, &[event.seq], self.retry_at(event.attempts)).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
+    }
+
+    /// When an event claimed `attempts` times is retried: the retry
+    /// policy's backoff (jittered, doubling from `sync.retry_base_delay` up
+    /// to `sync.retry_max_delay`), at least the base delay.
+    fn retry_at(&self, attempts: i64) -> Timestamp {
+        let delay = self
+            .config
+            .limits()
+            .retry
+            .delay(u32::try_from(attempts).unwrap_or(u32::MAX).min(16), None);
+        Timestamp(Timestamp::now().0 + millis(delay.max(self.config.retry_base_delay)))
     }
 
     /// The folded e-mails of those of `people` quarantined now.

@@ -140,7 +140,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     }
 
     /// The groups this worker created (or adopted) after `instant`.
-    fn groups_created_since(&self, instant: Instant) -> GroupIds {
+    pub(super) fn groups_created_since(&self, instant: Instant) -> GroupIds {
         self.groups_created
             .lock()
             .unwrap_or_else(|e| e.into_inner())

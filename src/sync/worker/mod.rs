@@ -338,7 +338,8 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// Drops from a full reconcile's plan the people an event run planned
     /// after `started` (the reconcile's view of them may predate that
     /// change; the event runs have them in hand), and then the group
-    /// deletions, which counted on those people's steps.
+    /// deletions, which counted on those people's steps; and the deletion
+    /// of any group created after `started`.
     fn leave_to_event_runs(&self, plan: &mut Plan, started: std::time::Instant) {
         let planned = self
             .planned_by_events
@@ -355,6 +356,22 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             plan.steps
                 .retain(|s| !matches!(s, super::step::PlanStep::DeleteGroup { .. }));
         }
+        drop(planned);
+        // A group an event run created after the reconcile started was
+        // desired by then (its rule was added meanwhile): the reconcile's
+        // older desired state must not delete it (it lists and owns it,
+        // yet does not want it).
+        let created = self.groups_created_since(started);
+        plan.steps.retain(|s| match s {
+            super::step::PlanStep::DeleteGroup { group_id, name, .. } => {
+                let new = created.values().any(|id| id == group_id);
+                if new {
+                    tracing::info!(group = %name, "full reconcile leaves a group created meanwhile");
+                }
+                !new
+            }
+            _ => true,
+        });
     }
 
     /// Frees every claimed outbox event: a previous leader's, and this

@@ -26,6 +26,8 @@ const ORG: &str = "org1";
 struct TestSource {
     desired: Mutex<DesiredState>,
     tyk: Arc<FakeTyk>,
+    /// Reading Tyk fails (after the client's own retries).
+    tyk_down: std::sync::atomic::AtomicBool,
 }
 
 impl StateSource for TestSource {
@@ -33,6 +35,11 @@ impl StateSource for TestSource {
         Ok(self.desired.lock().expect("lock").clone())
     }
     async fn actual(&self, _scope: &ActualScope) -> Result<ActualState, LoadError> {
+        if self.tyk_down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(LoadError(
+                "GET /api/users/{id}: 503 after 5 attempts".into(),
+            ));
+        }
         Ok(self.tyk.actual())
     }
 }
@@ -89,6 +96,7 @@ async fn worker(desired: DesiredState) -> (Worker, Arc<FakeTyk>, Store, tempfile
     let source = TestSource {
         desired: Mutex::new(desired),
         tyk: Arc::clone(&tyk),
+        tyk_down: Default::default(),
     };
     (
         SyncWorker::new(store.clone(), Arc::clone(&tyk), source, config),
@@ -632,6 +640,7 @@ async fn the_run_loop_runs_the_next_batch_beside_the_one_applying() {
         TestSource {
             desired: Mutex::new(DesiredState::default()),
             tyk: Arc::clone(&tyk),
+            tyk_down: Default::default(),
         },
         SyncConfig {
             event_batch: 2,
@@ -687,6 +696,96 @@ async fn the_run_loop_runs_the_next_batch_beside_the_one_applying() {
         .await
         .expect("loop stops on shutdown")
         .expect("no panic");
+}
+
+/// A full reconcile plans from the desired state of when it started: a
+/// group an event run created after that (its rule added meanwhile) is
+/// listed and owned, yet not desired in that view, and must not be deleted;
+/// a group created before the reconcile started is the reconcile's to
+/// delete.
+#[tokio::test]
+async fn a_full_reconcile_leaves_a_group_created_after_it_started() {
+    use crate::sync::step::{Plan, PlanStep};
+    let (worker, _tyk, _store, _dir) = worker(DesiredState::default()).await;
+    let delete = |id: &str, name: &str| PlanStep::DeleteGroup {
+        org_id: ORG.into(),
+        group_id: id.into(),
+        name: name.into(),
+    };
+    worker.groups_created.lock().expect("lock").insert(
+        (ORG.into(), "old".into()),
+        ("g-old".into(), std::time::Instant::now()),
+    );
+    let started = std::time::Instant::now();
+    worker.groups_created.lock().expect("lock").insert(
+        (ORG.into(), "ops".into()),
+        ("g-new".into(), std::time::Instant::now()),
+    );
+    let mut plan = Plan {
+        steps: vec![delete("g-new", "ops"), delete("g-old", "old")],
+        ..Plan::default()
+    };
+    worker.leave_to_event_runs(&mut plan, started);
+    assert_eq!(plan.steps, vec![delete("g-old", "old")]);
+}
+
+/// The lease time of the only leased event (when it is retried).
+async fn retry_time(store: &Store) -> i64 {
+    let mut conn = store.pool().acquire().await.expect("conn");
+    sqlx::query_scalar("SELECT until_at FROM sync_event_leases")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("one lease")
+}
+
+/// A run that cannot read Tyk gives its events back to be retried soon
+/// (not after `sync.retry_max_delay`), later each time it fails again,
+/// and applies them once Tyk answers.
+#[tokio::test]
+async fn events_of_a_run_that_cannot_read_tyk_are_retried_with_backoff() {
+    let (worker, tyk, store, _dir) = worker(DesiredState::default()).await;
+    let worker = SyncWorker::new(
+        store.clone(),
+        Arc::clone(&tyk),
+        TestSource {
+            desired: Mutex::new(people(&emails(1))),
+            tyk: Arc::clone(&tyk),
+            tyk_down: true.into(),
+        },
+        SyncConfig {
+            retry_base_delay: Duration::from_millis(40),
+            retry_max_delay: Duration::from_secs(60),
+            ..worker.config().clone()
+        },
+    );
+    append_event(&store, Some("p00@x.io")).await;
+    for attempt in 1..=2u32 {
+        let before = crate::domain::Timestamp::now().0;
+        let failed = worker.run_once(Trigger::Events).await;
+        assert!(failed.is_err(), "attempt {attempt}: Tyk is down");
+        let wait = retry_time(&store).await - before;
+        // Jittered up to the base × 2^attempts, at least the base.
+        let ceiling = 40 * 2i64.pow(attempt) + 500;
+        assert!(
+            (40..=ceiling).contains(&wait),
+            "attempt {attempt}: retried after {wait} ms"
+        );
+        assert_eq!(outbox_depth(&store).await, 1, "nothing is dropped");
+        assert_eq!(
+            worker.run_once(Trigger::Events).await.expect("run").outcome,
+            Outcome::Idle,
+            "not before its retry time"
+        );
+        tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0) + 20)).await;
+    }
+    worker
+        .source()
+        .tyk_down
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let status = worker.run_once(Trigger::Events).await.expect("run");
+    assert_eq!(status.outcome, Outcome::Applied);
+    assert_eq!(active_emails(&tyk), vec!["p00@x.io"]);
+    assert_eq!(outbox_depth(&store).await, 0);
 }
 
 async fn wait_for(mut ready: impl FnMut() -> bool) {

@@ -4,11 +4,6 @@
 pub mod actual;
 pub mod admin;
 pub mod apply;
-mod apply_audit;
-mod apply_batch;
-mod apply_person;
-#[cfg(test)]
-mod apply_tests;
 pub mod cli;
 pub mod config;
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub const FULL_RECONCILE_WINDOW_PAGES: usize = 50;
 /// Tyk id (`GET /api/users/{id}`), and by `POST /api/users/search` those
 /// whose creation was interrupted. People we do not manage are not looked
 /// up at all: creating them is tried straight away, and "User email already
-/// exists" is what makes the applier search (see `apply_person`).
+/// exists" is what makes the applier search (see `apply::person`).
 pub struct ServiceSource {
     store: Store,
     gateway: TykGateway,

@@ -193,7 +193,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         let _one_at_a_time = self.full_runs.lock().await;
         // Intents this replica's own abandoned runs left (a dropped request,
         // a result the audit log refused) while it kept the lead.
-        self.resolve_intents(super::apply_audit::ABANDONED_AFTER)
+        self.resolve_intents(super::apply::audit::ABANDONED_AFTER)
             .await;
         let started = std::time::Instant::now();
         let desired = self.source.desired().await?;
@@ -404,7 +404,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// again instead of waiting for the next take-over.
     pub(super) async fn resolve_intents(&self, min_age: Duration) {
         let pass = crate::store::retry::retry_transient(|| {
-            super::apply_audit::resolve_abandoned_intents(&self.store, &self.writer, min_age)
+            super::apply::audit::resolve_abandoned_intents(&self.store, &self.writer, min_age)
         })
         .await;
         let incomplete = match pass {

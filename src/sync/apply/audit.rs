@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::actual::{ActualGroup, ActualUser};
-use super::apply::{Applier, ApplyContext, ApplyReport, CreatedGroups};
-use super::step::{GroupRef, PlanStep};
-use super::writer::TykWriter;
+use super::{Applier, ApplyContext, ApplyReport, CreatedGroups};
 use crate::domain::Timestamp;
 use crate::store::sync_audit::{self, NewAuditEntry};
 use crate::store::{Store, StoreError};
+use crate::sync::actual::{ActualGroup, ActualUser};
+use crate::sync::step::{GroupRef, PlanStep};
+use crate::sync::writer::TykWriter;
 
 fn group_ref(group: &GroupRef) -> Value {
     match group {
@@ -422,7 +422,7 @@ async fn read_back<W: TykWriter>(
     writer: &W,
     intent: &NewAuditEntry,
     groups: &mut BTreeMap<String, Vec<ActualGroup>>,
-) -> Result<Found, super::writer::WriteError> {
+) -> Result<Found, crate::sync::writer::WriteError> {
     if let Some(email) = &intent.email {
         return Ok(Found::User(
             writer.find_user_by_email(&intent.org_id, email).await?,

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use super::actual::ActualUser;
-use super::apply::{Applier, ApplyContext, ApplyReport, CreatedGroups, StepError};
-use super::apply_batch::Settlement;
-use super::step::{GroupRef, PlanStep};
-use super::writer::{TykWriter, UserRecord, WriteError};
+use super::batch::Settlement;
+use super::{Applier, ApplyContext, ApplyReport, CreatedGroups, StepError};
 use crate::store::sync_state;
+use crate::sync::actual::ActualUser;
 use crate::sync::ownership::ManagedUser;
+use crate::sync::step::{GroupRef, PlanStep};
+use crate::sync::writer::{TykWriter, UserRecord, WriteError};
 
 type StepResult = Result<Option<String>, StepError>;
 
@@ -69,7 +69,7 @@ impl<W: TykWriter> Applier<'_, W> {
             report.tyk_writes += calls;
             let failed = result.is_err();
             if let (Err(StepError::Tyk(e)), Some(email)) = (&result, batch[0].email())
-                && let Some(why) = super::quarantine::refusal(e)
+                && let Some(why) = crate::sync::quarantine::refusal(e)
             {
                 report
                     .refused
@@ -286,7 +286,7 @@ impl<W: TykWriter> Applier<'_, W> {
     }
 
     /// Creates a user idempotently: a pending record first (written when
-    /// the person was prepared, see `apply_batch`), then the `POST`, then
+    /// the person was prepared, see `batch`), then the `POST`, then
     /// ownership (with the person's settlement). `EmailAlreadyExists` looks
     /// the user up and continues as an update when the user is ours (or
     /// adopts it when allowed).

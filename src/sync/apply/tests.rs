@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use pretty_assertions::assert_eq;
 
-use super::apply::{Applier, ApplyContext, ApplyLimits, ApplyReport};
-use super::fake_tyk::{FakeTyk, retryable};
-use super::retry::RetryPolicy;
-use super::{ActualUser, Deprovision, Plan, PlanStep, SyncPolicy, WriteError, plan};
+use super::{Applier, ApplyContext, ApplyLimits, ApplyReport};
 use crate::domain::{DesiredGroup, DesiredState, DesiredUser, SourceName, Timestamp};
 use crate::store::sync_audit::{self, AuditFilter};
 use crate::store::{Store, StoreOptions, sync_state};
+use crate::sync::fake_tyk::{FakeTyk, retryable};
+use crate::sync::retry::RetryPolicy;
+use crate::sync::{ActualUser, Deprovision, Plan, PlanStep, SyncPolicy, WriteError, plan};
 
 const ORG: &str = "org1";
 
@@ -402,13 +402,13 @@ async fn a_group_creation_that_may_have_landed_is_recognised_next_run() {
             .contains(&(ORG.to_string(), "dev".to_string()))
     );
     // Pretend the failed POST had landed after all.
-    let record = super::GroupRecord {
+    let record = crate::sync::GroupRecord {
         org_id: ORG.into(),
         name: "dev".into(),
         description: None,
         permissions: perms("read"),
     };
-    super::TykWriter::create_group(&tyk, &record)
+    crate::sync::TykWriter::create_group(&tyk, &record)
         .await
         .expect("landed");
     let (plan, report) = round(&tyk, &store, &want, &SyncPolicy::default()).await;

@@ -11,7 +11,7 @@
 //!   record is written before the `POST`, so a crash anywhere leaves neither
 //!   a duplicate nor an orphan (see `store::sync_state`).
 //! - Every step, applied or failed, gets an audit entry; a step that writes
-//!   to Tyk gets an intent first (see `apply_audit`), so a run abandoned
+//!   to Tyk gets an intent first (see `audit`), so a run abandoned
 //!   between a request and its result still leaves a trace the next leader
 //!   resolves.
 
@@ -20,15 +20,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use super::actual::{ActualState, ActualUser};
-use super::apply_audit::{audit_kind, before_after};
-use super::retry::{Pacer, Retried, RetryPolicy, with_retry};
-use super::step::{Plan, PlanStep};
-use super::writer::{GroupRecord, TykWriter, WriteError};
 use crate::domain::Timestamp;
 use crate::store::sync_audit::{self, NewAuditEntry};
 use crate::store::{Store, StoreError, sync_state};
+use crate::sync::actual::{ActualState, ActualUser};
 use crate::sync::ownership::ManagedGroup;
+use crate::sync::retry::{Pacer, Retried, RetryPolicy, with_retry};
+use crate::sync::step::{Plan, PlanStep};
+use crate::sync::writer::{GroupRecord, TykWriter, WriteError};
+use audit::{audit_kind, before_after};
+
+pub(crate) mod audit;
+mod batch;
+mod person;
+#[cfg(test)]
+mod tests;
 
 /// Limits toward Tyk (from `SyncConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +99,7 @@ pub struct ApplyReport {
     pub failed_people: BTreeSet<(String, String)>,
     pub failed_groups: BTreeSet<(String, String)>,
     /// (org, e-mail) of people Tyk refused for good (see `sync::quarantine`).
-    pub refused: BTreeMap<(String, String), super::quarantine::Refusal>,
+    pub refused: BTreeMap<(String, String), crate::sync::quarantine::Refusal>,
     /// One line per failure, for logs and the run record.
     pub errors: Vec<String>,
 }
@@ -136,16 +142,16 @@ pub struct Applier<'a, W> {
     pub(super) pacer: Pacer,
     max_concurrency: usize,
     /// Step results the audit log could not take: their intents stay open
-    /// (see `apply_audit`).
+    /// (see `audit`).
     pub(super) audit_failures: std::sync::atomic::AtomicUsize,
-    /// People applied whose store rows wait to be written (see `apply_batch`).
-    pub(super) settlements: std::sync::Mutex<Vec<super::apply_batch::Settlement>>,
+    /// People applied whose store rows wait to be written (see `batch`).
+    settlements: std::sync::Mutex<Vec<batch::Settlement>>,
     /// People whose store rows could not be written: failed after all.
     pub(super) settle_failures: std::sync::Mutex<ApplyReport>,
 }
 
 /// A person's steps and what preparing them gave.
-type PreparedPerson<'p> = (Vec<&'p PlanStep>, super::apply_batch::Prepared);
+type PreparedPerson<'p> = (Vec<&'p PlanStep>, batch::Prepared);
 
 /// Group ids created in this run, by (org, name).
 pub(super) type CreatedGroups = BTreeMap<(String, String), String>;
@@ -200,7 +206,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
     /// Applies the people's steps, up to `max_concurrency` people at once,
     /// each chunk of [`PREPARE_PEOPLE`] prepared (their before-rows
     /// written) while the previous chunk's requests are in flight, and
-    /// their after-rows written in batches (see `apply_batch`).
+    /// their after-rows written in batches (see `batch`).
     async fn apply_people(
         &self,
         people: Vec<Vec<&PlanStep>>,
@@ -208,7 +214,7 @@ impl<'a, W: TykWriter> Applier<'a, W> {
         created: &CreatedGroups,
         ctx: &ApplyContext,
     ) -> ApplyReport {
-        use super::apply_batch::PREPARE_PEOPLE;
+        use batch::PREPARE_PEOPLE;
         use futures::future::BoxFuture;
         use std::collections::VecDeque;
 

@@ -25,13 +25,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use super::apply::{Applier, ApplyContext, ApplyReport};
-use super::apply_audit::{InFlight, intent_entry, writes_tyk};
-use super::step::PlanStep;
-use super::writer::TykWriter;
+use super::audit::{InFlight, intent_entry, writes_tyk};
+use super::{Applier, ApplyContext, ApplyReport};
 use crate::store::sync_audit::{self, NewAuditEntry};
 use crate::store::{StoreError, sync_state};
 use crate::sync::ownership::ManagedUser;
+use crate::sync::step::PlanStep;
+use crate::sync::writer::TykWriter;
 
 /// People whose before-rows go in one transaction.
 pub(super) const PREPARE_PEOPLE: usize = 64;
@@ -150,16 +150,16 @@ impl<W: TykWriter> Applier<'_, W> {
         &self,
         steps: Vec<&PlanStep>,
         prepared: Prepared,
-        users: &BTreeMap<&str, &super::actual::ActualUser>,
-        created: &super::apply::CreatedGroups,
+        users: &BTreeMap<&str, &crate::sync::actual::ActualUser>,
+        created: &super::CreatedGroups,
         ctx: &ApplyContext,
     ) -> ApplyReport {
         let intents = match prepared {
             Ok(ids) => ids,
-            Err(why) => return super::apply_audit::not_started(&steps, &why),
+            Err(why) => return super::audit::not_started(&steps, &why),
         };
         let Some(person) = person_of(&steps) else {
-            return super::apply_audit::not_started(&steps, "steps without a person");
+            return super::audit::not_started(&steps, "steps without a person");
         };
         let in_flight = InFlight::new(self.store, &intents);
         let mut settlement = Settlement::new(person, intents, in_flight);

@@ -543,6 +543,38 @@ async fn a_flaky_tyk_and_random_crashes_still_converge_without_duplicates() {
     assert_eq!(tyk.lock().groups.len(), 1, "one group, not one per crash");
 }
 
+/// The worker's run loop in a task, leading, until stopped.
+struct RunningLoop {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningLoop {
+    fn spawn(worker: &Arc<Worker>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = Arc::clone(worker);
+        let task = tokio::spawn(async move {
+            running
+                .run(
+                    async {
+                        let _ = stopped.await;
+                    },
+                    || true,
+                )
+                .await
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).expect("loop alive");
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("loop stops on shutdown")
+            .expect("no panic");
+    }
+}
+
 /// The long-running loop is spawnable, applies an event as soon as it is
 /// signalled, and stops on shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,18 +582,7 @@ async fn the_run_loop_applies_signalled_events_and_stops_on_shutdown() {
     let (worker, tyk, store, _dir) = worker(people(&emails(2))).await;
     let worker = Arc::new(worker);
     let waker = worker.waker();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = Arc::clone(&worker);
-    let task = tokio::spawn(async move {
-        running
-            .run(
-                async {
-                    let _ = stopped.await;
-                },
-                || true,
-            )
-            .await
-    });
+    let running = RunningLoop::spawn(&worker);
     // The first full reconcile runs at start; wait for it, then remove a
     // person from Tyk by hand and signal an event for them.
     wait_for(|| active_emails(&tyk).len() == 2).await;
@@ -570,11 +591,7 @@ async fn the_run_loop_applies_signalled_events_and_stops_on_shutdown() {
     waker.notify_one();
     wait_for(|| active_emails(&tyk).len() == 2).await;
     wait_for_async(|| async { outbox_depth(&store).await == 0 }).await;
-    stop.send(()).expect("loop alive");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("loop stops on shutdown")
-        .expect("no panic");
+    running.stop().await;
 }
 
 /// A claim beside a run in flight leaves that run's people for later and
@@ -647,18 +664,7 @@ async fn the_run_loop_runs_the_next_batch_beside_the_one_applying() {
             ..worker.config().clone()
         },
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = Arc::clone(&worker);
-    let task = tokio::spawn(async move {
-        running
-            .run(
-                async {
-                    let _ = stopped.await;
-                },
-                || true,
-            )
-            .await
-    });
+    let running = RunningLoop::spawn(&worker);
     // The first full reconcile (at start) finds nothing to do.
     wait_for(|| worker.metrics().last_success().is_some()).await;
     *worker.source().desired.lock().expect("lock") = people(&everyone);
@@ -691,11 +697,7 @@ async fn the_run_loop_runs_the_next_batch_beside_the_one_applying() {
         (2, 0),
         "(most runs at once, shared people)"
     );
-    stop.send(()).expect("loop alive");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("loop stops on shutdown")
-        .expect("no panic");
+    running.stop().await;
 }
 
 /// A full reconcile plans from the desired state of when it started: a

@@ -117,13 +117,16 @@ fn group_names(actual: &ActualState) -> BTreeMap<&str, &str> {
 impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// Drops from `plan` the steps of quarantined people whose steps are
     /// still those Tyk refused; lifts the quarantine of people whose steps
-    /// changed (and, on a full reconcile, of those with nothing left to do).
-    /// Returns the people left out.
+    /// changed (and, on a full reconcile, of those with nothing left to do
+    /// — unless an event run planned them after `planned_since`, when the
+    /// reconcile's view began: the reconcile left them to that run, which
+    /// may just have quarantined them). Returns the people left out.
     pub(super) async fn leave_quarantined(
         &self,
         plan: &mut Plan,
         actual: &ActualState,
         trigger: Trigger,
+        planned_since: Option<std::time::Instant>,
     ) -> Result<BTreeSet<(String, String)>, SyncError> {
         let mut conn = self.store.acquire().await?;
         let people = steps_by_person(plan);
@@ -159,7 +162,10 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
                     sync_quarantine::lift(&mut conn, Some(&org), &person.person).await?;
                     lifted += 1;
                 }
-                None if trigger == Trigger::Full => {
+                None if trigger == Trigger::Full
+                    && !planned_since
+                        .is_some_and(|since| self.planned_by_events_since(&key.1, since)) =>
+                {
                     tracing::info!(org = %org, email = %person.person, "nothing left to do for a quarantined person; quarantine lifted");
                     sync_quarantine::lift(&mut conn, Some(&org), &person.person).await?;
                     lifted += 1;

@@ -33,6 +33,16 @@ pub(super) enum GroupTurn {
     Take { listed_after: Instant },
 }
 
+impl GroupTurn {
+    /// When the plan's view of Tyk was listed, for a run that listed.
+    pub(super) fn listed_after(self) -> Option<Instant> {
+        match self {
+            GroupTurn::Held => None,
+            GroupTurn::Take { listed_after } => Some(listed_after),
+        }
+    }
+}
+
 /// Groups (org, name) → Tyk id.
 type GroupIds = BTreeMap<(String, String), String>;
 

@@ -335,6 +335,16 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         }
     }
 
+    /// Whether an event run planned this person (a lower-cased e-mail) at
+    /// or after `since`.
+    pub(super) fn planned_by_events_since(&self, email: &str, since: std::time::Instant) -> bool {
+        self.planned_by_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(email)
+            .is_some_and(|at| *at >= since)
+    }
+
     /// Drops from a full reconcile's plan the people an event run planned
     /// after `started` (the reconcile's view of them may predate that
     /// change; the event runs have them in hand), and then the group

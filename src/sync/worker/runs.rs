@@ -30,7 +30,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     ) -> Result<SyncStatus, SyncError> {
         let mut plan = plan;
         let skipped = self
-            .leave_quarantined(&mut plan, actual, trigger)
+            .leave_quarantined(&mut plan, actual, trigger, turn.listed_after())
             .await?
             .len();
         let verdict = guard(&plan, managed, self.config.guard);
@@ -254,7 +254,7 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
         // As in any run: quarantined people whose steps Tyk refused are
         // not tried again by approving.
         let skipped = self
-            .leave_quarantined(&mut fresh, &actual, Trigger::Full)
+            .leave_quarantined(&mut fresh, &actual, Trigger::Full, Some(started))
             .await?
             .len();
         if !removed_people(&fresh).is_subset(&removed_people(&held)) {

@@ -351,13 +351,11 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
     /// deletions, which counted on those people's steps; and the deletion
     /// of any group created after `started`.
     fn leave_to_event_runs(&self, plan: &mut Plan, started: std::time::Instant) {
-        let planned = self
-            .planned_by_events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let recent = |email: &str| planned.get(email).is_some_and(|at| *at >= started);
         let before = plan.steps.len();
-        plan.steps.retain(|s| !s.email().is_some_and(&recent));
+        plan.steps.retain(|s| {
+            !s.email()
+                .is_some_and(|email| self.planned_by_events_since(email, started))
+        });
         if plan.steps.len() != before {
             tracing::info!(
                 steps = before - plan.steps.len(),
@@ -366,7 +364,6 @@ impl<W: TykWriter, S: StateSource> SyncWorker<W, S> {
             plan.steps
                 .retain(|s| !matches!(s, super::step::PlanStep::DeleteGroup { .. }));
         }
-        drop(planned);
         // A group an event run created after the reconcile started was
         // desired by then (its rule was added meanwhile): the reconcile's
         // older desired state must not delete it (it lists and owns it,

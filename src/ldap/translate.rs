@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sha2::{Digest, Sha256};
+
 use super::config::{DisabledRule, LdapSourceConfig, MembershipMode};
 use crate::domain::{EmailProblem, fold_key, primary_email};
 
@@ -253,6 +255,13 @@ impl GroupEntry {
 /// Display names must be unique per source, but two groups in different
 /// OUs may share a `cn`: such groups are named by their full DN instead
 /// (map them with a DN pattern). Deterministic, so names do not flap.
+///
+/// Two DNs can still fold to one name while their keys differ (the key
+/// lower-cases; the name comparison also applies compatibility mappings, so
+/// `cn=ϒ` and `cn=υ` are two entries with one folded name — a directory
+/// applying LDAPprep (RFC 4518) would refuse the second). Such a group is
+/// named by its DN plus a digest of its key: unique, and stable from poll
+/// to poll whatever other groups come and go.
 pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap<String, String> {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     // A `cn` that is another group's DN would clash with that group's name
@@ -268,7 +277,14 @@ pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap
             let folded = fold_key(&g.name);
             let own_dn = usize::from(fold_key(&g.dn) == folded);
             let unique = count[&folded] == 1 && dns.get(&folded).copied().unwrap_or(0) == own_dn;
-            let name = if unique { g.name.clone() } else { g.dn.clone() };
+            let name = if unique {
+                g.name.clone()
+            } else if dns.get(&fold_key(&g.dn)).copied().unwrap_or(0) == 1 {
+                g.dn.clone()
+            } else {
+                let digest = hex::encode(&Sha256::digest(key.as_bytes())[..6]);
+                format!("{} #{digest}", g.dn)
+            };
             (key.clone(), name)
         })
         .collect()
@@ -616,6 +632,33 @@ mod tests {
         assert_eq!(names["cn=eng,ou=a,dc=x"], "eng");
         assert_eq!(names["cn=ops,ou=a,dc=x"], "cn=ops,ou=a,dc=x");
         assert_eq!(names["cn=ops,ou=b,dc=x"], "cn=Ops,ou=b,dc=x");
+    }
+
+    #[test]
+    fn dns_that_fold_to_one_name_are_told_apart_by_a_digest_of_their_key() {
+        // Found by fuzz/fuzz_targets/ldap_translate: U+03D2 and U+03C5
+        // lower-case apart but fold (NFKC + case folding) together.
+        let cfg = LdapSourceConfig::default();
+        let groups = [
+            entry("cn=\u{3d2},dc=x", &[]),
+            entry("cn=\u{3c5},dc=x", &[]),
+            entry("cn=ops,dc=x", &[("cn", &["ops"])]),
+        ];
+        let snap = translate(&cfg, &[], &groups, &[]);
+        let first = unique_group_names(&snap.groups);
+        assert_eq!(first["cn=ops,dc=x"], "ops");
+        let hook = &first["cn=\u{3d2},dc=x"];
+        let plain = &first["cn=\u{3c5},dc=x"];
+        assert!(hook.starts_with("cn=\u{3d2},dc=x #"), "{hook}");
+        assert!(plain.starts_with("cn=\u{3c5},dc=x #"), "{plain}");
+        assert_ne!(fold_key(hook), fold_key(plain));
+        // Stable: the same name whatever else the directory holds.
+        let alone = translate(&cfg, &[], &groups[..2], &[]);
+        assert_eq!(unique_group_names(&alone.groups), {
+            let mut two = first.clone();
+            two.remove("cn=ops,dc=x");
+            two
+        });
     }
 
     #[test]

@@ -892,15 +892,19 @@ async fn the_running_service_corrects_a_hand_edit_by_itself() {
     .await;
     provision(&stack).await;
     let readers = group_id(&stack, "Readers");
+    let developers = group_id(&stack, "API Developers");
+    // Both groups: a push rendered while only Readers existed would be
+    // followed by one whose rendering changed, which reverts the hand edit
+    // too but is audited as an update, not a correction.
     wait_for("the whole profile is pushed", || {
-        setup
-            .tib
-            .profile(PROFILE_ID)
-            .is_some_and(|p| p["UserGroupMapping"]["Everyone"] == readers)
+        setup.tib.profile(PROFILE_ID).is_some_and(|p| {
+            p["UserGroupMapping"]["Everyone"] == readers
+                && p["UserGroupMapping"]["Developers"] == developers
+        })
     })
     .await;
     let mut edited = setup.tib.profile(PROFILE_ID).expect("profile");
-    edited["DefaultUserGroupID"] = json!(group_id(&stack, "API Developers"));
+    edited["DefaultUserGroupID"] = json!(developers);
     setup.tib.put_profile(edited);
     wait_for("the hand edit is corrected", || {
         setup

@@ -12,7 +12,7 @@ use crate::domain::{
     DesiredGroup, DesiredState, DesiredUser, EventKind, NewIdentityEvent, SourceName,
 };
 use crate::store::sync_runs::{self, RunStatus};
-use crate::store::{Store, StoreOptions, events};
+use crate::store::{Store, StoreOptions, events, sync_quarantine};
 use crate::sync::ActualState;
 use crate::sync::config::SyncConfig;
 use crate::sync::fake_tyk::FakeTyk;
@@ -327,6 +327,57 @@ async fn approving_a_held_run_skips_quarantined_people() {
         "{:?}",
         run.message
     );
+}
+
+/// A full reconcile whose plan has nothing for a quarantined person lifts
+/// the quarantine ("nothing left to do") — unless an event run planned that
+/// person after the reconcile's view began: the reconcile left them to that
+/// run, which may just have quarantined them.
+#[tokio::test]
+async fn a_full_reconcile_lifts_no_quarantine_an_event_run_recorded_meanwhile() {
+    use crate::sync::step::Plan;
+    let bad = "bad@x.io".to_string();
+    let mut list = emails(2);
+    list.push(bad.clone());
+    let (worker, tyk, store, _dir) = worker(people(&list)).await;
+    tyk.lock().refuse_data_of = Some(bad.clone());
+    let first = worker.run_once(Trigger::Full).await.expect("initial");
+    assert_eq!(first.outcome, Outcome::PartlyFailed);
+    let quarantined = |store: Store| {
+        let bad = bad.clone();
+        async move {
+            let mut conn = store.pool().acquire().await.expect("conn");
+            sync_quarantine::find(&mut conn, &bad)
+                .await
+                .expect("find")
+                .len()
+        }
+    };
+    assert_eq!(quarantined(store.clone()).await, 1);
+
+    let actual = tyk.actual();
+    let started = std::time::Instant::now();
+    worker.note_planned_by_events(&std::collections::BTreeSet::from([bad.clone()]));
+    let mut plan = Plan::default();
+    let left = worker
+        .leave_quarantined(&mut plan, &actual, Trigger::Full, Some(started))
+        .await
+        .expect("leave");
+    assert!(left.is_empty());
+    assert_eq!(
+        quarantined(store.clone()).await,
+        1,
+        "planned by an event run since the reconcile began: kept"
+    );
+
+    // Planned before the reconcile's view began: the reconcile's empty
+    // plan is the truth, and the quarantine goes.
+    let later = std::time::Instant::now();
+    worker
+        .leave_quarantined(&mut plan, &actual, Trigger::Full, Some(later))
+        .await
+        .expect("leave");
+    assert_eq!(quarantined(store.clone()).await, 0, "lifted");
 }
 
 /// An intent as an abandoned run leaves it: a deactivation of `email`

@@ -150,7 +150,8 @@ pub enum TibAction {
         show_secrets: bool,
     },
     /// Render and push every profile now (REST API and/or file) and print
-    /// the report: exit 0 all pushed, 1 otherwise.
+    /// the report: exit 0 all pushed, 1 otherwise; on PostgreSQL exit 5
+    /// (nothing pushed) while a replica leads.
     Push,
 }
 
@@ -537,12 +538,28 @@ async fn mappings(config: &Config, action: MappingsAction) -> Result<String, Com
 }
 
 async fn tib(config: &Config, action: TibAction) -> ExitCode {
+    // `tib push` writes to TIB as the leader's TIB task does: on PostgreSQL
+    // it takes the leader lock (refused, exit 5, while a replica leads) and
+    // its writes are fenced by that lock's lease.
+    let lock = match action {
+        TibAction::Push if config.tib.is_some() => match command_lock(config).await {
+            Ok(lock) => lock,
+            Err(e) => return finish(Err(e)),
+        },
+        _ => None,
+    };
+    let gate: Option<crate::tib::push::TibWriteGate> = lock.as_ref().map(|l| {
+        let leadership = l.leadership().clone();
+        let gate: crate::tib::push::TibWriteGate =
+            std::sync::Arc::new(move || leadership.may_write().map_err(|e| e.to_string()));
+        gate
+    });
     let outcome = async {
         let store = command_store(config).await?;
         // The config file's rules are merged in memory by the renderer:
         // neither `tib render` nor `tib push` writes them to the store.
         let mapping = crate::wiring::live_mapping(config);
-        let service = crate::tib::TibService::new(config.tib.as_ref(), config.tyk.as_ref(), &store, &mapping)
+        let service = crate::tib::TibService::new_gated(config.tib.as_ref(), config.tyk.as_ref(), &store, &mapping, gate)
             .map_err(|e| CommandError::Usage(e.to_string()))?
             .ok_or_else(|| {
                 CommandError::Usage(
@@ -560,6 +577,9 @@ async fn tib(config: &Config, action: TibAction) -> ExitCode {
         result.map_err(|e| CommandError::NotFound(e.to_string()))
     }
     .await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
     match outcome {
         Ok((text, true)) => finish(Ok(text)),
         Ok((text, false)) => {

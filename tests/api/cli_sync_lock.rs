@@ -1,7 +1,7 @@
-//! `sync --once` and `runs approve` on PostgreSQL take the leader lock for
-//! their duration, through the real binary: while a replica holds it they
-//! refuse (exit 5) and write nothing to Tyk; once it is free they run, and
-//! free it again when done.
+//! `sync --once`, `runs approve` and `tib push` on PostgreSQL take the
+//! leader lock for their duration, through the real binary: while a replica
+//! holds it they refuse (exit 5) and write nothing to Tyk or TIB; once it
+//! is free they run, and free it again when done.
 
 use sqlx::{Connection, PgConnection};
 use tyk_idsync::cluster::LEADER_LOCK_KEY;
@@ -139,4 +139,68 @@ async fn a_command_whose_lock_session_ends_stops_writing() {
     let again = CommandLock::acquire(&db, interval).await.expect("free");
     again.release().await;
     admin.close().await.expect("close");
+}
+
+/// `tib push` beside a leader would race the leader's own TIB task: refused
+/// while the lock is held, with nothing sent to TIB; run once it is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tib_push_on_postgres_refuses_while_a_leader_holds_the_lock() {
+    use crate::support::tib::{PROFILE_ID, TIB_SECRET, TibSetup};
+    let standin = StandIn::spawn(StandInOptions::default())
+        .await
+        .expect("stand-in");
+    let org = standin.seed_org("Lock Org");
+    let admin = standin.seed_user(&org.id, "root@example.org", Permissions::admin());
+    standin.set_access_key(&admin.id, KEY);
+    standin
+        .with_directory(|d| d.insert_group(&org.id, "Config Developers", Permissions::default()));
+    let db = fresh_database().await;
+    let setup = TibSetup::new(TIB_SECRET).await;
+    let config = format!(
+        "[database]\nurl = \"{db}\"\nleader_check_interval = \"200ms\"\n\n\
+         [tyk]\ndashboard_url = \"{}\"\napi_key = \"{KEY}\"\n\n\
+         [scim]\nenabled = true\n[scim.sources.okta]\n\n\
+         [[mapping.rules]]\norg_id = \"{org}\"\nname = \"Config Developers\"\npriority = 10\n\
+         mappings_sso = [\"okta:Developers\"]\npermissions = {{ apis = \"write\" }}\n\n\
+         [tib]\nurl = \"{}\"\nsecret = \"{TIB_SECRET}\"\nprofiles_file = \"{}\"\n\
+         [[tib.profiles]]\nid = \"{PROFILE_ID}\"\nsource = \"okta\"\norg_id = \"{org}\"\ntemplate_file = \"{}\"\n",
+        standin.base_url(),
+        setup.tib.base_url(),
+        setup.profiles_file.display(),
+        setup.template_file.display(),
+        org = org.id,
+    );
+    std::fs::write(setup.dir.path().join("c.toml"), config).expect("config");
+    let migrated = run(setup.dir.path(), &["migrate"]).await;
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let mut leader = PgConnection::connect(&db).await.expect("connect");
+    assert!(try_lock(&mut leader).await, "the test takes the lock");
+    let refused = run(setup.dir.path(), &["tib", "push"]).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("another tyk-idsync replica leads"),
+        "{stderr}"
+    );
+    assert!(setup.tib.profile(PROFILE_ID).is_none(), "nothing pushed");
+    assert!(!setup.profiles_file.exists(), "no profiles file written");
+
+    leader.close().await.expect("close");
+    let pushed = run(setup.dir.path(), &["tib", "push"]).await;
+    assert_eq!(
+        pushed.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&pushed.stdout),
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(setup.tib.profile(PROFILE_ID).is_some(), "pushed");
+    let mut after = PgConnection::connect(&db).await.expect("connect");
+    assert!(try_lock(&mut after).await, "the command freed the lock");
+    after.close().await.expect("close");
 }

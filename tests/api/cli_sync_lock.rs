@@ -21,14 +21,20 @@ async fn try_lock(conn: &mut PgConnection) -> bool {
         .expect("try lock")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_once_on_postgres_refuses_while_a_leader_holds_the_lock() {
+/// A Dashboard stand-in with one organisation whose admin's key is `KEY`.
+async fn dashboard() -> (StandIn, tyk_idsync::tyk::Organisation) {
     let standin = StandIn::spawn(StandInOptions::default())
         .await
         .expect("stand-in");
     let org = standin.seed_org("Lock Org");
     let admin = standin.seed_user(&org.id, "root@example.org", Permissions::admin());
     standin.set_access_key(&admin.id, KEY);
+    (standin, org)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_once_on_postgres_refuses_while_a_leader_holds_the_lock() {
+    let (standin, org) = dashboard().await;
     let db = fresh_database().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
@@ -146,12 +152,7 @@ async fn a_command_whose_lock_session_ends_stops_writing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tib_push_on_postgres_refuses_while_a_leader_holds_the_lock() {
     use crate::support::tib::{PROFILE_ID, TIB_SECRET, TibSetup};
-    let standin = StandIn::spawn(StandInOptions::default())
-        .await
-        .expect("stand-in");
-    let org = standin.seed_org("Lock Org");
-    let admin = standin.seed_user(&org.id, "root@example.org", Permissions::admin());
-    standin.set_access_key(&admin.id, KEY);
+    let (standin, org) = dashboard().await;
     standin
         .with_directory(|d| d.insert_group(&org.id, "Config Developers", Permissions::default()));
     let db = fresh_database().await;

@@ -571,7 +571,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::StoreOptions;
     use crate::sync::ActualState;
     use crate::sync::apply::ApplyLimits;
     use crate::sync::fake_tyk::FakeTyk;
@@ -623,19 +622,7 @@ mod tests {
         }
     }
 
-    async fn sqlite_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/audit.db", dir.path().display());
-        let store = Store::connect(&StoreOptions::new(url))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
-        (store, dir)
-    }
-
-    fn perms(level: &str) -> BTreeMap<String, String> {
-        [("apis".to_string(), level.to_string())].into()
-    }
+    use super::super::tests::{perms, sqlite_store};
 
     fn user_in(group: &str) -> ActualUser {
         ActualUser {
@@ -649,6 +636,17 @@ mod tests {
             permissions: perms("read"),
             is_admin: false,
         }
+    }
+
+    /// Tyk holding Ada in `g-old`, and the state read from it.
+    fn ada_in_the_old_group() -> (Arc<FakeTyk>, ActualState) {
+        let tyk = Arc::new(FakeTyk::default());
+        tyk.add_user(user_in("g-old"));
+        let actual = ActualState {
+            users: vec![user_in("g-old")],
+            groups: vec![],
+        };
+        (tyk, actual)
     }
 
     fn move_to(group: &str) -> Plan {
@@ -704,12 +702,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_tyk_applied_before_the_run_was_abandoned_is_audited_by_the_next_leader() {
         let (store, _dir) = sqlite_store().await;
-        let tyk = Arc::new(FakeTyk::default());
-        tyk.add_user(user_in("g-old"));
-        let actual = ActualState {
-            users: vec![user_in("g-old")],
-            groups: vec![],
-        };
+        let (tyk, actual) = ada_in_the_old_group();
         let ctx = ApplyContext::new("sync", Timestamp::now());
 
         let hanging = AnswerNeverComes(tyk.clone());
@@ -750,13 +743,8 @@ mod tests {
     #[tokio::test]
     async fn an_intent_whose_write_never_reached_tyk_is_audited_as_not_applied() {
         let (store, _dir) = sqlite_store().await;
-        let tyk = Arc::new(FakeTyk::default());
-        tyk.add_user(user_in("g-old"));
+        let (tyk, actual) = ada_in_the_old_group();
         tyk.lock().max_latency = Duration::from_secs(3600);
-        let actual = ActualState {
-            users: vec![user_in("g-old")],
-            groups: vec![],
-        };
         let ctx = ApplyContext::new("sync", Timestamp::now());
         let applier = Applier::new(&tyk, &store, limits());
         let abandoned = tokio::time::timeout(
@@ -785,12 +773,7 @@ mod tests {
     #[tokio::test]
     async fn a_finished_run_leaves_no_intent_open() {
         let (store, _dir) = sqlite_store().await;
-        let tyk = Arc::new(FakeTyk::default());
-        tyk.add_user(user_in("g-old"));
-        let actual = ActualState {
-            users: vec![user_in("g-old")],
-            groups: vec![],
-        };
+        let (tyk, actual) = ada_in_the_old_group();
         let ctx = ApplyContext::new("sync", Timestamp::now());
         let report = Applier::new(&tyk, &store, limits())
             .apply(&move_to("g-admins"), &actual, &ctx)
@@ -803,12 +786,7 @@ mod tests {
     #[tokio::test]
     async fn a_result_the_audit_log_refused_keeps_its_intent_open() {
         let (store, _dir) = sqlite_store().await;
-        let tyk = Arc::new(FakeTyk::default());
-        tyk.add_user(user_in("g-old"));
-        let actual = ActualState {
-            users: vec![user_in("g-old")],
-            groups: vec![],
-        };
+        let (tyk, actual) = ada_in_the_old_group();
         let mut conn = store.pool().acquire().await.expect("conn");
         sqlx::query(
             "CREATE TRIGGER refuse_audit BEFORE INSERT ON sync_audit \
@@ -887,12 +865,7 @@ mod tests {
     #[tokio::test]
     async fn intents_in_flight_or_younger_than_the_minimum_age_are_left_alone() {
         let (store, _dir) = sqlite_store().await;
-        let tyk = Arc::new(FakeTyk::default());
-        tyk.add_user(user_in("g-old"));
-        let actual = ActualState {
-            users: vec![user_in("g-old")],
-            groups: vec![],
-        };
+        let (tyk, actual) = ada_in_the_old_group();
         let ctx = ApplyContext::new("sync", Timestamp::now());
         let hanging = AnswerNeverComes(tyk.clone());
         let applier = Applier::new(&hanging, &store, limits());

@@ -15,7 +15,7 @@ use crate::sync::{ActualUser, Deprovision, Plan, PlanStep, SyncPolicy, WriteErro
 
 const ORG: &str = "org1";
 
-async fn sqlite_store() -> (Store, tempfile::TempDir) {
+pub(super) async fn sqlite_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/sync.db", dir.path().display());
     let store = Store::connect(&StoreOptions::new(url))
@@ -25,7 +25,7 @@ async fn sqlite_store() -> (Store, tempfile::TempDir) {
     (store, dir)
 }
 
-fn perms(level: &str) -> BTreeMap<String, String> {
+pub(super) fn perms(level: &str) -> BTreeMap<String, String> {
     [("apis".to_string(), level.to_string())]
         .into_iter()
         .collect()

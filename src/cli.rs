@@ -548,12 +548,9 @@ async fn tib(config: &Config, action: TibAction) -> ExitCode {
         },
         _ => None,
     };
-    let gate: Option<crate::tib::push::TibWriteGate> = lock.as_ref().map(|l| {
-        let leadership = l.leadership().clone();
-        let gate: crate::tib::push::TibWriteGate =
-            std::sync::Arc::new(move || leadership.may_write().map_err(|e| e.to_string()));
-        gate
-    });
+    let gate = lock
+        .as_ref()
+        .map(|l| crate::wiring::write_gate(l.leadership()));
     let outcome = async {
         let store = command_store(config).await?;
         // The config file's rules are merged in memory by the renderer:

@@ -137,15 +137,12 @@ impl Application {
             }));
         }
         // TIB profile writes are fenced by the leader lease, as Tyk writes are.
-        let tib_gate = leadership.clone();
         let tib = crate::tib::TibService::new_gated(
             config.tib.as_ref(),
             config.tyk.as_ref(),
             &store,
             &mapping,
-            Some(Arc::new(move || {
-                tib_gate.may_write().map_err(|e| e.to_string())
-            })),
+            Some(wiring::write_gate(&leadership)),
         )
         .map_err(wiring::WiringError::from)?;
         if let Some(service) = &tib {

@@ -22,7 +22,7 @@ use crate::sync::fenced::Fenced;
 use crate::sync::service::{DesiredLoader, ServiceSource, ServiceWorker, UnmappedGroup};
 use crate::sync::tyk_gateway::TykGateway;
 use crate::sync::worker::LoadError;
-use crate::tyk::{RequestLimits, TykClient, TykError};
+use crate::tyk::{RequestLimits, TykClient, TykError, WriteGate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
@@ -149,10 +149,7 @@ fn sync_worker_placing(
         requests_per_second: config.sync.requests_per_second,
         max_concurrency: config.sync.max_concurrency.min(tyk.max_concurrency.max(1)),
     };
-    let gate = leadership.clone();
-    let client = TykClient::with_limits(tyk, limits)?.with_write_gate(Arc::new(move || {
-        gate.may_write().map_err(|e| e.to_string())
-    }));
+    let client = TykClient::with_limits(tyk, limits)?.with_write_gate(write_gate(leadership));
     let gateway = TykGateway::new(client)
         .with_retry(config.sync.limits().retry)
         .trusting_own_writes(config.sync.trust_own_writes)
@@ -269,4 +266,12 @@ pub fn plain_routes(
         ldap: pollers,
         tib_wakeup,
     }
+}
+
+/// The gate every write to Tyk or TIB asks right before it leaves: open
+/// while `leadership` holds its lease (a replica's, or a one-shot command's
+/// lock), so a writer that lost the lead writes nothing more.
+pub fn write_gate(leadership: &Leadership) -> WriteGate {
+    let leadership = leadership.clone();
+    Arc::new(move || leadership.may_write().map_err(|e| e.to_string()))
 }

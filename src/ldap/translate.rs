@@ -275,11 +275,12 @@ pub fn unique_group_names(groups: &BTreeMap<String, DirectoryGroup>) -> BTreeMap
         .iter()
         .map(|(key, g)| {
             let folded = fold_key(&g.name);
-            let own_dn = usize::from(fold_key(&g.dn) == folded);
+            let folded_dn = fold_key(&g.dn);
+            let own_dn = usize::from(folded_dn == folded);
             let unique = count[&folded] == 1 && dns.get(&folded).copied().unwrap_or(0) == own_dn;
             let name = if unique {
                 g.name.clone()
-            } else if dns.get(&fold_key(&g.dn)).copied().unwrap_or(0) == 1 {
+            } else if dns.get(&folded_dn).copied().unwrap_or(0) == 1 {
                 g.dn.clone()
             } else {
                 let digest = hex::encode(&Sha256::digest(key.as_bytes())[..6]);
